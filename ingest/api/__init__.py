@@ -1,0 +1,1 @@
+"""HTTP entry points: `v1_events` (signed single events), `sdk` (batches, identify), `health`."""

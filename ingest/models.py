@@ -1,0 +1,163 @@
+"""What is sent: stored events, identify links and the export outbox.
+
+Each stored row is its own outbox entry: `export_state` says whether BigQuery still owes it,
+`webhook_pending` whether webhook messages still have to be created for it. Both are written
+by the same INSERT that stores the event, so stored work can never be forgotten.
+"""
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from apps_registry.models import Application, Company
+
+
+class ExportState(models.IntegerChoices):
+    PENDING = 0, "pending"
+    EXPORTED = 1, "exported"
+    DEAD = 2, "dead letter"
+    SKIPPED = 3, "not exported (no analytics consent)"
+    SENDING = 4, "sending"
+
+
+class OutboxRow(models.Model):
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    received_at = models.DateTimeField(default=timezone.now)
+    export_state = models.SmallIntegerField(choices=ExportState.choices, default=ExportState.PENDING)
+    export_batch = models.UUIDField(null=True, blank=True)
+    export_attempts = models.PositiveSmallIntegerField(default=0)
+    export_error = models.TextField(blank=True, default="")
+    webhook_pending = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+
+
+class Event(OutboxRow):
+    """One `/v1/events` event: organization-scoped, from a customer's backend."""
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event = models.CharField(max_length=255)
+    user_hash = models.CharField(max_length=64)
+    customer_org_id = models.CharField(max_length=255)
+    path = models.CharField(max_length=2048, null=True, blank=True)
+    session_id = models.UUIDField()
+    session_inferred = models.BooleanField(default=False)
+    plan = models.CharField(max_length=255, null=True, blank=True)
+    environment = models.CharField(max_length=32, null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    properties = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(export_state=0), name="event_export_pending"),
+            models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="event_webhook_pending"),
+            models.Index(fields=["company", "received_at"], name="event_company_received"),
+            models.Index(fields=["application", "occurred_at"], name="event_app_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.event_id}"
+
+
+class SdkEvent(OutboxRow):
+    """One event of an SDK batch (envelope version 1). Idempotent per app by `event_id`."""
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField()
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    event_name = models.CharField(max_length=255)
+    ts_ms = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+    anon_id = models.UUIDField()
+    user_id = models.CharField(max_length=255, null=True, blank=True)
+    platform = models.CharField(max_length=16)
+    os = models.CharField(max_length=64)
+    app_version = models.CharField(max_length=64)
+    sdk_version = models.CharField(max_length=64)
+    locale = models.CharField(max_length=35)
+    bundle_version = models.FloatField()
+    country = models.CharField(max_length=2)
+    session_id = models.UUIDField()
+    properties = models.JSONField(null=True, blank=True)
+    consent_analytics = models.BooleanField()
+
+    class Meta:
+        verbose_name = "SDK event"
+        constraints = [
+            models.UniqueConstraint(fields=["application", "event_id"], name="sdkevent_app_event_id_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(export_state=0), name="sdkevent_export_pending"),
+            models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="sdkevent_webhook_pending"),
+            models.Index(fields=["company", "received_at"], name="sdkevent_company_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.event_id}"
+
+
+class IdentifyLink(OutboxRow):
+    """An anonymous device linked to a known user. History is kept; a repeat adds nothing."""
+
+    id = models.BigAutoField(primary_key=True)
+    link_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    anon_id = models.UUIDField()
+    user_id = models.CharField(max_length=255)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["application", "anon_id", "user_id"], name="identify_app_anon_user_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(export_state=0), name="identify_export_pending"),
+            models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="identify_webhook_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.anon_id} → {self.user_id}"
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` seen on /v1/events, with the event it produced (kept 24 h)."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    event_id = models.UUIDField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["application", "key"], name="idempotency_app_key_uniq")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ExportBatch(models.Model):
+    """A chunk of rows claimed for one BigQuery insert call.
+
+    The claim is committed before the call, so a worker that dies mid-call leaves a batch
+    whose lease runs out; recovery asks BigQuery which of its rows landed instead of guessing.
+    """
+
+    class Table(models.TextChoices):
+        EVENTS = "events"
+        SDK_EVENTS = "sdk_events"
+        IDENTIFY = "identify_links"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    table = models.CharField(max_length=32, choices=Table.choices)
+    row_count = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "export batches"
+
+    def __str__(self) -> str:
+        return f"{self.table} batch {self.id}"

@@ -1,0 +1,61 @@
+"""Per-application token bucket in Redis, one round trip per request.
+
+If Redis cannot be reached the request is let through: a rate limiter must never be the
+reason an event is lost. The failure is logged at most once a minute.
+"""
+
+import logging
+import time
+
+from django.conf import settings
+from redis.exceptions import RedisError
+from rest_framework.throttling import BaseThrottle
+
+from saastracker.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+_LUA_BUCKET = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, ts = tonumber(state[1]), tonumber(state[2])
+if tokens == nil then tokens, ts = burst, t end
+tokens = math.min(burst, tokens + math.max(0, t - ts) * rate)
+local wait = 0
+if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', t)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+_script = None
+_last_warning = 0.0
+
+
+def take_token(bucket: str, *, rate: float, burst: float, cost: float = 1) -> float:
+    """Take `cost` tokens; return 0 when allowed, else the seconds to wait."""
+    global _script, _last_warning
+    try:
+        if _script is None:
+            _script = get_redis().register_script(_LUA_BUCKET)
+        return float(_script(keys=[bucket], args=[rate, burst, cost]))
+    except RedisError:
+        if time.monotonic() - _last_warning > 60:
+            _last_warning = time.monotonic()
+            logger.warning("rate limiter unavailable (Redis); letting requests through", exc_info=True)
+        return 0.0
+
+
+class ApplicationRateThrottle(BaseThrottle):
+    """Throttle per application (request.auth carries the app), configurable in settings."""
+
+    def allow_request(self, request, view) -> bool:
+        self._wait = take_token(
+            f"rl:app:{request.auth.app_id}", rate=settings.RATE_LIMIT_PER_SECOND, burst=settings.RATE_LIMIT_BURST
+        )
+        return self._wait <= 0
+
+    def wait(self) -> float:
+        return self._wait

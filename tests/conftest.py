@@ -1,0 +1,45 @@
+"""Shared fixtures: real PostgreSQL (pytest-django's test database) and real Redis (db 15)."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps_registry.selectors import credentials_cache_clear
+from saastracker.redis_client import get_redis
+
+from .factories import ApiSecretFactory, ApplicationFactory, CompanyFactory, SdkKeyFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis_and_caches():
+    """Each test starts with empty rate-limit buckets and no cached credentials."""
+    get_redis().flushdb()
+    credentials_cache_clear()
+    yield
+    credentials_cache_clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def company(db):
+    return CompanyFactory()
+
+
+@pytest.fixture
+def application(company):
+    return ApplicationFactory(company=company)
+
+
+@pytest.fixture
+def api_secret(application) -> str:
+    """The raw API secret of `application`."""
+    return ApiSecretFactory(application=application).secret
+
+
+@pytest.fixture
+def sdk_key(application) -> str:
+    """The raw SDK key of `application`."""
+    return SdkKeyFactory(application=application).raw_key

@@ -1,0 +1,175 @@
+"""factory_boy factories, one per model. Credentials come from the services so they are real."""
+
+import uuid
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from factory.django import DjangoModelFactory
+
+from apps_registry import crypto
+from apps_registry.models import ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
+from ingest.models import Event, IdentifyLink, SdkEvent
+from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+
+
+class PlanFactory(DjangoModelFactory):
+    class Meta:
+        model = Plan
+        django_get_or_create = ("tier",)
+
+    tier = Plan.Tier.GROWTH
+    events_per_month = 10_000_000
+    apps_max = 10
+    retention_days = 365
+    orgs_max = 1000
+
+
+class CompanyFactory(DjangoModelFactory):
+    class Meta:
+        model = Company
+
+    name = factory.Sequence(lambda n: f"Company {n}")
+    plan = factory.SubFactory(PlanFactory)
+
+
+class UserFactory(DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests")
+    is_staff = True
+
+
+class MembershipFactory(DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    company = factory.SubFactory(CompanyFactory)
+    role = Membership.Role.ADMIN
+
+
+class ApplicationFactory(DjangoModelFactory):
+    class Meta:
+        model = Application
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"App {n}")
+
+
+class ApiSecretFactory(DjangoModelFactory):
+    """`factory.build`-style access to the raw value: ApiSecretFactory().secret is the plaintext."""
+
+    class Meta:
+        model = ApiSecret
+
+    application = factory.SubFactory(ApplicationFactory)
+    secret = factory.LazyFunction(crypto.new_api_secret)
+    hint = factory.LazyAttribute(lambda s: s.secret[-4:])
+
+
+class SdkKeyFactory(DjangoModelFactory):
+    """The raw key is not stored; the created instance carries it as `.raw_key`."""
+
+    class Meta:
+        model = SdkKey
+
+    application = factory.SubFactory(ApplicationFactory)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        raw, prefix = crypto.new_sdk_key()
+        kwargs.setdefault("prefix", prefix)
+        kwargs["key_hash"] = crypto.hash_key(raw)
+        obj = super()._create(model_class, *args, **kwargs)
+        obj.raw_key = raw
+        return obj
+
+
+class UsageFactory(DjangoModelFactory):
+    class Meta:
+        model = Usage
+
+    company = factory.SubFactory(CompanyFactory)
+    month = factory.LazyFunction(lambda: timezone.now().date().replace(day=1))
+    event_count = 0
+
+
+class EventFactory(DjangoModelFactory):
+    class Meta:
+        model = Event
+
+    application = factory.SubFactory(ApplicationFactory)
+    company = factory.SelfAttribute("application.company")
+    event = "page_view"
+    user_hash = factory.LazyFunction(lambda: uuid.uuid4().hex * 2)
+    customer_org_id = "org_1"
+    path = "/"
+    session_id = factory.LazyFunction(uuid.uuid4)
+    occurred_at = factory.LazyFunction(timezone.now)
+
+
+class SdkEventFactory(DjangoModelFactory):
+    class Meta:
+        model = SdkEvent
+
+    application = factory.SubFactory(ApplicationFactory)
+    company = factory.SelfAttribute("application.company")
+    event_id = factory.LazyFunction(uuid.uuid4)
+    event_name = "app_open"
+    ts_ms = factory.LazyFunction(lambda: int(timezone.now().timestamp() * 1000))
+    occurred_at = factory.LazyFunction(timezone.now)
+    anon_id = factory.LazyFunction(uuid.uuid4)
+    platform = "ios"
+    os = "17.0"
+    app_version = "1.0.0"
+    sdk_version = "1.0.0"
+    locale = "en_US"
+    bundle_version = 1
+    country = "US"
+    session_id = factory.LazyFunction(uuid.uuid4)
+    consent_analytics = True
+
+
+class IdentifyLinkFactory(DjangoModelFactory):
+    class Meta:
+        model = IdentifyLink
+
+    application = factory.SubFactory(ApplicationFactory)
+    company = factory.SelfAttribute("application.company")
+    anon_id = factory.LazyFunction(uuid.uuid4)
+    user_id = factory.Sequence(lambda n: f"user-{n}")
+
+
+class WebhookEndpointFactory(DjangoModelFactory):
+    class Meta:
+        model = WebhookEndpoint
+
+    company = factory.SubFactory(CompanyFactory)
+    url = "http://127.0.0.1:9/hook"
+    event_types = factory.LazyFunction(lambda: ["onboarding.started"])
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    secret_hint = "LaSw"
+
+
+class WebhookMessageFactory(DjangoModelFactory):
+    class Meta:
+        model = WebhookMessage
+
+    id = factory.LazyFunction(lambda: f"msg_{uuid.uuid4().hex}")
+    endpoint = factory.SubFactory(WebhookEndpointFactory)
+    event_type = "onboarding.started"
+    payload = factory.LazyFunction(lambda: {"type": "onboarding.started", "data": {}})
+    source = factory.Sequence(lambda n: f"test:{n}")
+
+
+class WebhookAttemptFactory(DjangoModelFactory):
+    class Meta:
+        model = WebhookAttempt
+
+    message = factory.SubFactory(WebhookMessageFactory)
+    status_code = 200
