@@ -19,6 +19,7 @@ def test_credentials_round_trip_through_encryption_and_hashing(db):
     sdk = sdk_key_credentials_get(key=key.raw_key)
 
     assert creds.live_secrets(0) == [secret.secret.encode()]
-    assert sdk.app_id == secret.application.pk and sdk.is_active
+    assert sdk.app_id == secret.application.pk
+    assert sdk.is_active
     stored = type(secret).objects.extra(select={"raw": "secret"}).values_list("raw", flat=True).get()
     assert secret.secret not in stored  # encrypted at rest

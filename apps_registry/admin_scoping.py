@@ -1,0 +1,80 @@
+"""Who sees what in the admin, in one place, used by every app's ModelAdmin.
+
+- Superusers: everything.
+- Support staff (group `Support`): every company, read-only.
+- Account admins (staff with an owner/admin membership): their own company only, read-write.
+Everything else, including autocomplete and edited URLs, goes through `get_queryset`, so a
+scoped queryset is the one rule that keeps companies apart.
+"""
+
+from django.contrib import admin
+
+from .models import Membership
+
+SUPPORT_GROUP = "Support"
+
+
+def is_support(user) -> bool:
+    if not (user.is_active and user.is_staff):
+        return False
+    cached = getattr(user, "_is_support", None)
+    if cached is None:
+        cached = user._is_support = user.groups.filter(name=SUPPORT_GROUP).exists()
+    return cached
+
+
+def account_company_id(user) -> int | None:
+    """The company an account admin manages, or None."""
+    if not (user.is_active and user.is_staff):
+        return None
+    membership = getattr(user, "membership", None)
+    if membership is None or membership.role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
+        return None
+    return membership.company_id
+
+
+class CompanyScopedAdmin(admin.ModelAdmin):
+    """Set `company_path` to the lookup from this model to its Company id (e.g. "application__company")."""
+
+    company_path = "company"
+
+    def _scope_filter(self, company_id: int) -> dict:
+        return {"pk" if self.company_path == "pk" else f"{self.company_path}_id": company_id}
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        user = request.user
+        if user.is_superuser or is_support(user):
+            return qs
+        company_id = account_company_id(user)
+        return qs.filter(**self._scope_filter(company_id)) if company_id else qs.none()
+
+    def _is_account_admin(self, request) -> bool:
+        return account_company_id(request.user) is not None
+
+    def has_module_permission(self, request) -> bool:
+        user = request.user
+        return user.is_superuser or is_support(user) or self._is_account_admin(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser or self._is_account_admin(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser or self._is_account_admin(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser or self._is_account_admin(request)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """Account admins can only pick their own company and its applications."""
+        company_id = None if request.user.is_superuser else account_company_id(request.user)
+        if company_id is not None:
+            model_name = db_field.related_model._meta.model_name
+            if model_name == "company":
+                kwargs["queryset"] = db_field.related_model.objects.filter(pk=company_id)
+            elif model_name == "application":
+                kwargs["queryset"] = db_field.related_model.objects.filter(company_id=company_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
