@@ -34,7 +34,6 @@ class IngestView(APIView):
 
     content_negotiation_class = JsonOnlyNegotiation
     max_body_bytes: int = 64 * 1024
-    # Whether the declared Content-Length may exceed max_body_bytes (gzip bodies are checked after decoding).
     require_json = True
 
     def initial(self, request, *args, **kwargs):
