@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import FilteredRelation, Q
@@ -120,7 +120,7 @@ def sdk_key_credentials_get(*, key: str) -> SdkKeyCredentials | None:
 
 def month_start(moment: datetime | None = None):
     moment = moment or timezone.now()
-    return moment.astimezone(timezone.UTC).date().replace(day=1)
+    return moment.astimezone(UTC).date().replace(day=1)
 
 
 def usage_current_get(*, company_id: int) -> Usage | None:

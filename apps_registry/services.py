@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -110,7 +110,7 @@ def usage_refresh(*, now: datetime | None = None) -> dict[int, int]:
 
     now = now or timezone.now()
     month = month_start(now)
-    start = datetime(month.year, month.month, 1, tzinfo=timezone.UTC)
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
     counts: dict[int, int] = defaultdict(int)
     for model in (Event, SdkEvent):
         rows = model.objects.filter(received_at__gte=start).values_list("company_id").annotate(n=Count("id"))
