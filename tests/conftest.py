@@ -8,6 +8,8 @@ from saastracker.redis_client import get_redis
 
 from .factories import ApiSecretFactory, ApplicationFactory, CompanyFactory, SdkKeyFactory
 
+pytest_plugins = ["tests.fixtures.receiver"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_redis_and_caches():
