@@ -1,0 +1,414 @@
+"""Writes about webhooks: endpoints and their secrets, fan-out from the outbox, delivery, recovery.
+
+Delivery is at-least-once: every message owed is a row; tasks are only wake-ups. A delivery
+leases its message (`locked_until`) so two workers never send it at once, and the sweeper
+re-enqueues what is due but not leased, whatever happened to the broker message.
+"""
+
+import email.utils
+import json
+import logging
+import random
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps_registry.models import Application, Company
+from ingest.models import Event, IdentifyLink, SdkEvent
+
+from . import schemas, signing, transport
+from .models import EVENT_TRIGGERS, WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
+
+logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "webhooks.deliver_message"
+SECRET_OVERLAP = timedelta(hours=24)
+FANOUT_BATCH = 500
+# A message due for longer than this and not leased has lost its broker message: re-enqueue it.
+# Shorter would duplicate messages that are merely waiting in a busy queue (harmless, but wasteful).
+SWEEP_GRACE = timedelta(seconds=20)
+SWEEP_LIMIT = 2000
+# Retries due within this many seconds ride a Celery countdown; later ones are left to the sweeper
+# (an ETA held by a Redis-broker worker for hours is redelivered after the visibility timeout).
+COUNTDOWN_MAX_SECONDS = 600
+JITTER = 0.2
+RETRY_AFTER_MAX_SECONDS = 24 * 3600
+
+
+def lease_seconds() -> float:
+    """Longer than the task's hard time limit, so a lease only expires when its worker is gone."""
+    return settings.WEBHOOK_TIMEOUT_SECONDS + 60
+
+
+def message_id_new() -> str:
+    """`msg_` + hex milliseconds + randomness: unique, and sorts by creation time."""
+    return f"msg_{int(time.time() * 1000):011x}{secrets.token_hex(10)}"
+
+
+# --- Endpoints -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewEndpoint:
+    endpoint: WebhookEndpoint
+    secret: str  # shown once
+
+
+def _event_types_clean(event_types: list[str]) -> list[str]:
+    valid = set(WebhookEventType.values)
+    unknown = [t for t in event_types if t not in valid]
+    if unknown or not event_types:
+        raise ValidationError(f"event types must be among {', '.join(sorted(valid))}; got {event_types!r}")
+    return list(dict.fromkeys(event_types))
+
+
+def endpoint_create(
+    *,
+    company: Company,
+    url: str,
+    event_types: list[str],
+    application: Application | None = None,
+    description: str = "",
+) -> NewEndpoint:
+    if application is not None and application.company_id != company.pk:
+        raise ValidationError("The application belongs to another company.")
+    endpoint = WebhookEndpoint(
+        company=company,
+        application=application,
+        url=url,
+        event_types=_event_types_clean(event_types),
+        description=description,
+    )
+    secret = endpoint_secret_set(endpoint=endpoint)
+    endpoint.full_clean(exclude=["secret", "secret_hint"])
+    endpoint.save()
+    return NewEndpoint(endpoint, secret)
+
+
+def endpoint_secret_set(*, endpoint: WebhookEndpoint) -> str:
+    """Give a new (unsaved) endpoint its secret; returns the raw value, to be shown once."""
+    secret = signing.secret_new()
+    endpoint.secret = secret
+    endpoint.secret_hint = signing.secret_hint(secret)
+    return secret
+
+
+def endpoint_rotate_secret(*, endpoint: WebhookEndpoint, overlap: timedelta = SECRET_OVERLAP) -> str:
+    """A new secret now; messages are signed with both old and new for `overlap`."""
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_expires_at = timezone.now() + overlap
+        secret = endpoint_secret_set(endpoint=endpoint)
+        endpoint.save(update_fields=["secret", "secret_hint", "previous_secret", "previous_secret_expires_at"])
+    return secret
+
+
+def endpoint_signing_secrets(*, endpoint: WebhookEndpoint, now: datetime | None = None) -> list[str]:
+    now = now or timezone.now()
+    live = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires and expires > now:
+        live.append(endpoint.previous_secret)
+    return live
+
+
+def endpoint_disable(*, endpoint_id: int, reason: str) -> None:
+    now = timezone.now()
+    WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=True).update(
+        is_active=False, disabled_reason=f"{reason} (disabled {now:%Y-%m-%d %H:%M} UTC)", disabled_at=now
+    )
+    logger.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)
+
+
+def endpoint_reenable(*, endpoint: WebhookEndpoint) -> int:
+    """Turn the endpoint back on and resume its paused messages now; returns how many."""
+    now = timezone.now()
+    with transaction.atomic():
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+            is_active=True, disabled_reason="", disabled_at=None, failing_since=None
+        )
+        pending = WebhookMessage.objects.filter(endpoint_id=endpoint.pk, state=WebhookMessage.State.PENDING)
+        ids = list(pending.values_list("id", flat=True)[:SWEEP_LIMIT])
+        count = pending.update(next_attempt_at=now, locked_until=None)
+        transaction.on_commit(partial(_enqueue, ids))
+    return count
+
+
+def endpoint_send_test(*, endpoint: WebhookEndpoint, event_type: str | None = None) -> WebhookMessage:
+    """An example message of one of the endpoint's types, marked `"test": true`, delivered as usual."""
+    event_type = event_type or (endpoint.event_types[0] if endpoint.event_types else WebhookEventType.USER_IDENTIFIED)
+    now = timezone.now()
+    data = {"test": True, "app_uuid": str(endpoint.application.uuid) if endpoint.application_id else None}
+    with transaction.atomic():
+        message = WebhookMessage.objects.create(
+            id=message_id_new(),
+            endpoint=endpoint,
+            event_type=event_type,
+            payload=schemas.envelope(event_type=event_type, at=now, data=data),
+            source=f"test:{uuid.uuid4()}",
+            next_attempt_at=now,
+        )
+        transaction.on_commit(partial(_enqueue, [message.id]))
+    return message
+
+
+# --- Messages: resend and recover ------------------------------------------------------------
+
+
+def message_resend(*, message: WebhookMessage) -> None:
+    """Send again, same webhook-id, with a fresh retry schedule (the attempt log is kept)."""
+    with transaction.atomic():
+        WebhookMessage.objects.filter(pk=message.pk).update(
+            state=WebhookMessage.State.PENDING, attempt_count=0, next_attempt_at=timezone.now(), locked_until=None
+        )
+        transaction.on_commit(partial(_enqueue, [message.pk]))
+
+
+def messages_recover_since(*, endpoint: WebhookEndpoint, since: datetime) -> int:
+    """Resend every failed message of the endpoint created at or after `since`."""
+    with transaction.atomic():
+        failed = WebhookMessage.objects.filter(
+            endpoint_id=endpoint.pk, state=WebhookMessage.State.FAILED, created_at__gte=since
+        )
+        ids = list(failed.values_list("id", flat=True))
+        WebhookMessage.objects.filter(pk__in=ids).update(
+            state=WebhookMessage.State.PENDING, attempt_count=0, next_attempt_at=timezone.now(), locked_until=None
+        )
+        transaction.on_commit(partial(_enqueue, ids[:SWEEP_LIMIT]))
+    return len(ids)
+
+
+def _enqueue(message_ids: list[str], countdown: float | None = None) -> None:
+    """Publish delivery wake-ups. A broker failure is only logged: the sweeper will find the rows."""
+    if not message_ids:
+        return
+    from saastracker.celery import app
+
+    try:
+        for message_id in message_ids:
+            app.send_task(DELIVER_TASK, args=[message_id], countdown=countdown, retry=False)
+    except Exception:  # any broker failure: the rows are the truth, the sweeper re-enqueues
+        logger.warning("could not publish %d webhook deliveries; the sweeper will retry", len(message_ids))
+
+
+# --- Fan-out from the ingest outbox ----------------------------------------------------------
+
+_SOURCES = (
+    ("event", Event, lambda row: EVENT_TRIGGERS.get(row.event), schemas.event_data, "occurred_at"),
+    ("sdk_event", SdkEvent, lambda row: row.consent_analytics and EVENT_TRIGGERS.get(row.event_name),
+     schemas.sdk_event_data, "occurred_at"),
+    ("identify", IdentifyLink, lambda row: WebhookEventType.USER_IDENTIFIED, schemas.identify_data, "received_at"),
+)  # fmt: skip
+
+
+def messages_fanout(*, batch_size: int = FANOUT_BATCH) -> int:
+    """Turn every stored row still flagged `webhook_pending` into messages; returns how many.
+
+    Rows are claimed FOR UPDATE SKIP LOCKED, so concurrent runs split the work; the flag is
+    cleared in the same transaction that creates the messages, and (endpoint, source) is unique,
+    so a crash anywhere means a repeat, never a loss or a duplicate.
+    """
+    total = 0
+    for prefix, model, trigger, data, at_field in _SOURCES:
+        while True:
+            with transaction.atomic():
+                rows = list(
+                    model.objects.filter(webhook_pending=True)
+                    .select_related("application")
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .order_by("id")[:batch_size]
+                )
+                if not rows:
+                    break
+                messages = _messages_for_rows(rows, prefix=prefix, trigger=trigger, data=data, at_field=at_field)
+                WebhookMessage.objects.bulk_create(messages, ignore_conflicts=True)
+                model.objects.filter(pk__in=[row.pk for row in rows]).update(webhook_pending=False)
+                transaction.on_commit(partial(_enqueue, [m.id for m in messages]))
+            total += len(messages)
+            if len(rows) < batch_size:
+                break
+    return total
+
+
+def _messages_for_rows(rows, *, prefix, trigger, data, at_field) -> list[WebhookMessage]:
+    endpoints = list(
+        WebhookEndpoint.objects.filter(company_id__in={row.company_id for row in rows}, is_active=True).only(
+            "id", "company_id", "application_id", "event_types"
+        )
+    )
+    now = timezone.now()
+    messages = []
+    for row in rows:
+        event_type = trigger(row)
+        if not event_type:
+            continue
+        payload = None
+        for endpoint in endpoints:
+            if (
+                endpoint.company_id != row.company_id
+                or endpoint.application_id not in (None, row.application_id)
+                or event_type not in endpoint.event_types
+            ):
+                continue
+            payload = payload or schemas.envelope(event_type=event_type, at=getattr(row, at_field), data=data(row))
+            messages.append(
+                WebhookMessage(
+                    id=message_id_new(),
+                    endpoint_id=endpoint.pk,
+                    event_type=event_type,
+                    payload=payload,
+                    source=f"{prefix}:{row.pk}",
+                    next_attempt_at=now,
+                )
+            )
+    return messages
+
+
+# --- Delivery --------------------------------------------------------------------------------
+
+
+def retry_delay(*, attempt_count: int, status: int | None, retry_after: str | None) -> float | None:
+    """Seconds until the next attempt after `attempt_count` attempts, or None when the schedule is spent."""
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    if attempt_count > len(schedule):
+        return None
+    if status in (429, 503) and retry_after:
+        honoured = _retry_after_seconds(retry_after)
+        if honoured is not None:
+            return honoured
+    return schedule[attempt_count - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - jitter, not crypto
+
+
+def _retry_after_seconds(value: str) -> float | None:
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            seconds = (email.utils.parsedate_to_datetime(value) - timezone.now()).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_SECONDS)
+
+
+def message_deliver(*, message_id: str) -> str:
+    """One attempt of one message if it is due and nobody else holds it; returns what happened.
+
+    Safe to call any number of times for the same id: a delivered, failed, leased or not-yet-due
+    message is left alone.
+    """
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=lease_seconds())
+    claimed = (
+        WebhookMessage.objects.filter(
+            pk=message_id, state=WebhookMessage.State.PENDING, next_attempt_at__lte=now, endpoint__is_active=True
+        )
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .update(locked_until=lease_until)
+    )
+    if not claimed:
+        return "skipped"
+    message = WebhookMessage.objects.select_related("endpoint").get(pk=message_id)
+    endpoint = message.endpoint
+    body = json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False).encode()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "SaaSTracker-Webhooks/1.0",
+        "webhook-id": message.id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signing.signature_header(
+            secrets_=endpoint_signing_secrets(endpoint=endpoint), msg_id=message.id, timestamp=timestamp, body=body
+        ),
+    }
+    try:
+        result = transport.post(
+            url=endpoint.url,
+            body=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            allow_private=settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+        )
+    except transport.TargetRefusedError as exc:
+        result = transport.HttpResult(status=None, duration_ms=0, error=str(exc))
+    return message_attempt_record(message_id=message_id, lease_until=lease_until, result=result)
+
+
+def message_attempt_record(*, message_id: str, lease_until: datetime, result: transport.HttpResult) -> str:
+    """Log the attempt and decide: delivered, retry at a time, failed, or endpoint disabled."""
+    now = timezone.now()
+    countdown = None
+    with transaction.atomic():
+        message = WebhookMessage.objects.select_for_update().get(pk=message_id)
+        WebhookAttempt.objects.create(
+            message=message,
+            attempted_at=now - timedelta(milliseconds=result.duration_ms),
+            status_code=result.status,
+            duration_ms=result.duration_ms,
+            response_body=result.body[: transport.RESPONSE_BODY_LIMIT],
+            error=result.error,
+        )
+        if message.locked_until != lease_until:
+            return "lease-lost"  # someone else took over after our lease ran out; they decide
+        message.attempt_count += 1
+        message.locked_until = None
+        endpoint_id = message.endpoint_id
+        if result.status is not None and 200 <= result.status < 300:
+            outcome = message.state = WebhookMessage.State.DELIVERED
+            message.delivered_at = now
+            message.next_attempt_at = None
+            WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).update(failing_since=None)
+        else:
+            WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=True).update(failing_since=now)
+            failing_since = WebhookEndpoint.objects.values_list("failing_since", flat=True).get(pk=endpoint_id)
+            delay = retry_delay(
+                attempt_count=message.attempt_count,
+                status=result.status,
+                retry_after=result.headers.get("retry-after"),
+            )
+            if delay is None:
+                outcome = message.state = WebhookMessage.State.FAILED
+                message.next_attempt_at = None
+            else:
+                outcome = "retry"
+                message.next_attempt_at = now + timedelta(seconds=delay)
+                countdown = delay if delay <= COUNTDOWN_MAX_SECONDS else None
+            if result.status == 410:
+                endpoint_disable(endpoint_id=endpoint_id, reason="The endpoint answered 410 Gone")
+                outcome = "disabled"
+            elif (now - failing_since).total_seconds() >= settings.WEBHOOK_DISABLE_AFTER_SECONDS:
+                days = settings.WEBHOOK_DISABLE_AFTER_SECONDS / 86400
+                endpoint_disable(
+                    endpoint_id=endpoint_id,
+                    reason=f"Every delivery failed for {days:g} day(s) since {failing_since:%Y-%m-%d %H:%M} UTC",
+                )
+                outcome = "disabled"
+        message.save(update_fields=["attempt_count", "locked_until", "state", "delivered_at", "next_attempt_at"])
+        if countdown is not None and outcome == "retry":
+            transaction.on_commit(partial(_enqueue, [message_id], countdown=countdown))
+    return outcome
+
+
+def messages_sweep(*, now: datetime | None = None, grace: timedelta = SWEEP_GRACE) -> int:
+    """Re-enqueue messages due (for longer than `grace`) but not leased; returns how many."""
+    now = now or timezone.now()
+    ids = list(
+        WebhookMessage.objects.filter(
+            state=WebhookMessage.State.PENDING, next_attempt_at__lte=now - grace, endpoint__is_active=True
+        )
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)[:SWEEP_LIMIT]
+    )
+    _enqueue(ids)
+    return len(ids)

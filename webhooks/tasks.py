@@ -1,0 +1,55 @@
+"""Celery adapters for webhooks: fan-out, one delivery, and the sweepers. Thin; see services.py.
+
+Every task is idempotent (the database rows say what is owed), so acks_late and repeats are safe.
+"""
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError
+
+from saastracker.celery import app
+
+from . import services
+
+FANOUT_SWEEP_SECONDS = 3.0
+DELIVERY_SWEEP_SECONDS = 5.0
+_DELIVERY_SOFT_LIMIT = settings.WEBHOOK_TIMEOUT_SECONDS + 15
+_DB_RETRY = {"autoretry_for": (DatabaseError,), "max_retries": 3, "retry_backoff": 2, "retry_jitter": True}
+
+
+@shared_task(
+    name="webhooks.fanout_pending", acks_late=True, soft_time_limit=50, time_limit=60, ignore_result=True, **_DB_RETRY
+)
+def fanout_pending() -> int:
+    """Create the messages owed for stored rows still flagged webhook_pending."""
+    return services.messages_fanout()
+
+
+@shared_task(
+    name=services.DELIVER_TASK,
+    acks_late=True,
+    soft_time_limit=_DELIVERY_SOFT_LIMIT,
+    time_limit=_DELIVERY_SOFT_LIMIT + 10,
+    ignore_result=True,
+    **_DB_RETRY,
+)
+def deliver_message(message_id: str) -> str:
+    """One attempt; a no-op unless the message is due and unleased. Retries follow the message's own schedule."""
+    return services.message_deliver(message_id=message_id)
+
+
+@shared_task(name="webhooks.sweep_due", acks_late=True, soft_time_limit=50, time_limit=60, ignore_result=True)
+def sweep_due() -> int:
+    """Re-enqueue deliveries whose broker message was lost or whose worker died."""
+    return services.messages_sweep()
+
+
+@app.on_after_finalize.connect
+def _schedule(sender, **kwargs) -> None:
+    # expires: a sweep that waited longer than its period is superseded by the next one.
+    sender.add_periodic_task(
+        FANOUT_SWEEP_SECONDS, fanout_pending.s(), name="webhooks.fanout_pending sweep", expires=FANOUT_SWEEP_SECONDS
+    )
+    sender.add_periodic_task(
+        DELIVERY_SWEEP_SECONDS, sweep_due.s(), name="webhooks.sweep_due", expires=DELIVERY_SWEEP_SECONDS
+    )
