@@ -152,6 +152,11 @@ BIGQUERY_PROJECT = env("BIGQUERY_PROJECT", "")
 BIGQUERY_DATASET = env("BIGQUERY_DATASET", "saastracker")
 BIGQUERY_API_ENDPOINT = env("BIGQUERY_API_ENDPOINT", "")
 BIGQUERY_LOCATION = env("BIGQUERY_LOCATION", "US")
+# Per-call timeout for BigQuery requests (the client's default retries would take 10 minutes).
+BIGQUERY_TIMEOUT_SECONDS = float(env("BIGQUERY_TIMEOUT_SECONDS", "10"))
+# Rows per insertAll call (at most 500) and how many export tasks drain a backlog side by side.
+EXPORT_BATCH_SIZE = min(env_int("EXPORT_BATCH_SIZE", 500), 500)
+EXPORT_FANOUT = env_int("EXPORT_FANOUT", 2)
 
 # --- Webhooks --------------------------------------------------------------------------------
 WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "15"))
