@@ -1,0 +1,54 @@
+"""Time the SDK envelope validation alone: how much of a batch request it costs.
+
+Usage: python bench/validate_sdk.py [--batches 2000] [--repeat 5]
+Validates 20-event batches from ../shared/bench/gen.py (generated into a temp dir) and prints
+microseconds per batch and per event, best of `--repeat` passes, as `VALIDATE_JSON {...}`.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingest.schemas.sdk import batch_validate  # noqa: E402
+
+GEN = ROOT.parent / "shared" / "bench" / "gen.py"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, str(GEN), tmp, "--secret", "x", "--n", "1", "--batches", str(args.batches)], check=True
+        )
+        bodies = Path(tmp, "batch.txt").read_bytes().splitlines()
+    best = float("inf")
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        for body in bodies:
+            result = batch_validate(body, max_events=500)
+        best = min(best, time.perf_counter() - start)
+    assert not result.errors, result.errors
+    events = len(bodies) * len(json.loads(bodies[0])["events"])
+    figures = {
+        "batches": len(bodies),
+        "us_per_batch": round(best / len(bodies) * 1e6, 1),
+        "us_per_event": round(best / events * 1e6, 2),
+        "events_per_s_one_core": round(events / best),
+        "pid": os.getpid(),
+    }
+    print("VALIDATE_JSON " + json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Linking an anonymous device to a known user (POST /api/v1/ingest/identify).
+
+Every distinct (app, anon_id, user_id) is one row, so the history of links is kept; a repeat
+only moves `last_seen_at`. The `user.identified` webhook is owed once per link: the new row is
+written with `webhook_pending`, a repeat leaves the flag alone.
+"""
+
+import uuid
+from datetime import datetime
+
+from django.db import connection
+
+from .. import outbox
+from ..models import ExportState, IdentifyLink
+
+_UPSERT = f"""
+INSERT INTO {IdentifyLink._meta.db_table} (
+    company_id, application_id, received_at, export_state, export_attempts, export_error,
+    webhook_pending, link_id, anon_id, user_id, last_seen_at
+)
+VALUES (%(company_id)s, %(app_id)s, %(at)s, %(pending)s, 0, '', true, %(link_id)s, %(anon_id)s, %(user_id)s, %(at)s)
+ON CONFLICT (application_id, anon_id, user_id)
+DO UPDATE SET last_seen_at = GREATEST({IdentifyLink._meta.db_table}.last_seen_at, EXCLUDED.last_seen_at)
+RETURNING link_id, (xmax = 0)
+"""  # noqa: S608 - only the model's own table name is interpolated; every value is a parameter
+# `xmax = 0` is PostgreSQL's tell for "this row was inserted, not updated, by this statement".
+
+
+def identify_link_record(
+    *, app_id: int, company_id: int, anon_id: str, user_id: str, seen_at: datetime
+) -> tuple[uuid.UUID, bool]:
+    """(link_id, created): one round trip; wakes the webhook fan-out only for a new link."""
+    params = {
+        "company_id": company_id,
+        "app_id": app_id,
+        "at": seen_at,
+        "pending": ExportState.PENDING,
+        "link_id": uuid.uuid4(),
+        "anon_id": anon_id,
+        "user_id": user_id,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT, params)
+        link_id, created = cursor.fetchone()
+    if created:
+        outbox.kick(export=True, webhooks=True)
+    return link_id, created
