@@ -1,0 +1,337 @@
+"""Webhooks in the back office: endpoints, their messages and every attempt, and the recovery actions.
+
+Scoping comes from `CompanyScopedAdmin`: account admins see and change their company's endpoints,
+support reads everything, nobody but the one-time page after create/rotate sees a raw secret.
+"""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from apps_registry.admin_scoping import CompanyScopedAdmin, ReadOnlyScopedInline
+
+from . import services, signing
+from .models import WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
+
+RECENT_MESSAGES = 20
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2048, assume_scheme="https", label="URL")
+    event_types = forms.MultipleChoiceField(
+        choices=WebhookEventType.choices, widget=forms.CheckboxSelectMultiple, label="Events to send"
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("company", "application", "url", "event_types", "description", "is_active")
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        if not url.lower().startswith(("http://", "https://")):
+            raise forms.ValidationError("Use an http:// or https:// URL.")
+        return url
+
+    def clean(self):
+        cleaned = super().clean()
+        company, application = cleaned.get("company"), cleaned.get("application")
+        if company and application and application.company_id != company.pk:
+            self.add_error("application", "This application belongs to another company.")
+        return cleaned
+
+
+class RecoverForm(forms.Form):
+    since = forms.DateTimeField(
+        label="Failed since (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        help_text="Every failed message created at or after this time is sent again, with the same webhook-id.",
+    )
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(CompanyScopedAdmin):
+    company_path = "company"
+    form = WebhookEndpointForm
+    list_display = ("url", "company", "application", "events", "is_active", "masked_secret", "disabled_reason")
+    list_filter = ("is_active", ("company", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("url", "description")
+    readonly_fields = (
+        "masked_secret",
+        "rotation",
+        "disabled_reason",
+        "disabled_at",
+        "failing_since",
+        "created_at",
+        "recent_messages",
+    )
+    actions = ("send_test_action", "reenable_action")
+
+    def get_fields(self, request, obj=None):
+        fields = ["company", "application", "url", "event_types", "description", "is_active"]
+        if obj is None:
+            return fields
+        return [*fields, *self.readonly_fields]
+
+    @admin.display(description="events")
+    def events(self, obj: WebhookEndpoint) -> str:
+        return ", ".join(obj.event_types)
+
+    @admin.display(description="signing secret")
+    def masked_secret(self, obj: WebhookEndpoint) -> str:
+        return signing.secret_mask(obj.secret_hint)
+
+    @admin.display(description="previous secret")
+    def rotation(self, obj: WebhookEndpoint) -> str:
+        expires = obj.previous_secret_expires_at
+        if not expires or expires <= timezone.now():
+            return "none (one signature per message)"
+        return f"still signs messages until {expires:%Y-%m-%d %H:%M} UTC (two signatures per message)"
+
+    @admin.display(description="messages")
+    def recent_messages(self, obj: WebhookEndpoint) -> str:
+        rows = obj.messages.order_by("-created_at")[:RECENT_MESSAGES]
+        changelist = reverse("admin:webhooks_webhookmessage_changelist") + f"?endpoint__id__exact={obj.pk}"
+        table = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:webhooks_webhookmessage_change", args=[m.pk]),
+                    m.pk,
+                    m.event_type,
+                    m.state,
+                    m.attempt_count,
+                    f"{m.created_at:%Y-%m-%d %H:%M:%S}",
+                )
+                for m in rows
+            ),
+        )
+        return format_html(
+            "<table><tr><th>id</th><th>type</th><th>state</th><th>attempts</th><th>created</th></tr>{}</table>"
+            '<p><a href="{}">All messages and attempts of this endpoint</a></p>',
+            table,
+            changelist,
+        )
+
+    # A new endpoint gets its secret here; the raw value is shown once on the next page.
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            request._new_webhook_secret = services.endpoint_secret_set(endpoint=obj)
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        secret = getattr(request, "_new_webhook_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._secret_once(request, obj, title="Webhook endpoint created", secret=secret)
+
+    # Changelist actions.
+
+    @admin.action(description="Send a test event to the selected endpoints", permissions=["change"])
+    def send_test_action(self, request, queryset):
+        for endpoint in queryset:
+            services.endpoint_send_test(endpoint=endpoint)
+        self.message_user(request, f"Queued a test event for {queryset.count()} endpoint(s).")
+
+    @admin.action(description="Re-enable the selected endpoints", permissions=["change"])
+    def reenable_action(self, request, queryset):
+        resumed = sum(services.endpoint_reenable(endpoint=e) for e in queryset)
+        self.message_user(request, f"Re-enabled {queryset.count()} endpoint(s); {resumed} message(s) resumed.")
+
+    # Per-endpoint actions: a confirmation page (GET) and the action (POST).
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/send-test/", view(self.send_test_view), name="webhooks_webhookendpoint_send_test"),
+            path(
+                "<path:object_id>/rotate-secret/",
+                view(self.rotate_secret_view),
+                name="webhooks_webhookendpoint_rotate_secret",
+            ),
+            path("<path:object_id>/reenable/", view(self.reenable_view), name="webhooks_webhookendpoint_reenable"),
+            path("<path:object_id>/recover/", view(self.recover_view), name="webhooks_webhookendpoint_recover"),
+            *super().get_urls(),
+        ]
+
+    def _changeable(self, request, object_id) -> WebhookEndpoint:
+        """The endpoint if it is in scope and the user may change it; 404 hides other companies' endpoints."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404("No such endpoint.")
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        return obj
+
+    def _change_url(self, obj) -> str:
+        return reverse("admin:webhooks_webhookendpoint_change", args=[obj.pk])
+
+    def _confirm(self, request, obj, *, title, question, button, form=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "question": question,
+            "form": form,
+            "button": button,
+            "original": obj,
+            "change_url": self._change_url(obj),
+        }
+        return TemplateResponse(request, "admin/webhooks/confirm_action.html", context)
+
+    def _secret_once(self, request, obj, *, title, secret):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "original": obj,
+            "secret": secret,
+            "change_url": self._change_url(obj),
+        }
+        response = TemplateResponse(request, "admin/webhooks/secret_once.html", context)
+        response["Cache-Control"] = "no-store"  # the page holds a secret: never keep it in a cache
+        return response
+
+    def send_test_view(self, request, object_id):
+        obj = self._changeable(request, object_id)
+        if request.method == "POST":
+            message = services.endpoint_send_test(endpoint=obj)
+            self.log_change(request, obj, f"Sent test message {message.pk}.")
+            note = "" if obj.is_active else " The endpoint is disabled: it will be sent once it is re-enabled."
+            self.message_user(request, f"Test message {message.pk} queued.{note}")
+            return HttpResponseRedirect(self._change_url(obj))
+        return self._confirm(
+            request,
+            obj,
+            title="Send a test event",
+            question=f"Send an example {obj.event_types[0] if obj.event_types else ''} message marked "
+            '"test": true to this endpoint, signed and retried like any other.',
+            button="Send test event",
+        )
+
+    def rotate_secret_view(self, request, object_id):
+        obj = self._changeable(request, object_id)
+        if request.method == "POST":
+            secret = services.endpoint_rotate_secret(endpoint=obj)
+            self.log_change(request, obj, "Rotated the signing secret.")
+            return self._secret_once(request, obj, title="New signing secret", secret=secret)
+        return self._confirm(
+            request,
+            obj,
+            title="Rotate the signing secret",
+            question=f"A new secret is created and shown once. For {services.SECRET_OVERLAP.total_seconds() / 3600:g}"
+            " hours every message carries two signatures, one per secret, so the receiver can switch over.",
+            button="Rotate secret",
+        )
+
+    def reenable_view(self, request, object_id):
+        obj = self._changeable(request, object_id)
+        if request.method == "POST":
+            resumed = services.endpoint_reenable(endpoint=obj)
+            self.log_change(request, obj, "Re-enabled the endpoint.")
+            self.message_user(request, f"Endpoint re-enabled; {resumed} pending message(s) resumed.")
+            return HttpResponseRedirect(self._change_url(obj))
+        return self._confirm(
+            request,
+            obj,
+            title="Re-enable the endpoint",
+            question=f"It was disabled: {obj.disabled_reason or 'by hand'}. Messages waiting for it are sent now.",
+            button="Re-enable",
+        )
+
+    def recover_view(self, request, object_id):
+        obj = self._changeable(request, object_id)
+        form = RecoverForm(request.POST or None, initial={"since": timezone.now() - timedelta(days=1)})
+        if request.method == "POST" and form.is_valid():
+            since = form.cleaned_data["since"]
+            count = services.messages_recover_since(endpoint=obj, since=since)
+            self.log_change(request, obj, f"Recovered {count} failed message(s) since {since:%Y-%m-%d %H:%M}.")
+            self.message_user(request, f"{count} failed message(s) queued again.")
+            return HttpResponseRedirect(self._change_url(obj))
+        return self._confirm(
+            request,
+            obj,
+            title="Recover failed deliveries",
+            question="Send again every failed message since the time you choose.",
+            button="Recover",
+            form=form,
+        )
+
+
+class WebhookAttemptInline(ReadOnlyScopedInline):
+    model = WebhookAttempt
+    fields = ("attempted_at", "status_code", "duration_ms", "response_body", "error")
+    readonly_fields = fields
+    verbose_name_plural = "attempts (newest first; response bodies truncated to 20 KB)"
+
+
+@admin.register(WebhookMessage)
+class WebhookMessageAdmin(CompanyScopedAdmin):
+    company_path = "endpoint__company"
+    list_display = ("id", "endpoint", "event_type", "state", "attempt_count", "next_attempt_at", "created_at")
+    list_filter = ("state", "event_type", "endpoint")
+    list_select_related = ("endpoint",)
+    search_fields = ("id", "source")
+    date_hierarchy = "created_at"
+    inlines = (WebhookAttemptInline,)
+    actions = ("resend_action",)
+    fields = (
+        "id",
+        "endpoint",
+        "event_type",
+        "source",
+        "state",
+        "attempt_count",
+        "next_attempt_at",
+        "locked_until",
+        "created_at",
+        "delivered_at",
+        "pretty_payload",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="payload")
+    def pretty_payload(self, obj: WebhookMessage) -> str:
+        import json
+
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
+
+    def has_add_permission(self, request) -> bool:
+        return False  # messages come from events, tests and resends, never from a form
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the delivery log is the record of what was sent
+
+    @admin.action(description="Resend the selected messages (same webhook-id)", permissions=["change"])
+    def resend_action(self, request, queryset):
+        for message in queryset:
+            services.message_resend(message=message)
+        self.message_user(request, f"{queryset.count()} message(s) queued again.")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/resend/", view(self.resend_view), name="webhooks_webhookmessage_resend"),
+            *super().get_urls(),
+        ]
+
+    def resend_view(self, request, object_id):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404("No such message.")
+        if not self.has_change_permission(request, obj) or request.method != "POST":
+            raise PermissionDenied
+        services.message_resend(message=obj)
+        self.log_change(request, obj, "Resent.")
+        self.message_user(request, f"Message {obj.pk} queued again.")
+        return HttpResponseRedirect(reverse("admin:webhooks_webhookmessage_change", args=[obj.pk]))
