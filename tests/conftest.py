@@ -8,7 +8,7 @@ from saastracker.redis_client import get_redis
 
 from .factories import ApiSecretFactory, ApplicationFactory, CompanyFactory, SdkKeyFactory
 
-pytest_plugins = ["tests.fixtures.receiver"]
+pytest_plugins = ["tests.fixtures.receiver", "tests.fixtures.bigquery"]
 
 
 @pytest.fixture(autouse=True)

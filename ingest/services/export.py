@@ -1,0 +1,457 @@
+"""Exactly-once export of stored rows to BigQuery.
+
+Every stored row is its own outbox entry (`export_state`). One chunk goes through three steps:
+
+1. CLAIM, a short transaction: `SELECT ... FOR UPDATE SKIP LOCKED` picks up to 500 pending rows
+   (several workers never pick the same row), sets them SENDING with a fresh `export_batch` id and
+   records an `ExportBatch` whose lease outlives the task's hard time limit. COMMIT.
+2. SEND: one `insertAll` call, insert id = the row's key, every row carrying its `export_batch`.
+3. SETTLE, a second short transaction: rows that landed become EXPORTED, the batch row is deleted.
+
+The database lock is not held across the HTTP call: a lock would not survive a worker that dies
+mid-call anyway, and the emulator (like BigQuery past its best-effort window) does not deduplicate
+insert ids, so "resend whatever was not marked" could duplicate. Instead, a batch whose lease ran
+out (its worker died between 1 and 3) is RECOVERED by the sweeper: it asks BigQuery which rows of
+that batch landed (`WHERE export_batch = @batch`), marks those EXPORTED and puts the rest back to
+PENDING. The lease is longer than the task's hard limit, so the worker is gone by then and a row is
+never sent twice.
+
+Failures while sending:
+- Could not connect (refused, DNS, connect timeout): nothing was sent. Rows go back to PENDING at
+  once and the task retries with backoff. Ingest is unaffected.
+- BigQuery answered with an error (4xx/5xx): the work on its side is finished, so we ask it which
+  rows landed, mark those, and then: a 400/500 (what the emulator answers for a badly typed row) is
+  bisected, halves resent, down to the single bad row, which goes to DEAD with the reason; other
+  statuses (429, 503, 404 table missing...) put the rest back to PENDING for a retry with backoff.
+- Per-row `insertErrors` (real BigQuery): reason `invalid` -> DEAD; rows only `stopped` because of
+  an invalid neighbour are resent at once; other reasons -> PENDING.
+- A timeout or a dropped connection: the call may still be running, so nothing is concluded now;
+  the rows stay SENDING and lease-expiry recovery settles them.
+
+Rows without analytics consent (SKIPPED) and DEAD rows are never claimed. With no BigQuery
+configured, nothing runs and rows stay PENDING.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery as bq
+
+from apps_registry.models import Application
+from ingest import bigquery
+from ingest.bigquery import TABLES, TableSpec
+from ingest.models import Event, ExportBatch, ExportState, IdentifyLink, SdkEvent
+
+logger = logging.getLogger(__name__)
+
+# Time limits of the export tasks (tasks.py uses these): the lease must outlive the hard limit.
+EXPORT_SOFT_TIME_LIMIT = 100
+EXPORT_HARD_TIME_LIMIT = 120
+LEASE_MARGIN_SECONDS = 60
+DRAIN_BUDGET_SECONDS = 60.0
+MAX_ERROR_LENGTH = 2000
+
+MODELS = {"events": Event, "sdk_events": SdkEvent, "identify_links": IdentifyLink}
+
+
+def lease_seconds() -> int:
+    return EXPORT_HARD_TIME_LIMIT + LEASE_MARGIN_SECONDS
+
+
+@dataclass
+class ExportReport:
+    claimed: int = 0
+    exported: int = 0
+    dead: int = 0
+    requeued: int = 0
+    unresolved: int = 0  # left SENDING for lease-expiry recovery
+    unavailable: bool = False  # BigQuery unreachable: back off
+    transient: bool = False  # BigQuery answered with a retryable error: back off
+
+    def add(self, other: ExportReport) -> None:
+        self.claimed += other.claimed
+        self.exported += other.exported
+        self.dead += other.dead
+        self.requeued += other.requeued
+        self.unresolved += other.unresolved
+        self.unavailable = self.unavailable or other.unavailable
+        self.transient = self.transient or other.transient
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Row:
+    pk: int
+    key: str
+    payload: dict
+
+
+@dataclass
+class _Chunk:
+    spec: TableSpec
+    batch_id: uuid.UUID
+    rows: list[_Row]
+    exported: set[int] = field(default_factory=set)
+    dead: dict[int, str] = field(default_factory=dict)
+    requeue: set[int] = field(default_factory=set)
+    transient: bool = False
+
+
+class _Unavailable(Exception):
+    """The request never reached BigQuery."""
+
+
+class _Unknown(Exception):
+    """The outcome of a call cannot be known now."""
+
+
+# --- claim -------------------------------------------------------------------------------------
+
+
+def _claim_sql(spec: TableSpec) -> str:
+    condition = f"AND {spec.claim_filter}" if spec.claim_filter else ""
+    columns = ", ".join(c.sql for c in spec.columns)
+    return f"""
+        WITH picked AS (
+            SELECT t.id FROM {spec.db_table} t
+            WHERE t.export_state = {ExportState.PENDING} {condition}
+            ORDER BY t.id LIMIT %s FOR UPDATE SKIP LOCKED
+        )
+        UPDATE {spec.db_table} t
+        SET export_state = {ExportState.SENDING}, export_batch = %s,
+            export_attempts = LEAST(t.export_attempts + 1, 32767)
+        FROM picked, {Application._meta.db_table} a
+        WHERE t.id = picked.id AND a.id = t.application_id
+        RETURNING t.id, {spec.insert_key_sql}, {columns}
+    """  # noqa: S608 (identifiers come from code, values are parameters)
+
+
+def _row(spec: TableSpec, record: tuple) -> _Row:
+    payload = dict(zip((c.name for c in spec.columns), record[2:], strict=True))
+    for name in spec.float_columns:
+        value = payload.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            payload[name] = str(value).replace("inf", "Infinity").replace("nan", "NaN")
+    return _Row(pk=record[0], key=record[1], payload=payload)
+
+
+def _claim(spec: TableSpec, limit: int) -> _Chunk | None:
+    batch_id = uuid.uuid4()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_claim_sql(spec), [limit, batch_id])
+            records = cursor.fetchall()
+        if not records:
+            return None
+        now = timezone.now()
+        ExportBatch.objects.create(
+            id=batch_id,
+            table=spec.name,
+            row_count=len(records),
+            claimed_at=now,
+            lease_until=now + timedelta(seconds=lease_seconds()),
+        )
+    return _Chunk(spec=spec, batch_id=batch_id, rows=[_row(spec, r) for r in records])
+
+
+# --- send --------------------------------------------------------------------------------------
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+
+
+def _landed_keys(client, spec: TableSpec, batch_id: uuid.UUID) -> set[str]:
+    """The insert keys of `batch_id` that are in BigQuery; raises _Unknown if it cannot tell."""
+    table = bigquery.table_id(spec)  # identifiers from code; the batch id is a query parameter
+    sql = f"SELECT {spec.insert_key_bq} AS k FROM `{table}` WHERE export_batch = @batch"  # noqa: S608
+    config = bq.QueryJobConfig(query_parameters=[bq.ScalarQueryParameter("batch", "STRING", str(batch_id))])
+    try:
+        job = client.query(sql, job_config=config, retry=bigquery.QUERY_RETRY, timeout=bigquery.timeout_seconds())
+        return {row["k"] for row in job.result(retry=bigquery.QUERY_RETRY, timeout=bigquery.timeout_seconds())}
+    except Exception as exc:  # any failure means we cannot tell: leave it to lease recovery
+        raise _Unknown(_error_text(exc)) from exc
+
+
+def _deliver(client, chunk: _Chunk, rows: list[_Row]) -> None:
+    """Send `rows` and record each one's fate in `chunk`; bisects on whole-call row errors."""
+    if not rows:
+        return
+    try:
+        errors = client.insert_rows_json(
+            bigquery.table_id(chunk.spec),
+            [r.payload for r in rows],
+            row_ids=[r.key for r in rows],
+            retry=bigquery.INSERT_RETRY,
+            timeout=bigquery.timeout_seconds(),
+        )
+    except Exception as exc:  # classified below; anything unclassified is "outcome unknown"
+        if bigquery.is_connect_failure(exc):
+            raise _Unavailable(_error_text(exc)) from exc
+        if not (isinstance(exc, gexc.GoogleAPICallError) and exc.code):
+            raise _Unknown(_error_text(exc)) from exc
+        # BigQuery answered: whatever it did is done, so ask which rows landed.
+        landed = _landed_keys(client, chunk.spec, chunk.batch_id)
+        rest = []
+        for r in rows:
+            if r.key in landed:
+                chunk.exported.add(r.pk)
+            else:
+                rest.append(r)
+        if not rest:
+            return
+        if exc.code in (400, 413, 500):  # a bad row (or too big a request): find it by halves
+            if len(rest) == 1:
+                chunk.dead[rest[0].pk] = _error_text(exc)
+                return
+            middle = len(rest) // 2
+            _deliver(client, chunk, rest[:middle])
+            _deliver(client, chunk, rest[middle:])
+            return
+        logger.warning("bigquery %s answered %s; %d rows back to pending", chunk.spec.name, exc.code, len(rest))
+        chunk.requeue.update(r.pk for r in rest)
+        chunk.transient = True
+        return
+    failed: dict[int, list[dict]] = {e["index"]: e.get("errors", []) for e in errors}
+    stopped = []
+    for index, r in enumerate(rows):
+        row_errors = failed.get(index)
+        if row_errors is None:
+            chunk.exported.add(r.pk)
+            continue
+        reasons = {e.get("reason") for e in row_errors}
+        if "invalid" in reasons:
+            chunk.dead[r.pk] = "; ".join(
+                f"{e.get('reason')}: {e.get('location', '')} {e.get('message', '')}".strip() for e in row_errors
+            )[:MAX_ERROR_LENGTH]
+        elif reasons == {"stopped"}:
+            stopped.append(r)
+        else:
+            chunk.requeue.add(r.pk)
+            chunk.transient = True
+    if stopped and len(stopped) < len(rows):
+        _deliver(client, chunk, stopped)
+    elif stopped:  # every row "stopped" and none invalid: nothing to learn, retry later
+        chunk.requeue.update(r.pk for r in stopped)
+        chunk.transient = True
+
+
+# --- settle ------------------------------------------------------------------------------------
+
+
+def _settle(
+    spec: TableSpec,
+    batch_id: uuid.UUID,
+    *,
+    exported: set[int],
+    dead: dict[int, str],
+    requeue: set[int],
+    finished: bool,
+) -> None:
+    """Record the fate of a batch's rows; delete the batch once none is left SENDING."""
+    guard = f"export_batch = %s AND export_state = {ExportState.SENDING}"
+    with transaction.atomic(), connection.cursor() as cursor:
+        if exported:
+            cursor.execute(
+                f"UPDATE {spec.db_table} SET export_state = {ExportState.EXPORTED}, export_error = '' "  # noqa: S608
+                f"WHERE id = ANY(%s) AND {guard}",
+                [sorted(exported), batch_id],
+            )
+        if requeue:
+            cursor.execute(
+                f"UPDATE {spec.db_table} SET export_state = {ExportState.PENDING} WHERE id = ANY(%s) AND {guard}",  # noqa: S608
+                [sorted(requeue), batch_id],
+            )
+        for pk, reason in dead.items():
+            cursor.execute(
+                f"UPDATE {spec.db_table} SET export_state = {ExportState.DEAD}, export_error = %s "  # noqa: S608
+                f"WHERE id = %s AND {guard}",
+                [reason, pk, batch_id],
+            )
+        if finished:
+            ExportBatch.objects.filter(id=batch_id).delete()
+    for pk, reason in dead.items():
+        logger.error("bigquery %s row %s rejected permanently, dead-lettered: %s", spec.name, pk, reason)
+
+
+def _export_chunk(client, spec: TableSpec, limit: int) -> ExportReport:
+    report = ExportReport()
+    chunk = _claim(spec, limit)
+    if chunk is None:
+        return report
+    report.claimed = len(chunk.rows)
+    finished = True
+    try:
+        _deliver(client, chunk, chunk.rows)
+    except _Unavailable as exc:
+        # Nothing of this call was sent; what is not settled yet never landed.
+        logger.warning("bigquery unreachable (%s); %s rows back to pending", exc, spec.name)
+        settled = chunk.exported | chunk.requeue | set(chunk.dead)
+        chunk.requeue.update(r.pk for r in chunk.rows if r.pk not in settled)
+        report.unavailable = True
+    except _Unknown as exc:
+        logger.warning("bigquery %s batch %s outcome unknown (%s); left to recovery", spec.name, chunk.batch_id, exc)
+        finished = False
+    _settle(
+        spec,
+        chunk.batch_id,
+        exported=chunk.exported,
+        dead=chunk.dead,
+        requeue=chunk.requeue,
+        finished=finished,
+    )
+    report.exported = len(chunk.exported)
+    report.dead = len(chunk.dead)
+    report.requeued = len(chunk.requeue)
+    report.unresolved = report.claimed - report.exported - report.dead - report.requeued
+    report.transient = chunk.transient
+    return report
+
+
+# --- public ------------------------------------------------------------------------------------
+
+
+def export_drain(
+    *,
+    budget_seconds: float = DRAIN_BUDGET_SECONDS,
+    tables: list[str] | None = None,
+    on_backlog: Callable[[], None] | None = None,
+) -> ExportReport:
+    """Export pending rows of every table, chunk by chunk, until none is left or the budget is used.
+
+    Stops early (report.unavailable / report.transient) when BigQuery is down or pushing back, so
+    the caller can retry with backoff. `on_backlog` is called once, when a full chunk suggests more
+    work than one worker should do alone.
+    """
+    report = ExportReport()
+    if not bigquery.is_enabled():
+        return report
+    client = bigquery.client_get()
+    limit = settings.EXPORT_BATCH_SIZE
+    deadline = time.monotonic() + budget_seconds
+    active = [TABLES[name] for name in (tables or TABLES)]
+    while active and time.monotonic() < deadline:
+        for spec in list(active):
+            chunk_report = _export_chunk(client, spec, limit)
+            report.add(chunk_report)
+            if chunk_report.unavailable or chunk_report.transient:
+                return report
+            if chunk_report.claimed < limit:
+                active.remove(spec)
+            elif on_backlog is not None:
+                on_backlog()
+                on_backlog = None
+    return report
+
+
+def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportReport:
+    """Settle batches whose lease ran out (their worker died): ask BigQuery what landed.
+
+    Runs before new work is claimed. The batch row is locked (SKIP LOCKED) for the duration, so
+    two sweepers never settle the same batch; if BigQuery cannot answer, nothing changes and the
+    next sweep tries again.
+    """
+    report = ExportReport()
+    if not bigquery.is_enabled():
+        return report
+    client = bigquery.client_get()
+    now = now or timezone.now()
+    expired = list(
+        ExportBatch.objects.filter(lease_until__lt=now).order_by("lease_until").values_list("id", flat=True)[:limit]
+    )
+    for batch_id in expired:
+        try:
+            with transaction.atomic():
+                batch = ExportBatch.objects.select_for_update(skip_locked=True).filter(id=batch_id).first()
+                if batch is None:
+                    continue
+                spec = TABLES[batch.table]
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"SELECT t.id, {spec.insert_key_sql} FROM {spec.db_table} t "  # noqa: S608
+                        f"JOIN {Application._meta.db_table} a ON a.id = t.application_id "
+                        f"WHERE t.export_batch = %s AND t.export_state = {ExportState.SENDING}",
+                        [batch_id],
+                    )
+                    rows = cursor.fetchall()
+                landed = _landed_keys(client, spec, batch_id) if rows else set()
+                exported = {pk for pk, key in rows if key in landed}
+                requeue = {pk for pk, _ in rows} - exported
+                _settle(spec, batch_id, exported=exported, dead={}, requeue=requeue, finished=True)
+        except _Unknown as exc:
+            logger.warning("export recovery: bigquery cannot tell what landed (%s); will retry", exc)
+            report.unavailable = True
+            break
+        logger.info(
+            "export recovery: %s batch %s: %d landed, %d back to pending",
+            spec.name,
+            batch_id,
+            len(exported),
+            len(requeue),
+        )
+        report.claimed += len(rows)
+        report.exported += len(exported)
+        report.requeued += len(requeue)
+    return report
+
+
+@dataclass
+class ExportStatus:
+    oldest_pending_at: datetime | None
+    lag_seconds: float
+    dead_count: int
+    batches_in_flight: int
+
+
+def export_status_get(*, now: datetime | None = None) -> ExportStatus:
+    """Export lag (age of the oldest pending row) and dead-letter count, for the sweeper and admin.
+
+    The oldest pending row is found through the pending partial index (lowest id); ids grow with
+    time, so its receive time is the lag.
+    """
+    now = now or timezone.now()
+    oldest = None
+    dead = 0
+    for model in MODELS.values():
+        first = (
+            model.objects.filter(export_state=ExportState.PENDING)
+            .order_by("id")
+            .values_list("received_at", flat=True)
+            .first()
+        )
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+        dead += model.objects.filter(export_state=ExportState.DEAD).count()
+    return ExportStatus(
+        oldest_pending_at=oldest,
+        lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        dead_count=dead,
+        batches_in_flight=ExportBatch.objects.count(),
+    )
+
+
+def export_retry_dead(*, model, ids: list[int]) -> int:
+    """Put dead-lettered rows back to pending (admin action). Returns how many."""
+    return model.objects.filter(id__in=ids, export_state=ExportState.DEAD).update(
+        export_state=ExportState.PENDING, export_error=""
+    )
+
+
+def sdk_unconsented_skip() -> int:
+    """Belt and braces: a pending SDK row without consent is marked SKIPPED, never exported."""
+    return SdkEvent.objects.filter(export_state=ExportState.PENDING, consent_analytics=False).update(
+        export_state=ExportState.SKIPPED
+    )
