@@ -1,0 +1,75 @@
+"""GET /api/v1/ingest/health: public, says only whether events can be stored."""
+
+import socket
+
+import pytest
+from django.db import connection
+
+from .sdk_helpers import HEALTH_URL, post_events, sdk_event
+
+
+def test_health_is_ok_without_credentials(api_client, db):
+    response = api_client.get(HEALTH_URL)
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_health_is_never_rate_limited(api_client, db, settings):
+    settings.RATE_LIMIT_PER_SECOND = 1
+    settings.RATE_LIMIT_BURST = 1
+
+    statuses = {api_client.get(HEALTH_URL).status_code for _ in range(5)}
+
+    assert statuses == {200}
+
+
+def test_health_is_get_only(api_client, db):
+    assert api_client.post(HEALTH_URL, {}, format="json").status_code == 405
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def database_down(transactional_db):
+    """Point the live connection at a port where no PostgreSQL listens, then put it back."""
+    original = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(_closed_port())
+    yield
+    connection.close()
+    connection.settings_dict["PORT"] = original
+
+
+def test_health_is_503_when_the_database_is_unreachable(api_client, database_down):
+    response = api_client.get(HEALTH_URL)
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable"}
+
+
+def test_events_are_refused_with_503_not_500_when_the_database_is_down(api_client, sdk_key, database_down):
+    # the key's credentials are not cached yet, so authentication itself needs the database
+    response = post_events(api_client, sdk_key, [sdk_event()])
+
+    assert response.status_code == 503
+    assert response["Retry-After"]
+    assert "Traceback" not in response.content.decode()
+
+
+def test_health_recovers_when_the_database_is_back(api_client, transactional_db):
+    original = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(_closed_port())
+    try:
+        assert api_client.get(HEALTH_URL).status_code == 503
+    finally:
+        connection.settings_dict["PORT"] = original
+
+    assert api_client.get(HEALTH_URL).status_code == 200
