@@ -230,3 +230,38 @@ def test_the_attempt_log_keeps_the_answer(application, make_endpoint, receiver):
     first = WebhookMessage.objects.get().attempts.order_by("id").first()
     assert first.status_code == 500
     assert json.loads(first.response_body) == {"status": 500}
+
+
+def test_retry_after_on_429_is_honoured(application, make_endpoint, receiver):
+    make_endpoint()
+    receiver.script((429, {"Retry-After": "120"}))
+    SdkEventFactory(application=application, event_name="onboarding_flow_started", webhook_pending=True)
+
+    run_worker_once()
+
+    assert len(receiver.requests) == 1  # not retried at once despite the 0 s schedule
+    message = WebhookMessage.objects.get()
+    assert message.state == WebhookMessage.State.PENDING
+    wait = (message.next_attempt_at - message.attempts.get().attempted_at).total_seconds()
+    assert 115 < wait < 125
+
+
+def test_retries_follow_the_schedule_with_jitter(settings, application, make_endpoint, receiver):
+    settings.WEBHOOK_RETRY_SCHEDULE = [100, 1000]
+    make_endpoint()
+    receiver.script(500)
+    SdkEventFactory(application=application, event_name="onboarding_flow_started", webhook_pending=True)
+
+    run_worker_once()
+
+    message = WebhookMessage.objects.get()
+    wait = (message.next_attempt_at - message.attempts.get().attempted_at).total_seconds()
+    assert 79 < wait < 121
+
+
+def test_new_secrets_follow_the_whsec_format(make_endpoint):
+    import base64
+
+    _, secret = make_endpoint()
+    assert secret.startswith("whsec_")
+    assert 24 <= len(base64.b64decode(secret.removeprefix("whsec_"))) <= 64
