@@ -4,6 +4,7 @@ Scoping comes from `CompanyScopedAdmin`: account admins see and change their com
 support reads everything, nobody but the one-time page after create/rotate sees a raw secret.
 """
 
+import json
 from datetime import timedelta
 
 from django import forms
@@ -302,8 +303,6 @@ class WebhookMessageAdmin(CompanyScopedAdmin):
 
     @admin.display(description="payload")
     def pretty_payload(self, obj: WebhookMessage) -> str:
-        import json
-
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
 
     def has_add_permission(self, request) -> bool:

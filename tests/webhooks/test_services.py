@@ -1,5 +1,6 @@
 """Fan-out and delivery (webhooks/services.py) against a real HTTP receiver on loopback."""
 
+import base64
 import json
 
 import pytest
@@ -260,8 +261,6 @@ def test_retries_follow_the_schedule_with_jitter(settings, application, make_end
 
 
 def test_new_secrets_follow_the_whsec_format(make_endpoint):
-    import base64
-
     _, secret = make_endpoint()
     assert secret.startswith("whsec_")
     assert 24 <= len(base64.b64decode(secret.removeprefix("whsec_"))) <= 64
