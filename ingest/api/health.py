@@ -41,6 +41,7 @@ class HealthView(IngestView):
     @extend_schema(
         operation_id="sdk_health",
         summary="Is ingestion available?",
+        description="Public. 200 when events can be stored, 503 when they cannot; nothing else is revealed.",
         tags=["SDK ingest"],
         auth=[],
         responses={

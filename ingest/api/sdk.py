@@ -108,7 +108,7 @@ class SdkEventsView(SdkView):
         ),
         tags=["SDK ingest"],
         parameters=[CONTENT_ENCODING],
-        request=SdkBatchSerializer,
+        request={"application/json": SdkBatchSerializer},
         examples=BATCH_EXAMPLES,
         responses=BATCH_RESPONSES,
     )
@@ -130,7 +130,7 @@ class SdkIdentifyView(SdkView):
         description="Keeps the history of links; a repeat only refreshes it. A new link triggers `user.identified`.",
         tags=["SDK ingest"],
         parameters=[CONTENT_ENCODING],
-        request=IdentifySerializer,
+        request={"application/json": IdentifySerializer},
         responses=IDENTIFY_RESPONSES,
     )
     def post(self, request) -> Response:
