@@ -1,0 +1,72 @@
+"""The admin shows export lag and dead letters, and lets the right people retry dead letters."""
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+from django.utils import timezone
+
+from ingest.models import Event, ExportState
+from tests.factories import EventFactory, MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:ingest_event_changelist"
+
+
+def _retry(client, ids):
+    return client.post(
+        reverse(CHANGELIST), {"action": "retry_export", "_selected_action": [str(i) for i in ids]}, follow=True
+    )
+
+
+def test_changelist_shows_export_lag_and_dead_letters(client):
+    # Given a pending row received two minutes ago and a dead letter
+    EventFactory(received_at=timezone.now() - dt.timedelta(seconds=120))
+    EventFactory(export_state=ExportState.DEAD, export_error="invalid: occurred_at")
+    client.force_login(UserFactory(is_superuser=True))
+
+    # When the superuser opens the events list
+    body = client.get(reverse(CHANGELIST)).content.decode()
+
+    # Then lag and dead-letter count are visible
+    assert "Export lag: <strong>12" in body
+    assert "Dead letters:" in body
+    assert "<strong>1</strong>" in body
+
+
+def test_account_admin_retries_own_dead_letters_only(client):
+    # Given dead letters in two companies and an account admin of the first
+    mine = EventFactory(export_state=ExportState.DEAD, export_error="bad")
+    theirs = EventFactory(export_state=ExportState.DEAD, export_error="bad")
+    exported = EventFactory(application=mine.application, export_state=ExportState.EXPORTED)
+    membership = MembershipFactory(company=mine.company)
+    client.force_login(membership.user)
+
+    # When they retry everything they can select, and try the other company's row too
+    response = _retry(client, [mine.id, theirs.id, exported.id])
+
+    # Then only their dead letter is back to pending; the rest is untouched
+    assert response.status_code == 200
+    assert Event.objects.get(id=mine.id).export_state == ExportState.PENDING
+    assert Event.objects.get(id=mine.id).export_error == ""
+    assert Event.objects.get(id=theirs.id).export_state == ExportState.DEAD
+    assert Event.objects.get(id=exported.id).export_state == ExportState.EXPORTED
+
+
+def test_support_staff_see_rows_but_cannot_retry(client):
+    # Given a support user and a dead letter
+    dead = EventFactory(export_state=ExportState.DEAD)
+    user = UserFactory()
+    user.groups.add(Group.objects.get_or_create(name="Support")[0])
+    client.force_login(user)
+
+    # When they open the list and try the action
+    listing = client.get(reverse(CHANGELIST))
+    _retry(client, [dead.id])
+
+    # Then they see the row, and it stays dead
+    assert listing.status_code == 200
+    assert "retry_export" not in listing.content.decode()
+    assert Event.objects.get(id=dead.id).export_state == ExportState.DEAD
