@@ -248,6 +248,9 @@ class ApplicationAdmin(CompanyScopedAdmin):
             )
         )
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()  # a new app has no credentials until it is saved
+
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return ((None, {"fields": ("company", "name", "environments", "is_active")}),)

@@ -1,0 +1,65 @@
+"""Effective limits and the periodic usage refresh that flags overage exactly once."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps_registry.models import Plan, Usage
+from apps_registry.selectors import month_start
+from apps_registry.tasks import usage_refresh_task
+from saastracker.celery import app as celery_app
+from tests.factories import ApplicationFactory, CompanyFactory, EventFactory, SdkEventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_effective_limit_is_the_override_else_the_plan():
+    company = CompanyFactory(plan=Plan.objects.get(tier=Plan.Tier.STARTER))
+    assert (company.events_per_month, company.apps_max) == (1_000_000, 3)
+
+    company.events_per_month_override = 42
+    company.apps_max_override = 0
+
+    assert (company.events_per_month, company.apps_max, company.retention_days) == (42, 0, 90)
+
+
+def test_usage_refresh_counts_both_protocols_and_flags_overage_once():
+    company = CompanyFactory(events_per_month_override=3)
+    app = ApplicationFactory(company=company)
+    EventFactory.create_batch(2, application=app)
+    SdkEventFactory(application=app)
+
+    usage_refresh_task.apply()
+    usage = Usage.objects.get(company=company, month=month_start())
+    assert (usage.event_count, usage.overage_at) == (3, None)
+
+    EventFactory(application=app)
+    usage_refresh_task.apply()
+    usage.refresh_from_db()
+    first_flag = usage.overage_at
+    assert usage.event_count == 4
+    assert first_flag is not None
+
+    EventFactory(application=app)
+    usage_refresh_task.apply()
+    usage.refresh_from_db()
+    assert usage.event_count == 5
+    assert usage.overage_at == first_flag  # set the first time only
+
+
+def test_usage_refresh_ignores_last_months_events():
+    app = ApplicationFactory()
+    EventFactory(application=app, received_at=timezone.now().replace(day=1) - timedelta(days=1))
+
+    usage_refresh_task.apply()
+
+    assert not Usage.objects.filter(company=app.company, month=month_start(), event_count__gt=0).exists()
+
+
+def test_usage_refresh_is_scheduled_every_minute():
+    celery_app.loader.import_default_modules()
+    celery_app.finalize()
+    entries = [e for e in celery_app.conf.beat_schedule.values() if e["task"] == "apps_registry.usage_refresh"]
+    assert len(entries) == 1
+    assert entries[0]["schedule"] == 60.0
