@@ -217,7 +217,7 @@ def wait_log(path: Path, needle: str, *, timeout: float, proc: subprocess.Popen)
     return False
 
 
-def curl_example(demo: dict) -> str:
+def curl_example(demo: dict, base_url: str) -> str:
     """A command that really sends one signed event: openssl signs the exact bytes curl posts."""
     body = json.dumps(DEMO_EVENT, separators=(",", ":"))
     read_secret = f"{shlex.quote(PYTHON)} -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"api_secret\"])' "
@@ -225,7 +225,7 @@ def curl_example(demo: dict) -> str:
         f"API_SECRET=$({read_secret}{shlex.quote(str(DEMO_FILE))})\n"
         f"BODY={shlex.quote(body)}\n"
         "SIG=$(printf '%s' \"$BODY\" | openssl dgst -sha256 -hmac \"$API_SECRET\" | sed 's/^.* //')\n"
-        f"curl -sS -i -X POST {shlex.quote(demo['ingest_url'])} \\\n"
+        f"curl -sS -i -X POST {shlex.quote(base_url + '/v1/events')} \\\n"
         "  -H 'Content-Type: application/json' \\\n"
         f"  -H 'x-app-uuid: {demo['app_uuid']}' \\\n"
         '  -H "x-signature: $SIG" \\\n'
@@ -275,8 +275,9 @@ def banner(env, demo, demo_is_new, admin_creds, admin_is_new, worker_ready) -> N
     else:
         say(f"  username:   {admin_creds['username']}   password: stored in {ADMIN_FILE}")
     say(f"API docs:     http://127.0.0.1:{port}/api/docs/")
-    say(f"Ingest URL:   {demo['ingest_url']}")
-    say(f"Batch URL:    {demo.get('batch_url', '')}")
+    base = env["PUBLIC_INGEST_BASE_URL"].rstrip("/")
+    say(f"Ingest URL:   {base}/v1/events")
+    say(f"Batch URL:    {base}/api/v1/ingest/events")
     say(f"Demo app:     {demo['app_name']} of {demo['company']} (company id {demo['company_id']})")
     say(f"  app uuid:   {demo['app_uuid']}")
     if demo_is_new:
@@ -291,7 +292,7 @@ def banner(env, demo, demo_is_new, admin_creds, admin_is_new, worker_ready) -> N
     say()
     say("Send a first signed event (expect HTTP 202):")
     say()
-    say(curl_example(demo))
+    say(curl_example(demo, base))
     say()
     say("Press Ctrl-C to stop everything.")
 
