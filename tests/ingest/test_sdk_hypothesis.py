@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.models import SdkEvent
-from ingest.schemas.sdk import event_check
+from ingest.schemas.sdk import batch_validate, event_check
 
 from .sdk_helpers import EVENTS_URL, MISSING, post_raw, sdk_event
 
@@ -113,6 +113,18 @@ def test_validator_accepts_only_storable_rows(event):
         assert row["event_id"] == event["event_id"].lower()
         assert event["device"]["platform"] in ("ios", "android")
         assert isinstance(row["consent"], bool)
+
+
+@settings(max_examples=500, deadline=None)
+@given(event=mutated_events())
+def test_fast_path_and_explaining_checker_agree(event):
+    """msgspec decides and event_check explains: they must accept exactly the same events."""
+    row, errors = event_check(event)
+
+    result = batch_validate(json.dumps({"events": [event]}).encode(), max_events=1)
+
+    assert result.rows == ([row] if row is not None else [])
+    assert [(e["field"], e["message"]) for e in result.errors] == errors
 
 
 def test_accepted_fuzzed_events_are_really_stored(api_client, sdk_key):
