@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Load test of both ingest endpoints against the production server, with the baseline in the same run.
+
+    bench/ingest.py [--mode single|batch|both] [--duration 10] [--connections 16] [--no-baseline]
+
+What it does, in order:
+1. runs `../shared/bench/baseline` (bare Django on this machine) and reads its BASELINE_JSON;
+2. creates/migrates the PostgreSQL database `bench_saastracker`, creates a fresh application
+   (`manage.py create_application --json`), and writes signed requests with the shared `gen.py`;
+3. starts `scripts/serve` (granian, prod settings, WEB_CONCURRENCY=2) and drives it with wrk and the
+   shared `requests.lua` (-t4 -c16 -d10s, like the baseline);
+4. counts the stored rows of that application and checks every 2xx is stored;
+5. prints requests/s (events/s for batch), p50/p99, non-2xx, the ratio to the baseline, and one
+   final line `BENCH_JSON {...}`. Exit status 1 when a request failed or an event is missing.
+
+Needs wrk, PostgreSQL on 127.0.0.1:5432 (trust, user postgres) and Redis on 127.0.0.1:6379.
+The shared bench folder is `../shared/bench` next to the repository (as CI lays it out), else
+/work/shared/bench, or $SHARED_BENCH.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DB_NAME = "bench_saastracker"
+EVENTS_PER_BATCH = 20
+TABLES = {"single": "ingest_event", "batch": "ingest_sdkevent"}
+
+
+def shared_bench() -> Path:
+    for candidate in (os.environ.get("SHARED_BENCH"), ROOT.parent / "shared" / "bench", "/work/shared/bench"):
+        if candidate and (Path(candidate) / "gen.py").exists():
+            return Path(candidate)
+    sys.exit("shared bench folder not found (../shared/bench, /work/shared/bench or $SHARED_BENCH)")
+
+
+def python() -> str:
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(dsn: str, sql: str) -> str:
+    out = subprocess.run(["psql", dsn, "-qAtc", sql], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def server_env(port: int) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="saastracker.settings.prod",
+        DATABASE_URL=f"{PG}/{DB_NAME}",
+        SECRET_KEY=os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key-not-for-production"),
+        # A fixed key so secrets stored by earlier runs stay readable; this database is for the bench only.
+        FIELD_ENCRYPTION_KEY=os.environ.get(
+            "BENCH_FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0hIT0="
+        ),
+        SECURE_SSL_REDIRECT="0",
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
+        ALLOWED_HOSTS="*",
+        RATE_LIMIT_PER_SECOND="1000000",
+        RATE_LIMIT_BURST="1000000",
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        LOG_LEVEL="WARNING",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
+    )
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    out = subprocess.run([python(), "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def database_prepare(env: dict) -> None:
+    if psql(f"{PG}/postgres", f"select 1 from pg_database where datname = '{DB_NAME}'") != "1":  # noqa: S608 (constants)
+        psql(f"{PG}/postgres", f"create database {DB_NAME}")
+    manage(env, "migrate", "--noinput")
+
+
+_CREATE_SNIPPET = """
+import json, sys, django
+django.setup()
+from apps_registry.services import application_create, company_get_or_create
+company = company_get_or_create(name=sys.argv[1], tier="enterprise")
+new = application_create(company=company, name="bench")
+print(json.dumps({"app_id": new.application.pk, "app_uuid": str(new.application.uuid),
+                  "api_secret": new.api_secret, "sdk_key": new.sdk_key}))
+"""
+
+
+def application_new(env: dict) -> dict:
+    company = f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    if (ROOT / "apps_registry" / "management" / "commands" / "create_application.py").exists():
+        out = manage(
+            env, "create_application", "--company", company, "--name", "bench", "--plan", "enterprise", "--json"
+        )
+    else:
+        out = subprocess.run(
+            [python(), "-c", _CREATE_SNIPPET, company], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def requests_generate(shared: Path, outdir: Path, app: dict, *, n: int, batches: int) -> None:
+    subprocess.run(
+        [
+            python(),
+            str(shared / "gen.py"),
+            str(outdir),
+            "--secret",
+            app["api_secret"],
+            "--app-uuid",
+            app["app_uuid"],
+            "--sdk-key",
+            app["sdk_key"],
+            "--n",
+            str(n),
+            "--batches",
+            str(batches),
+        ],
+        check=True,
+    )
+
+
+def server_start(env: dict, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "serve")],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # so the whole process group (granian workers) can be stopped
+    )
+    url = f"http://127.0.0.1:{env['PORT']}/v1/events"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(url, timeout=1)  # GET answers 405: any HTTP answer means ready
+            break
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"server exited early, see {log}")
+            time.sleep(0.2)
+    else:
+        sys.exit(f"server did not come up, see {log}")
+    return proc
+
+
+def server_stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wrk_run(shared: Path, reqdir: Path, mode: str, port: int, args) -> dict:
+    env = dict(os.environ, MODE=mode, REQDIR=str(reqdir), THREADS=str(args.threads))
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{args.duration}s",
+            "-s",
+            str(shared / "requests.lua"),
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
+    return json.loads(line.removeprefix("WRK_JSON "))
+
+
+def baseline_run(shared: Path, args) -> dict:
+    out = subprocess.run(
+        [str(shared / "baseline"), "--duration", str(args.duration), "--connections", str(args.connections)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    line = next(line for line in out.splitlines() if line.startswith("BASELINE_JSON "))
+    return json.loads(line.removeprefix("BASELINE_JSON "))
+
+
+def stored_count(mode: str, app_id: int) -> int:
+    sql = f"select count(*) from {TABLES[mode]} where application_id = {int(app_id)}"  # noqa: S608 (constants, an int)
+    return int(psql(f"{PG}/{DB_NAME}", sql))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--mode", choices=["single", "batch", "both"], default="single")
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--no-baseline", action="store_true", help="skip the baseline (no ratio is printed)")
+    p.add_argument("--n", type=int, default=200_000, help="distinct single events generated")
+    p.add_argument("--batches", type=int, default=30_000, help="distinct batches generated")
+    p.add_argument("--keep", action="store_true", help="keep the generated requests and the server log")
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    shared = shared_bench()
+    modes = ["single", "batch"] if args.mode == "both" else [args.mode]
+
+    baseline = None if args.no_baseline else baseline_run(shared, args)
+    if baseline:
+        print(f"baseline: {json.dumps(baseline)}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="saastracker-bench-"))
+    port = free_port()
+    env = server_env(port)
+    database_prepare(env)
+    app = application_new(env)
+    requests_generate(shared, workdir / "requests", app, n=args.n, batches=args.batches)
+
+    results: dict = {}
+    proc = server_start(env, workdir / "server.log")
+    try:
+        for mode in modes:
+            before = stored_count(mode, app["app_id"])
+            run = wrk_run(shared, workdir / "requests", mode, port, args)
+            time.sleep(0.5)  # let in-flight requests finish before counting
+            stored = stored_count(mode, app["app_id"]) - before
+            ok = run["requests"] - run["non2xx"]
+            expected = ok * (EVENTS_PER_BATCH if mode == "batch" else 1)
+            generated = args.n if mode == "single" else args.batches
+            result = {
+                "requests": run["requests"],
+                "rps": run["rps"],
+                "p50_ms": run["p50_ms"],
+                "p99_ms": run["p99_ms"],
+                "non2xx": run["non2xx"],
+                "socket_errors": run["socket_errors"],
+                "expected_rows": expected,
+                "stored_rows": stored,
+                "missing": max(0, expected - stored),
+                "extra": max(0, stored - expected),
+                "replayed_requests": run["requests"] > generated,  # wrk wrapped around: repeats are not distinct
+            }
+            if mode == "batch":
+                result["events_per_s"] = round(run["rps"] * EVENTS_PER_BATCH, 1)
+            if baseline:
+                if mode == "single":
+                    result["ratio"] = round(run["rps"] / baseline["single_rps"], 3)
+                else:
+                    result["ratio"] = round(result["events_per_s"] / baseline["batch_events_per_s"], 3)
+            results[mode] = result
+    finally:
+        server_stop(proc)
+
+    for mode, r in results.items():
+        rate = f"{r['events_per_s']} events/s ({r['rps']} req/s)" if mode == "batch" else f"{r['rps']} req/s"
+        ratio = f"  ratio to baseline {r['ratio']}" if "ratio" in r else ""
+        print(
+            f"{mode}: {rate}  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  non-2xx {r['non2xx']}  "
+            f"socket errors {r['socket_errors']}{ratio}"
+        )
+        print(f"{mode}: stored {r['stored_rows']} of {r['expected_rows']} expected rows, missing {r['missing']}")
+    print("BENCH_JSON " + json.dumps({"baseline": baseline, **results}))
+    if args.keep:
+        print(f"requests and server log kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    failed = any(r["non2xx"] or r["socket_errors"] or r["missing"] for r in results.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

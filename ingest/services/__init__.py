@@ -1,0 +1,1 @@
+"""Writes of the ingest app: storing events durably, one module per protocol."""

@@ -1,0 +1,151 @@
+"""Store one `/v1/events` event durably, in one round trip to PostgreSQL.
+
+The row is its own outbox entry (pending export, `webhook_pending`), written by a single
+autocommitted INSERT, so it is committed before the 202 and nothing can be half-stored.
+With an `Idempotency-Key`, claiming the key and inserting the event are one statement: the
+event is inserted only when this request claimed the key (new, or older than the TTL). Only a
+repeat costs a second query, to answer with the original event id.
+Usage is not counted here: `apps_registry.services.usage_refresh` aggregates in batches.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.backends.postgresql.base import ServerBindingCursor
+
+from apps_registry.selectors import AppCredentials
+from webhooks.models import EVENT_TRIGGERS
+
+from .. import outbox
+from ..models import Event, ExportState, IdempotencyKey
+from ..schemas.v1 import V1Event
+
+SESSION_BUCKET_SECONDS = 30 * 60
+
+_EVENT_COLUMNS = (
+    "company_id, application_id, received_at, export_state, export_batch, export_attempts, export_error, "
+    "webhook_pending, event_id, event, user_hash, customer_org_id, path, session_id, session_inferred, plan, "
+    "environment, occurred_at, properties"
+)
+# Casts make the types explicit for the INSERT ... SELECT form, where parameters have no column to infer from.
+_PENDING = int(ExportState.PENDING)
+_EVENT_VALUES = (
+    f"%s::bigint, %s::bigint, %s::timestamptz, {_PENDING}, NULL, 0, '', %s::boolean, %s::uuid, %s::varchar, "
+    "%s::varchar, %s::varchar, %s::varchar, %s::uuid, %s::boolean, %s::varchar, %s::varchar, %s::timestamptz, "
+    "%s::jsonb"
+)
+
+_INSERT = f"INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS}) VALUES ({_EVENT_VALUES})"  # noqa: S608
+
+_INSERT_IF_KEY_CLAIMED = f"""
+WITH claimed AS (
+    INSERT INTO {IdempotencyKey._meta.db_table} AS k (application_id, key, event_id, created_at)
+    VALUES (%s, %s, %s, %s)
+    ON CONFLICT (application_id, key) DO UPDATE
+        SET event_id = EXCLUDED.event_id, created_at = EXCLUDED.created_at
+        WHERE k.created_at <= %s
+    RETURNING 1
+)
+INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS}) SELECT {_EVENT_VALUES} FROM claimed
+RETURNING 1
+"""  # noqa: S608
+
+_ORIGINAL_EVENT_ID = f"SELECT event_id FROM {IdempotencyKey._meta.db_table} WHERE application_id = %s AND key = %s"  # noqa: S608
+
+
+_PREPARE_ONLY_WHEN_ASKED = 2**31  # Django's own cursors bind client-side and never prepare anyway
+
+
+class _PreparedCursor(ServerBindingCursor):
+    """Server-side binding, prepared on first use per connection: the hot INSERT skips parse and plan.
+
+    Django keeps prepared statements off (poolers); this cursor opts in for our few fixed
+    statements only. It is wrapped like any Django cursor, so errors map and queries are counted.
+    """
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+def _cursor():
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    pg = connection.connection
+    if pg.prepare_threshold is None:  # Django's default disables preparing; allow it only when asked
+        pg.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+    with connection.wrap_database_errors:
+        raw = _PreparedCursor(pg)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    event_id: uuid.UUID
+    replayed: bool  # True when an Idempotency-Key repeat was answered with the original event
+
+
+def session_infer(*, app_uuid: uuid.UUID, customer_org_id: str, user_hash: str, at: float) -> uuid.UUID:
+    """The same user of the same org within one 30-minute bucket shares a session, on any process."""
+    bucket = int(at // SESSION_BUCKET_SECONDS)
+    return uuid.uuid5(app_uuid, f"{customer_org_id}\x1f{user_hash}\x1f{bucket}")
+
+
+def v1_event_ingest(
+    *,
+    credentials: AppCredentials,
+    event: V1Event,
+    received_at: datetime,
+    idempotency_key: str | None = None,
+) -> IngestResult:
+    """Store `event` for the app `credentials` names and wake the outbox workers after commit."""
+    occurred_at = received_at if event.ts_epoch is None else datetime.fromtimestamp(event.ts_epoch, tz=UTC)
+    session_id = event.session_id
+    if session_id is None:
+        session_id = session_infer(
+            app_uuid=credentials.app_uuid,
+            customer_org_id=event.customer_org_id,
+            user_hash=event.user_hash,
+            at=occurred_at.timestamp(),
+        )
+    webhook_pending = event.event in EVENT_TRIGGERS  # v1 events come from the customer's backend: consented
+    event_id = uuid.uuid4()
+    params = [
+        credentials.company_id,
+        credentials.app_id,
+        received_at,
+        webhook_pending,
+        event_id,
+        event.event,
+        event.user_hash,
+        event.customer_org_id,
+        event.path,
+        session_id,
+        event.session_id is None,
+        event.plan,
+        event.environment,
+        occurred_at,
+        None if event.properties is None else orjson.dumps(event.properties).decode(),
+    ]
+    with _cursor() as cursor:
+        if idempotency_key is None:
+            cursor.execute(_INSERT, params)
+        else:
+            expired_before = received_at - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
+            claim = [credentials.app_id, idempotency_key, event_id, received_at, expired_before, *params]
+            # A second pass only if the key row vanished (purged) between the claim and the read.
+            for _ in range(2):
+                cursor.execute(_INSERT_IF_KEY_CLAIMED, claim)
+                if cursor.fetchone() is not None:
+                    break
+                cursor.execute(_ORIGINAL_EVENT_ID, [credentials.app_id, idempotency_key])
+                row = cursor.fetchone()
+                if row is not None:
+                    return IngestResult(event_id=row[0], replayed=True)
+            else:
+                raise DatabaseError("idempotency key could neither be claimed nor read")
+    outbox.kick(export=True, webhooks=webhook_pending)
+    return IngestResult(event_id=event_id, replayed=False)
