@@ -6,7 +6,9 @@ validator and one service call, and shapes the answer; it never touches the ORM 
 
 import zlib
 
+import msgspec
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -34,6 +36,9 @@ CONTENT_ENCODING = OpenApiParameter(
     enum=["gzip", "identity"],
     description="gzip is accepted; the 1 MiB limit applies to the decompressed body.",
 )
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def gunzip_capped(data: bytes, *, limit: int) -> bytes | None:
@@ -112,7 +117,7 @@ class SdkEventsView(SdkView):
         examples=BATCH_EXAMPLES,
         responses=BATCH_RESPONSES,
     )
-    def post(self, request) -> Response:
+    def post(self, request) -> HttpResponse:
         received_at = timezone.now()
         try:
             batch = batch_validate(self.raw_body(request), max_events=settings.INGEST_SDK_MAX_EVENTS)
@@ -120,7 +125,9 @@ class SdkEventsView(SdkView):
             raise _rejected(exc) from None
         creds = request.auth
         sdk_events_ingest(app_id=creds.app_id, company_id=creds.company_id, rows=batch.rows, received_at=received_at)
-        return Response({"accepted": len(batch.rows), "rejected": batch.rejected, "errors": batch.errors})
+        # Encoded here rather than by DRF's renderer: the same JSON, without a json.dumps pass per request.
+        body = _encode({"accepted": len(batch.rows), "rejected": batch.rejected, "errors": batch.errors})
+        return HttpResponse(body, content_type="application/json")
 
 
 class SdkIdentifyView(SdkView):

@@ -23,6 +23,11 @@ from ..models import ExportState, SdkEvent
 
 _encode = msgspec.json.Encoder().encode
 _TRIGGER_NAMES = sorted(EVENT_TRIGGERS)
+if not all(name.isidentifier() for name in _TRIGGER_NAMES):  # they are inlined as SQL literals below
+    raise ValueError("webhook trigger names must be identifiers")
+# Constants are part of the statement text, so each request only adapts the values that vary.
+_TRIGGERS_SQL = "ARRAY[" + ", ".join(f"'{name}'" for name in _TRIGGER_NAMES) + "]::text[]"
+_PENDING, _SKIPPED = int(ExportState.PENDING), int(ExportState.SKIPPED)
 
 _INSERT = f"""
 WITH stored AS (
@@ -34,8 +39,8 @@ WITH stored AS (
     )
     SELECT
         %(company_id)s, %(app_id)s, %(received_at)s,
-        CASE WHEN t.consent THEN %(pending)s ELSE %(skipped)s END, 0, '',
-        t.consent AND t.event_name = ANY(%(triggers)s), t.event_id, 1, t.event_name, t.ts_ms,
+        CASE WHEN t.consent THEN {_PENDING} ELSE {_SKIPPED} END, 0, '',
+        t.consent AND t.event_name = ANY({_TRIGGERS_SQL}), t.event_id, 1, t.event_name, t.ts_ms,
         timestamptz 'epoch' + t.ts_ms * interval '1 millisecond', t.anon_id,
         t.user_id, t.platform, t.os, t.app_version, t.sdk_version, t.locale, t.bundle_version, t.country,
         t.session_id, t.properties, t.consent
@@ -47,9 +52,9 @@ WITH stored AS (
     ON CONFLICT (application_id, event_id) DO NOTHING
     RETURNING export_state, webhook_pending
 )
-SELECT count(*), coalesce(bool_or(export_state = %(pending)s), false), coalesce(bool_or(webhook_pending), false)
+SELECT count(*), coalesce(bool_or(export_state = {_PENDING}), false), coalesce(bool_or(webhook_pending), false)
 FROM stored
-"""  # noqa: S608 - only the model's own table name is interpolated; every value is a parameter
+"""  # noqa: S608 - only the table name and constants of this module are interpolated; values are parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +82,6 @@ def sdk_events_ingest(*, app_id: int, company_id: int, rows: list[dict], receive
         "company_id": company_id,
         "app_id": app_id,
         "received_at": received_at,
-        "pending": ExportState.PENDING,
-        "skipped": ExportState.SKIPPED,
-        "triggers": _TRIGGER_NAMES,
         "rows": _encode(unique).decode(),
     }
     with connection.cursor() as cursor:
