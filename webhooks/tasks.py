@@ -13,6 +13,8 @@ from . import services
 
 FANOUT_SWEEP_SECONDS = 3.0
 DELIVERY_SWEEP_SECONDS = 5.0
+# A fan-out usually finds one or two new rows: attempting them right away saves a task per event.
+FANOUT_DELIVER_INLINE_MAX = 3
 _DELIVERY_SOFT_LIMIT = settings.WEBHOOK_TIMEOUT_SECONDS + 15
 _DB_RETRY = {"autoretry_for": (DatabaseError,), "max_retries": 3, "retry_backoff": 2, "retry_jitter": True}
 
@@ -22,7 +24,7 @@ _DB_RETRY = {"autoretry_for": (DatabaseError,), "max_retries": 3, "retry_backoff
 )
 def fanout_pending() -> int:
     """Create the messages owed for stored rows still flagged webhook_pending."""
-    return services.messages_fanout()
+    return services.messages_fanout(deliver_inline_max=FANOUT_DELIVER_INLINE_MAX)
 
 
 @shared_task(
@@ -36,6 +38,19 @@ def fanout_pending() -> int:
 def deliver_message(message_id: str) -> str:
     """One attempt; a no-op unless the message is due and unleased. Retries follow the message's own schedule."""
     return services.message_deliver(message_id=message_id)
+
+
+@shared_task(
+    name=services.DELIVER_BATCH_TASK,
+    acks_late=True,
+    soft_time_limit=services.DELIVER_BATCH_BUDGET_SECONDS + _DELIVERY_SOFT_LIMIT,
+    time_limit=services.DELIVER_BATCH_BUDGET_SECONDS + _DELIVERY_SOFT_LIMIT + 10,
+    ignore_result=True,
+    **_DB_RETRY,
+)
+def deliver_messages(message_ids: list[str]) -> dict:
+    """Several attempts in turn, within a time budget; the rest goes back to the broker."""
+    return services.messages_deliver(message_ids=message_ids)
 
 
 @shared_task(name="webhooks.sweep_due", acks_late=True, soft_time_limit=50, time_limit=60, ignore_result=True)
