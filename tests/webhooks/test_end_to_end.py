@@ -7,6 +7,8 @@ import pytest
 
 from ingest.models import SdkEvent
 from tests.ingest.sdk_helpers import IDENTIFY_URL, post_events, post_raw, sdk_event
+from tests.ingest.v1_helpers import event_body as v1_event_body
+from tests.ingest.v1_helpers import send as v1_send
 from webhooks.models import WebhookMessage
 
 from .conftest import run_worker_once, verify
@@ -68,3 +70,20 @@ def test_identify_sends_user_identified_once_per_link(api_client, application, s
     assert payload["data"]["user_id"] == "user-12345"
     assert payload["data"]["app_uuid"] == str(application.uuid)
     assert WebhookMessage.objects.count() == 1
+
+
+def test_a_v1_event_sends_its_webhook(api_client, application, api_secret, make_endpoint, receiver):
+    _, secret = make_endpoint(event_types=["onboarding.completed"])
+    body = v1_event_body(event="onboarding_flow_completed", properties={"step_count": 4})
+
+    response = v1_send(api_client, app_uuid=application.uuid, secret=api_secret, body=body)
+    assert response.status_code in (200, 201, 202)
+    v1_send(api_client, app_uuid=application.uuid, secret=api_secret, body=v1_event_body(event="page_view"))
+    run_worker_once()
+
+    [request] = receiver.requests
+    payload = verify(secret, request)
+    assert payload["type"] == "onboarding.completed"
+    assert payload["data"]["event"] == "onboarding_flow_completed"
+    assert payload["data"]["properties"] == {"step_count": 4}
+    assert payload["data"]["app_uuid"] == str(application.uuid)
