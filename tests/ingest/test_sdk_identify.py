@@ -140,3 +140,31 @@ def test_identify_accepts_gzip(api_client, sdk_key):
 
 def test_identify_is_post_only(api_client, sdk_key):
     assert api_client.get(IDENTIFY_URL, headers={"x-api-key": sdk_key}).status_code == 405
+
+
+def test_identify_body_over_the_limit_is_413(api_client, sdk_key, settings):
+    settings.INGEST_SDK_MAX_BODY_BYTES = 64
+    payload = {"anon_id": str(uuid.uuid4()), "user_id": "u" * 100}
+
+    response = identify(api_client, sdk_key, payload)
+
+    assert response.status_code == 413
+    assert IdentifyLink.objects.count() == 0
+
+
+def test_identify_wrong_content_type_is_415(api_client, sdk_key):
+    response = post_raw(api_client, IDENTIFY_URL, b"{}", key=sdk_key, content_type="text/plain")
+
+    assert response.status_code == 415
+
+
+def test_identify_is_rate_limited_per_app(api_client, sdk_key, settings):
+    settings.RATE_LIMIT_PER_SECOND = 1
+    settings.RATE_LIMIT_BURST = 1
+    payload = {"anon_id": str(uuid.uuid4()), "user_id": "u"}
+
+    assert identify(api_client, sdk_key, payload).status_code == 200
+    limited = identify(api_client, sdk_key, payload)
+
+    assert limited.status_code == 429
+    assert limited["Retry-After"]
