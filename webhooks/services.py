@@ -153,7 +153,7 @@ def endpoint_reenable(*, endpoint: WebhookEndpoint) -> int:
         pending = WebhookMessage.objects.filter(endpoint_id=endpoint.pk, state=WebhookMessage.State.PENDING)
         ids = list(pending.values_list("id", flat=True)[:SWEEP_LIMIT])
         count = pending.update(next_attempt_at=now, locked_until=None)
-        transaction.on_commit(partial(_enqueue, ids))
+        transaction.on_commit(partial(_enqueue_batches, ids))
     return count
 
 
@@ -197,7 +197,7 @@ def messages_recover_since(*, endpoint: WebhookEndpoint, since: datetime) -> int
         WebhookMessage.objects.filter(pk__in=ids).update(
             state=WebhookMessage.State.PENDING, attempt_count=0, next_attempt_at=timezone.now(), locked_until=None
         )
-        transaction.on_commit(partial(_enqueue, ids[:SWEEP_LIMIT]))
+        transaction.on_commit(partial(_enqueue_batches, ids[:SWEEP_LIMIT]))
     return len(ids)
 
 
@@ -461,7 +461,7 @@ def messages_deliver(*, message_ids: list[str], budget_seconds: float = DELIVER_
     started = time.monotonic()
     outcomes: dict[str, int] = {}
     for position, message_id in enumerate(message_ids):
-        if time.monotonic() - started > budget_seconds:
+        if position and time.monotonic() - started > budget_seconds:
             _enqueue_batches(message_ids[position:])
             outcomes["handed-back"] = len(message_ids) - position
             break

@@ -264,3 +264,17 @@ def test_new_secrets_follow_the_whsec_format(make_endpoint):
     _, secret = make_endpoint()
     assert secret.startswith("whsec_")
     assert 24 <= len(base64.b64decode(secret.removeprefix("whsec_"))) <= 64
+
+
+def test_a_batch_hands_back_what_its_time_budget_does_not_cover(make_endpoint, receiver):
+    from tests.factories import WebhookMessageFactory
+    from webhooks.services import messages_deliver
+
+    endpoint, _ = make_endpoint()
+    messages = [WebhookMessageFactory(endpoint=endpoint) for _ in range(3)]
+
+    outcomes = messages_deliver(message_ids=[m.pk for m in messages], budget_seconds=0)
+
+    assert outcomes == {"delivered": 1, "handed-back": 2}
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [messages[0].pk]
+    assert WebhookMessage.objects.filter(state=WebhookMessage.State.PENDING).count() == 2
