@@ -6,8 +6,16 @@ import json
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.factories import ApplicationFactory, EventFactory, IdentifyLinkFactory, SdkEventFactory
+from tests.factories import (
+    ApplicationFactory,
+    EventFactory,
+    IdentifyLinkFactory,
+    SdkEventFactory,
+    WebhookMessageFactory,
+)
 from webhooks.models import WebhookEndpoint, WebhookMessage
+from webhooks.services import endpoint_rotate_secret, messages_deliver
+from webhooks.tasks import deliver_message, fanout_pending
 
 from .conftest import run_worker_once, verify
 
@@ -174,8 +182,6 @@ def test_a_receiver_down_then_up_gets_the_message(application, make_endpoint, re
     _, secret = make_endpoint()
     receiver.down()
     SdkEventFactory(application=application, event_name="onboarding_flow_started", webhook_pending=True)
-    from webhooks.tasks import deliver_message, fanout_pending
-
     fanout_pending()
     message = WebhookMessage.objects.get()
     deliver_message(message.id)
@@ -205,8 +211,6 @@ def test_a_private_target_is_refused_without_the_setting(settings, application, 
 
 
 def test_secret_rotation_sends_two_signatures_that_both_verify(application, make_endpoint, receiver):
-    from webhooks.services import endpoint_rotate_secret
-
     endpoint, old_secret = make_endpoint()
     new_secret = endpoint_rotate_secret(endpoint=endpoint)
     SdkEventFactory(application=application, event_name="onboarding_flow_started", webhook_pending=True)
@@ -267,9 +271,6 @@ def test_new_secrets_follow_the_whsec_format(make_endpoint):
 
 
 def test_a_batch_hands_back_what_its_time_budget_does_not_cover(make_endpoint, receiver):
-    from tests.factories import WebhookMessageFactory
-    from webhooks.services import messages_deliver
-
     endpoint, _ = make_endpoint()
     messages = [WebhookMessageFactory(endpoint=endpoint) for _ in range(3)]
 
