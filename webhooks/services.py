@@ -12,6 +12,7 @@ import random
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -19,7 +20,7 @@ from functools import partial
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps_registry.models import Application, Company
@@ -34,6 +35,7 @@ DELIVER_TASK = "webhooks.deliver_message"
 DELIVER_BATCH_TASK = "webhooks.deliver_messages"
 DELIVER_BATCH_SIZE = 100
 DELIVER_BATCH_BUDGET_SECONDS = 10.0
+DELIVER_CHUNK = 16  # messages claimed, sent concurrently and recorded together
 SECRET_OVERLAP = timedelta(hours=24)
 FANOUT_BATCH = 500
 # A message due for longer than this and not leased has lost its broker message: re-enqueue it.
@@ -268,20 +270,19 @@ def messages_fanout(*, batch_size: int = FANOUT_BATCH, deliver_inline_max: int =
 
 def _deliver_or_enqueue(messages: list[WebhookMessage], inline_max: int) -> None:
     """Attempt a few new messages right here, else one batch task per endpoint."""
+    ids = [m.id for m in messages]
     if len(messages) > inline_max:
         by_endpoint: dict[int, list[str]] = {}
         for message in messages:
             by_endpoint.setdefault(message.endpoint_id, []).append(message.id)
-        for ids in by_endpoint.values():
-            _enqueue_batches(ids)
+        for endpoint_ids in by_endpoint.values():
+            _enqueue_batches(endpoint_ids)
         return
-    for position, message in enumerate(messages):
-        try:
-            message_deliver(message_id=message.id)
-        except Exception:  # a database hiccup: hand this and the rest to the broker
-            logger.exception("inline webhook delivery failed; enqueueing the rest")
-            _enqueue([m.id for m in messages[position:]])
-            return
+    try:
+        messages_deliver(message_ids=ids)
+    except Exception:  # a database hiccup: hand them to the broker (delivery is idempotent)
+        logger.exception("inline webhook delivery failed; enqueueing")
+        _enqueue_batches(ids)
 
 
 def _messages_for_rows(rows, *, prefix, trigger, data, at_field) -> list[WebhookMessage]:
@@ -351,18 +352,65 @@ def message_deliver(*, message_id: str) -> str:
     Safe to call any number of times for the same id: a delivered, failed, leased or not-yet-due
     message is left alone.
     """
+    outcomes = _chunk_deliver([message_id])
+    return next(iter(outcomes), "skipped")
+
+
+def messages_deliver(*, message_ids: list[str], budget_seconds: float = DELIVER_BATCH_BUDGET_SECONDS) -> dict:
+    """Attempt several messages (one task instead of one per message); returns outcome counts.
+
+    Chunks are claimed with one query, sent concurrently and recorded with a few queries, which is
+    what keeps up with a steady stream on a small machine. What is left when `budget_seconds` is
+    spent goes back to the broker, so a slow endpoint holds a worker for at most the budget plus
+    one timeout.
+    """
+    started = time.monotonic()
+    outcomes: dict[str, int] = {}
+    for position in range(0, len(message_ids), DELIVER_CHUNK):
+        if position and time.monotonic() - started > budget_seconds:
+            _enqueue_batches(message_ids[position:])
+            outcomes["handed-back"] = len(message_ids) - position
+            break
+        for outcome in _chunk_deliver(message_ids[position : position + DELIVER_CHUNK]):
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def _chunk_deliver(message_ids: list[str]) -> list[str]:
     now = timezone.now()
     lease_until = now + timedelta(seconds=lease_seconds())
-    claimed = (
-        WebhookMessage.objects.filter(
-            pk=message_id, state=WebhookMessage.State.PENDING, next_attempt_at__lte=now, endpoint__is_active=True
+    with transaction.atomic():
+        messages = list(
+            WebhookMessage.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("endpoint")
+            .filter(
+                pk__in=message_ids,
+                state=WebhookMessage.State.PENDING,
+                next_attempt_at__lte=now,
+                endpoint__is_active=True,
+            )
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
         )
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-        .update(locked_until=lease_until)
-    )
-    if not claimed:
-        return "skipped"
-    message = WebhookMessage.objects.select_related("endpoint").get(pk=message_id)
+        if not messages:
+            return []
+        WebhookMessage.objects.filter(pk__in=[m.pk for m in messages]).update(locked_until=lease_until)
+    results = [_send(messages[0])] if len(messages) == 1 else list(_http_pool().map(_send, messages))
+    return _record(list(zip(messages, results, strict=True)), lease_until=lease_until)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _http_pool() -> ThreadPoolExecutor:
+    """Threads for the HTTP calls only (never the database); created in the worker process itself."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=DELIVER_CHUNK, thread_name_prefix="webhook-http")
+    return _pool
+
+
+def _send(message: WebhookMessage) -> transport.HttpResult:
+    """Sign and POST; no database access, so it can run on any thread."""
     endpoint = message.endpoint
     body = json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False).encode()
     timestamp = int(time.time())
@@ -376,7 +424,7 @@ def message_deliver(*, message_id: str) -> str:
         ),
     }
     try:
-        result = transport.post(
+        return transport.post(
             url=endpoint.url,
             body=body,
             headers=headers,
@@ -384,90 +432,92 @@ def message_deliver(*, message_id: str) -> str:
             allow_private=settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
         )
     except transport.TargetRefusedError as exc:
-        result = transport.HttpResult(status=None, duration_ms=0, error=str(exc))
-    return message_attempt_record(message=message, lease_until=lease_until, result=result)
+        return transport.HttpResult(status=None, duration_ms=0, error=str(exc))
+    except Exception as exc:  # a bug in one send must not lose the others' results
+        logger.exception("webhook send failed unexpectedly")
+        return transport.HttpResult(status=None, duration_ms=0, error=f"internal error: {type(exc).__name__}")
 
 
-def message_attempt_record(*, message: WebhookMessage, lease_until: datetime, result: transport.HttpResult) -> str:
-    """Log the attempt and decide: delivered, retry at a time, failed, or endpoint disabled.
+def _record(results: list[tuple[WebhookMessage, transport.HttpResult]], *, lease_until: datetime) -> list[str]:
+    """Log every attempt and decide each message: delivered, retry at a time, failed, or endpoint disabled.
 
-    `message` is as loaded when its lease was taken; every write is conditional on that lease,
-    so a worker that overran its lease only adds its attempt to the log.
+    Every write is conditional on this run's lease, so a worker that overran its lease only adds
+    its attempts to the log.
     """
     now = timezone.now()
-    endpoint = message.endpoint
-    attempt_count = message.attempt_count + 1
-    countdown = None
+    outcomes = []
+    retries: list[tuple[str, float]] = []
     with transaction.atomic():
         _relaxed_durability()
-        WebhookAttempt.objects.create(
-            message_id=message.pk,
-            attempted_at=now - timedelta(milliseconds=result.duration_ms),
-            status_code=result.status,
-            duration_ms=result.duration_ms,
-            response_body=result.body[: transport.RESPONSE_BODY_LIMIT],
-            error=result.error,
+        WebhookAttempt.objects.bulk_create(
+            [
+                WebhookAttempt(
+                    message_id=message.pk,
+                    attempted_at=now - timedelta(milliseconds=result.duration_ms),
+                    status_code=result.status,
+                    duration_ms=result.duration_ms,
+                    response_body=result.body[: transport.RESPONSE_BODY_LIMIT],
+                    error=result.error,
+                )
+                for message, result in results
+            ]
         )
-        leased = WebhookMessage.objects.filter(pk=message.pk, locked_until=lease_until)
-        if result.status is not None and 200 <= result.status < 300:
-            if not leased.update(
+        delivered = [m for m, r in results if r.status is not None and 200 <= r.status < 300]
+        if delivered:
+            WebhookMessage.objects.filter(pk__in=[m.pk for m in delivered], locked_until=lease_until).update(
                 state=WebhookMessage.State.DELIVERED,
-                attempt_count=attempt_count,
+                attempt_count=F("attempt_count") + 1,
                 locked_until=None,
                 delivered_at=now,
                 next_attempt_at=None,
-            ):
-                return "lease-lost"
-            if endpoint.failing_since is not None:
-                WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
-            return WebhookMessage.State.DELIVERED
-        delay = retry_delay(
-            attempt_count=attempt_count, status=result.status, retry_after=result.headers.get("retry-after")
-        )
-        if delay is None:
-            outcome, state, next_attempt_at = WebhookMessage.State.FAILED, WebhookMessage.State.FAILED, None
-        else:
-            outcome, state, next_attempt_at = "retry", WebhookMessage.State.PENDING, now + timedelta(seconds=delay)
-            countdown = delay if delay <= COUNTDOWN_MAX_SECONDS else None
-        if not leased.update(
-            state=state, attempt_count=attempt_count, locked_until=None, next_attempt_at=next_attempt_at
-        ):
-            return "lease-lost"  # someone else took over after our lease ran out; they decide
-        failing_since = endpoint.failing_since
-        if failing_since is None:
-            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=now)
-            failing_since = now
-        if result.status == 410:
-            endpoint_disable(endpoint_id=endpoint.pk, reason="The endpoint answered 410 Gone")
-            outcome = "disabled"
-        elif (now - failing_since).total_seconds() >= settings.WEBHOOK_DISABLE_AFTER_SECONDS:
-            days = settings.WEBHOOK_DISABLE_AFTER_SECONDS / 86400
-            endpoint_disable(
-                endpoint_id=endpoint.pk,
-                reason=f"Every delivery failed for {days:g} day(s) since {failing_since:%Y-%m-%d %H:%M} UTC",
             )
-            outcome = "disabled"
-        if countdown is not None and outcome == "retry":
-            transaction.on_commit(partial(_enqueue, [message.pk], countdown=countdown))
-    return outcome
-
-
-def messages_deliver(*, message_ids: list[str], budget_seconds: float = DELIVER_BATCH_BUDGET_SECONDS) -> dict:
-    """Attempt several messages in turn (one task instead of one per message); returns outcome counts.
-
-    Whatever is left when `budget_seconds` is spent is handed back to the broker, so one slow
-    endpoint holds a worker for at most the budget plus one timeout.
-    """
-    started = time.monotonic()
-    outcomes: dict[str, int] = {}
-    for position, message_id in enumerate(message_ids):
-        if position and time.monotonic() - started > budget_seconds:
-            _enqueue_batches(message_ids[position:])
-            outcomes["handed-back"] = len(message_ids) - position
-            break
-        outcome = message_deliver(message_id=message_id)
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            recovered = {m.endpoint_id for m in delivered if m.endpoint.failing_since is not None}
+            if recovered:
+                WebhookEndpoint.objects.filter(pk__in=recovered).update(failing_since=None)
+            outcomes += [WebhookMessage.State.DELIVERED] * len(delivered)
+        for message, result in results:
+            if result.status is not None and 200 <= result.status < 300:
+                continue
+            outcome, countdown = _record_failure(message, result, lease_until=lease_until, now=now)
+            outcomes.append(outcome)
+            if countdown is not None:
+                retries.append((message.pk, countdown))
+        for message_id, countdown in retries:
+            transaction.on_commit(partial(_enqueue, [message_id], countdown=countdown))
     return outcomes
+
+
+def _record_failure(message, result, *, lease_until: datetime, now: datetime) -> tuple[str, float | None]:
+    endpoint = message.endpoint
+    attempt_count = message.attempt_count + 1
+    delay = retry_delay(
+        attempt_count=attempt_count, status=result.status, retry_after=result.headers.get("retry-after")
+    )
+    countdown = None
+    if delay is None:
+        outcome, state, next_attempt_at = WebhookMessage.State.FAILED, WebhookMessage.State.FAILED, None
+    else:
+        outcome, state, next_attempt_at = "retry", WebhookMessage.State.PENDING, now + timedelta(seconds=delay)
+        countdown = delay if delay <= COUNTDOWN_MAX_SECONDS else None
+    if not WebhookMessage.objects.filter(pk=message.pk, locked_until=lease_until).update(
+        state=state, attempt_count=attempt_count, locked_until=None, next_attempt_at=next_attempt_at
+    ):
+        return "lease-lost", None  # someone else took over after our lease ran out; they decide
+    failing_since = endpoint.failing_since
+    if failing_since is None:
+        WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=now)
+        endpoint.failing_since = failing_since = now  # later messages of this chunk share the object
+    if result.status == 410:
+        endpoint_disable(endpoint_id=endpoint.pk, reason="The endpoint answered 410 Gone")
+        return "disabled", None
+    if (now - failing_since).total_seconds() >= settings.WEBHOOK_DISABLE_AFTER_SECONDS:
+        days = settings.WEBHOOK_DISABLE_AFTER_SECONDS / 86400
+        endpoint_disable(
+            endpoint_id=endpoint.pk,
+            reason=f"Every delivery failed for {days:g} day(s) since {failing_since:%Y-%m-%d %H:%M} UTC",
+        )
+        return "disabled", None
+    return outcome, countdown
 
 
 def messages_sweep(*, now: datetime | None = None, grace: timedelta = SWEEP_GRACE) -> int:

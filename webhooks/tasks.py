@@ -14,7 +14,7 @@ from . import services
 FANOUT_SWEEP_SECONDS = 3.0
 DELIVERY_SWEEP_SECONDS = 5.0
 # A fan-out usually finds one or two new rows: attempting them right away saves a task per event.
-FANOUT_DELIVER_INLINE_MAX = 3
+FANOUT_DELIVER_INLINE_MAX = services.DELIVER_CHUNK
 _DELIVERY_SOFT_LIMIT = settings.WEBHOOK_TIMEOUT_SECONDS + 15
 _DB_RETRY = {"autoretry_for": (DatabaseError,), "max_retries": 3, "retry_backoff": 2, "retry_jitter": True}
 

@@ -13,7 +13,8 @@ from tests.factories import (
     SdkEventFactory,
     WebhookMessageFactory,
 )
-from webhooks.models import WebhookEndpoint, WebhookMessage
+from webhooks import services
+from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from webhooks.services import endpoint_rotate_secret, messages_deliver
 from webhooks.tasks import deliver_message, fanout_pending
 
@@ -270,7 +271,8 @@ def test_new_secrets_follow_the_whsec_format(make_endpoint):
     assert 24 <= len(base64.b64decode(secret.removeprefix("whsec_"))) <= 64
 
 
-def test_a_batch_hands_back_what_its_time_budget_does_not_cover(make_endpoint, receiver):
+def test_a_batch_hands_back_what_its_time_budget_does_not_cover(monkeypatch, make_endpoint, receiver):
+    monkeypatch.setattr(services, "DELIVER_CHUNK", 1)  # one message per chunk, so the budget bites at once
     endpoint, _ = make_endpoint()
     messages = [WebhookMessageFactory(endpoint=endpoint) for _ in range(3)]
 
@@ -279,3 +281,17 @@ def test_a_batch_hands_back_what_its_time_budget_does_not_cover(make_endpoint, r
     assert outcomes == {"delivered": 1, "handed-back": 2}
     assert [r.headers["webhook-id"] for r in receiver.requests] == [messages[0].pk]
     assert WebhookMessage.objects.filter(state=WebhookMessage.State.PENDING).count() == 2
+
+
+def test_a_chunk_is_sent_concurrently_and_recorded_per_message(make_endpoint, receiver):
+    endpoint, _ = make_endpoint()
+    receiver.script(200, 503, 200)  # whichever arrives second fails
+    messages = [WebhookMessageFactory(endpoint=endpoint) for _ in range(3)]
+
+    outcomes = messages_deliver(message_ids=[m.pk for m in messages])
+
+    assert outcomes == {"delivered": 2, "retry": 1}
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(m.pk for m in messages)
+    assert WebhookMessage.objects.filter(state="delivered", attempt_count=1).count() == 2
+    assert WebhookMessage.objects.filter(state="pending", attempt_count=1).count() == 1
+    assert sorted(a.status_code for a in WebhookAttempt.objects.all()) == [200, 200, 503]
