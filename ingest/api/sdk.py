@@ -39,18 +39,20 @@ CONTENT_ENCODING = OpenApiParameter(
 
 
 _encode = msgspec.json.Encoder().encode
+_MAX_GZIP_MEMBERS = 64
 
 
 def gunzip_capped(data: bytes, *, limit: int) -> bytes | None:
     """The decompressed body, or None when it would exceed `limit` bytes.
 
     Never holds more than `limit + 1` decompressed bytes, so a small gzip bomb costs nothing.
-    Concatenated gzip members (valid per RFC 1952) are followed. Raises zlib.error when the
-    data is not gzip or is truncated.
+    Concatenated gzip members (valid per RFC 1952) are followed, up to `_MAX_GZIP_MEMBERS` so a
+    body of empty members cannot spin. Raises zlib.error when the data is not gzip, is
+    truncated or has too many members.
     """
     parts: list[bytes] = []
     size = 0
-    while True:
+    for _ in range(_MAX_GZIP_MEMBERS):
         decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         out = decompressor.decompress(data, limit - size + 1)
         size += len(out)
@@ -62,6 +64,7 @@ def gunzip_capped(data: bytes, *, limit: int) -> bytes | None:
         data = decompressor.unused_data
         if not data:
             return b"".join(parts)
+    raise zlib.error("too many gzip members")
 
 
 class SdkView(IngestView):

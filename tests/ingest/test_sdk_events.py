@@ -320,7 +320,11 @@ def test_gzip_just_over_the_limit_is_413_and_just_under_is_read(api_client, sdk_
     assert too_big.status_code == 413
 
 
-@pytest.mark.parametrize("data", [b"not gzip at all", gzip.compress(b'{"events": []}')[:-6]], ids=["garbage", "cut"])
+@pytest.mark.parametrize(
+    "data",
+    [b"not gzip at all", gzip.compress(b'{"events": []}')[:-6], gzip.compress(b"") * 65 + gzip.compress(b"{}")],
+    ids=["garbage", "cut", "too-many-members"],
+)
 def test_broken_gzip_is_400(api_client, sdk_key, data):
     response = post_raw(api_client, EVENTS_URL, data, key=sdk_key, **{"Content-Encoding": "gzip"})
 
