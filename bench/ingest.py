@@ -83,6 +83,9 @@ def server_env(port: int) -> dict:
         HOST="127.0.0.1",
         PORT=str(port),
         WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
+        # Threads per worker: a durable commit waits on the WAL flush, so requests must overlap for
+        # PostgreSQL to group their commits (the baseline's granian runs hundreds by default).
+        WEB_THREADS=os.environ.get("WEB_THREADS", "8"),
     )
     return env
 

@@ -60,6 +60,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# The ingest APIs (/v1/, /api/v1/ingest/) are served with this shorter stack (see saastracker/wsgi.py):
+# they use no session, cookie, CSRF token, message or frame, and every middleware costs at ingest rates.
+INGEST_MIDDLEWARE = ["django.middleware.security.SecurityMiddleware"]
 
 ROOT_URLCONF = "saastracker.urls"
 WSGI_APPLICATION = "saastracker.wsgi.application"
