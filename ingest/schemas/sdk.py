@@ -132,7 +132,7 @@ def _row_from_struct(event: _Event, nul_possible: bool) -> dict | None:
         "event_id": event.event_id.lower(),
         "event_name": event.event_name,
         "ts_ms": event.ts_ms,
-        "anon_id": user.anon_id.lower(),
+        "anon_id": user.anon_id,
         "user_id": user.user_id,
         "platform": device.platform,
         "os": device.os,
@@ -141,7 +141,7 @@ def _row_from_struct(event: _Event, nul_possible: bool) -> dict | None:
         "locale": device.locale,
         "bundle_version": device.bundle_version,
         "country": device.country,
-        "session_id": event.context.session_id.lower(),
+        "session_id": event.context.session_id,
         "properties": event.properties,
         "consent": event.privacy.consent.analytics,
     }
@@ -233,6 +233,7 @@ def event_check(event, *, nul_possible: bool = True) -> tuple[dict | None, list[
         errors.append(("schema_version", "must be the number 1"))
 
     event_id = _uuid(event.get("event_id"), "event_id", errors)
+    event_id = event_id.lower() if event_id is not None else None
     event_name = _string(event.get("event_name"), "event_name", errors, nul_possible, required=True)
     if event_name == "":
         errors.append(("event_name", "must not be empty"))
@@ -308,13 +309,13 @@ def event_check(event, *, nul_possible: bool = True) -> tuple[dict | None, list[
 
 
 def _uuid(value, path: str, errors: list) -> str | None:
-    """The lowercase canonical form, so the same id in two cases is one event."""
+    """The value when it is a canonical UUID string (PostgreSQL's uuid type ignores case)."""
     if value is None:
         errors.append((path, REQUIRED))
     elif type(value) is not str or not _UUID(value):
         errors.append((path, "must be a UUID string like 550e8400-e29b-41d4-a716-446655440000"))
     else:
-        return value.lower()
+        return value
     return None
 
 
