@@ -193,6 +193,7 @@ class Receiver:
             def log_message(self, format, *args) -> None:
                 pass
 
+        ThreadingHTTPServer.request_queue_size = 128  # the default 5 drops SYNs under concurrent deliveries
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
