@@ -67,6 +67,8 @@ def export_pending(self, fanout: bool = True) -> dict:
         countdown = _backoff(self.request.retries)
         _redis_set_nx(_BACKOFF_KEY, int(countdown) + 1)
         raise self.retry(countdown=countdown)
+    if report.more:  # budget used up with a backlog left: hand over to a fresh task (time limits)
+        export_pending.apply_async(kwargs={"fanout": False}, retry=False)
     return report.as_dict()
 
 

@@ -78,6 +78,7 @@ class ExportReport:
     unresolved: int = 0  # left SENDING for lease-expiry recovery
     unavailable: bool = False  # BigQuery unreachable: back off
     transient: bool = False  # BigQuery answered with a retryable error: back off
+    more: bool = False  # the budget ran out with rows still pending: continue in a new task
 
     def add(self, other: ExportReport) -> None:
         self.claimed += other.claimed
@@ -87,6 +88,7 @@ class ExportReport:
         self.unresolved += other.unresolved
         self.unavailable = self.unavailable or other.unavailable
         self.transient = self.transient or other.transient
+        self.more = self.more or other.more
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -354,6 +356,7 @@ def export_drain(
             elif on_backlog is not None:
                 on_backlog()
                 on_backlog = None
+    report.more = bool(active)
     return report
 
 
