@@ -165,6 +165,11 @@ def main() -> int:
     p.add_argument("--ingest-rate", type=int, default=6000, help="events/s during the lag phase")
     p.add_argument("--ingest-seconds", type=int, default=30)
     p.add_argument("--skip-lag", action="store_true")
+    p.add_argument(
+        "--emulator-no-time-travel",
+        action="store_true",
+        help="diagnostic: stop the emulator copying the table into a snapshot after every insert call",
+    )
     args = p.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -198,10 +203,15 @@ def main() -> int:
     log(f"outbox filled with {args.events} pending rows in {fill_s:.1f}s")
 
     emulator = worker = None
-    result: dict = {"events": args.events, "fill_seconds": round(fill_s, 1)}
+    result: dict = {
+        "events": args.events,
+        "fill_seconds": round(fill_s, 1),
+        "emulator_time_travel": not args.emulator_no_time_travel,
+    }
     try:
         emulator = subprocess.Popen(
-            [str(ROOT / "scripts" / "bigquery-emulator"), "start", "--port", str(bq_port), "--project", "bench-proj"],
+            [str(ROOT / "scripts" / "bigquery-emulator"), "start", "--port", str(bq_port), "--project", "bench-proj"]
+            + (["--no-time-travel"] if args.emulator_no_time_travel else []),
             cwd=ROOT,
             env=env,
             stdout=(OUT / "export-emulator.log").open("wb"),
