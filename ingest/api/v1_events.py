@@ -119,6 +119,7 @@ _PARAMETERS = [
 
 
 class V1EventsView(IngestView):
+    http_method_names = ["post"]  # no OPTIONS metadata: a server-to-server API answers 405 to anything else
     authentication_classes = [HmacSignatureAuthentication]
     throttle_classes = [ApplicationRateThrottle]
     max_body_bytes = settings.INGEST_V1_MAX_BODY_BYTES
