@@ -263,3 +263,34 @@ def test_several_exporters_at_once_export_exactly_once(bigquery, settings):
     _landed_once(bigquery, "events", [e.event_id for e in events])
     _landed_once(bigquery, "sdk_events", [e.event_id for e in sdk_events])
     assert _states(Event) == {ExportState.EXPORTED: 600}
+
+
+@pytest.mark.django_db
+def test_the_sweeper_recovers_expired_batches_and_logs_lag_and_dead_letters(bigquery, settings, caplog):
+    from ingest.tasks import export_sweep
+
+    # Given a batch abandoned mid-call whose lease has run out, and a dead letter
+    events = EventFactory.create_batch(3)
+    EventFactory(export_state=ExportState.DEAD, export_error="invalid")
+    real_endpoint = settings.BIGQUERY_API_ENDPOINT
+    with black_hole() as endpoint:
+        settings.BIGQUERY_API_ENDPOINT = endpoint
+        settings.BIGQUERY_TIMEOUT_SECONDS = 1.0
+        export_drain()
+    settings.BIGQUERY_API_ENDPOINT = real_endpoint
+    ExportBatch.objects.update(lease_until=timezone.now() - dt.timedelta(seconds=1))
+
+    # When the periodic sweep runs
+    with caplog.at_level("INFO", logger="ingest.tasks"):
+        result = export_sweep.apply().get()
+
+    # Then the batch is settled (nothing had landed: back to pending), and lag and dead letters are logged
+    assert result["recovered"] == 3
+    assert result["dead"] == 1
+    assert _states(Event) == {ExportState.PENDING: 3, ExportState.DEAD: 1}
+    assert not ExportBatch.objects.exists()
+    assert "export status: lag=" in caplog.text
+    assert "dead=1" in caplog.text
+    # and the kicked export then lands them once
+    export_drain()
+    _landed_once(bigquery, "events", [e.event_id for e in events])
