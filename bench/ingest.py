@@ -101,6 +101,12 @@ def database_prepare(env: dict) -> None:
     manage(env, "migrate", "--noinput")
 
 
+def tables_empty() -> None:
+    """Start from empty event tables, as the baseline starts from a fresh table: same index sizes."""
+    psql(f"{PG}/{DB_NAME}", "truncate ingest_event, ingest_sdkevent, ingest_idempotencykey")
+    psql(f"{PG}/{DB_NAME}", "checkpoint")
+
+
 _CREATE_SNIPPET = """
 import json, sys, django
 django.setup()
@@ -228,6 +234,7 @@ def main() -> int:
     p.add_argument("--n", type=int, default=200_000, help="distinct single events generated")
     p.add_argument("--batches", type=int, default=30_000, help="distinct batches generated")
     p.add_argument("--keep", action="store_true", help="keep the generated requests and the server log")
+    p.add_argument("--keep-rows", action="store_true", help="do not empty the event tables of bench_saastracker first")
     args = p.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -242,6 +249,8 @@ def main() -> int:
     port = free_port()
     env = server_env(port)
     database_prepare(env)
+    if not args.keep_rows:
+        tables_empty()
     app = application_new(env)
     requests_generate(shared, workdir / "requests", app, n=args.n, batches=args.batches)
 

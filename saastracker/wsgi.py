@@ -42,7 +42,15 @@ class IngestWSGIHandler(WSGIHandler):
 def route_ingest(full, ingest):
     def application(environ, start_response):
         if environ.get("PATH_INFO", "").startswith(INGEST_PATH_PREFIXES):
-            return ingest(environ, start_response)
+            response = ingest(environ, start_response)
+            if getattr(response, "streaming", True):
+                return response
+            # Ingest answers are small and complete: hand the server a list, which granian sends in
+            # one call instead of iterating a Python object while holding the GIL.
+            try:
+                return [response.content]
+            finally:
+                response.close()
         return full(environ, start_response)
 
     return application

@@ -8,6 +8,8 @@ repeat costs a second query, to answer with the original event id.
 Usage is not counted here: `apps_registry.services.usage_refresh` aggregates in batches.
 """
 
+import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -88,6 +90,18 @@ class IngestResult:
     replayed: bool  # True when an Idempotency-Key repeat was answered with the original event
 
 
+def event_id_new() -> uuid.UUID:
+    """A UUIDv7: time-ordered, so the unique index on event_id grows at its right edge.
+
+    Random uuid4s land on random index pages, which after each checkpoint costs a full-page
+    image in the WAL per insert; time order keeps the hot path's write small.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
+    return uuid.UUID(int=value)
+
+
 def session_infer(*, app_uuid: uuid.UUID, customer_org_id: str, user_hash: str, at: float) -> uuid.UUID:
     """The same user of the same org within one 30-minute bucket shares a session, on any process."""
     bucket = int(at // SESSION_BUCKET_SECONDS)
@@ -112,7 +126,7 @@ def v1_event_ingest(
             at=occurred_at.timestamp(),
         )
     webhook_pending = event.event in EVENT_TRIGGERS  # v1 events come from the customer's backend: consented
-    event_id = uuid.uuid4()
+    event_id = event_id_new()
     params = [
         credentials.company_id,
         credentials.app_id,

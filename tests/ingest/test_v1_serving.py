@@ -28,7 +28,8 @@ def wsgi_call(path: str, *, method: str = "GET", body: bytes = b"", headers: dic
     try:
         answer["body"] = b"".join(chunks)
     finally:
-        chunks.close()
+        if hasattr(chunks, "close"):  # WSGI: the server closes what it was given
+            chunks.close()
     return answer
 
 
