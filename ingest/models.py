@@ -57,6 +57,9 @@ class Event(OutboxRow):
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="event_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="event_company_received"),
             models.Index(fields=["application", "occurred_at"], name="event_app_occurred"),
+            # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
+            models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="event_export_sending"),
+            models.Index(fields=["id"], condition=models.Q(export_state=2), name="event_export_dead"),
         ]
 
     def __str__(self) -> str:
@@ -94,6 +97,9 @@ class SdkEvent(OutboxRow):
             models.Index(fields=["id"], condition=models.Q(export_state=0), name="sdkevent_export_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="sdkevent_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="sdkevent_company_received"),
+            # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
+            models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="sdkevent_export_sending"),
+            models.Index(fields=["id"], condition=models.Q(export_state=2), name="sdkevent_export_dead"),
         ]
 
     def __str__(self) -> str:
@@ -116,6 +122,10 @@ class IdentifyLink(OutboxRow):
         indexes = [
             models.Index(fields=["id"], condition=models.Q(export_state=0), name="identify_export_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="identify_webhook_pending"),
+            # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
+            models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="identify_export_sending"),
+            models.Index(fields=["id"], condition=models.Q(export_state=2), name="identify_export_dead"),
+            models.Index(fields=["company", "received_at"], name="identify_company_received"),
         ]
 
     def __str__(self) -> str:
