@@ -19,6 +19,7 @@ The shared bench folder is `../shared/bench` next to the repository (as CI lays 
 """
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -240,6 +241,14 @@ def main() -> int:
         sys.exit("wrk is not installed (apt-get install wrk)")
     shared = shared_bench()
     modes = ["single", "batch"] if args.mode == "both" else [args.mode]
+    # One run at a time on this machine: concurrent runs would share the CPUs and truncate each other's tables.
+    lock_path = os.environ.get("BENCH_LOCK") or Path(tempfile.gettempdir()) / "saastracker-bench-ingest.lock"
+    lock = open(lock_path, "w")  # noqa: SIM115 (held for the whole run)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another bench run is in progress; waiting for it", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
 
     baseline = None if args.no_baseline else baseline_run(shared, args)
     if baseline:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.postgresql.base import ServerBindingCursor
 
 from apps_registry.selectors import AppCredentials
@@ -74,14 +74,15 @@ class _PreparedCursor(ServerBindingCursor):
 
 
 def _cursor():
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    pg = connection.connection
+    db = connections[DEFAULT_DB_ALIAS]  # once: each `django.db.connection.x` is a thread-local lookup
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    pg = db.connection
     if pg.prepare_threshold is None:  # Django's default disables preparing; allow it only when asked
         pg.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-    with connection.wrap_database_errors:
+    with db.wrap_database_errors:
         raw = _PreparedCursor(pg)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
 
 
 @dataclass(frozen=True, slots=True)
