@@ -210,7 +210,7 @@ def batch_validate(body: bytes, *, max_events: int) -> BatchValidation:
         verdict = ""
         try:
             row = _row_from_struct(_decode_event(raw), nul_possible)
-        except msgspec.ValidationError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
             row, verdict = None, str(exc)
         if row is not None:
             result.rows.append(row)
@@ -224,7 +224,7 @@ def _explain(raw: msgspec.Raw, index: int, verdict: str) -> list[dict]:
     """Every wrong field of a rejected event (the slow path, for bad events only)."""
     try:
         event = _decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         return [{"index": index, "event_id": None, "field": None, "message": f"not decodable: {exc}"}]
     _, problems = event_check(event)
     if not problems:  # the two checkers disagree: still rejected, with msgspec's reason
