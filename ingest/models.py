@@ -22,8 +22,10 @@ class ExportState(models.IntegerChoices):
 
 
 class OutboxRow(models.Model):
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
-    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    # No single-column FK indexes: every table leads a composite index or unique constraint with
+    # these columns, and each extra index is paid on every insert.
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+", db_index=False)
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+", db_index=False)
     received_at = models.DateTimeField(default=timezone.now)
     export_state = models.SmallIntegerField(choices=ExportState.choices, default=ExportState.PENDING)
     export_batch = models.UUIDField(null=True, blank=True)
