@@ -14,6 +14,8 @@ What it does, in order:
    final line `BENCH_JSON {...}`. Exit status 1 when a request failed or an event is missing.
 
 Needs wrk, PostgreSQL on 127.0.0.1:5432 (trust, user postgres) and Redis on 127.0.0.1:6379.
+Environment (all optional, bench only): BENCH_PG (server URL without database), BENCH_REDIS_URL,
+BENCH_SECRET_KEY, BENCH_FIELD_ENCRYPTION_KEY, BENCH_LOCK, SHARED_BENCH, WEB_CONCURRENCY, WEB_THREADS.
 The shared bench folder is `../shared/bench` next to the repository (as CI lays it out), else
 /work/shared/bench, or $SHARED_BENCH.
 """
