@@ -12,13 +12,10 @@ from celery import shared_task
 
 from ingest.services import export as export_service
 from ingest.services import retention as retention_service
-from saastracker.celery import app
 from saastracker.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
-EXPORT_SWEEP_SECONDS = 30.0
-RETENTION_SECONDS = 3600.0
 MAX_RETRIES = 6
 _FANOUT_KEY = "ingest:export:fanout"
 _BACKOFF_KEY = "ingest:export:backoff"
@@ -109,9 +106,3 @@ def retention(self) -> dict:
         return retention_service.retention_apply()
     except Exception as exc:  # a database hiccup: the next run (or a retry) finishes the job
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries, base=30.0, cap=600.0)) from exc
-
-
-@app.on_after_finalize.connect
-def _schedule(sender, **kwargs) -> None:
-    sender.add_periodic_task(EXPORT_SWEEP_SECONDS, export_sweep.s(), name="ingest.export_sweep")
-    sender.add_periodic_task(RETENTION_SECONDS, retention.s(), name="ingest.retention")

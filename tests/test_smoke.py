@@ -23,3 +23,13 @@ def test_credentials_round_trip_through_encryption_and_hashing(db):
     assert sdk.is_active
     stored = type(secret).objects.extra(select={"raw": "secret"}).values_list("raw", flat=True).get()
     assert secret.secret not in stored  # encrypted at rest
+
+
+def test_every_periodic_task_names_a_registered_task():
+    from saastracker.celery import app
+
+    app.loader.import_default_modules()
+    registered = set(app.tasks)
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+
+    assert scheduled <= registered, scheduled - registered

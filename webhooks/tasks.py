@@ -7,12 +7,8 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from saastracker.celery import app
-
 from . import services
 
-FANOUT_SWEEP_SECONDS = 3.0
-DELIVERY_SWEEP_SECONDS = 5.0
 # A fan-out usually finds one or two new rows: attempting them right away saves a task per event.
 FANOUT_DELIVER_INLINE_MAX = services.DELIVER_CHUNK
 _DELIVERY_SOFT_LIMIT = settings.WEBHOOK_TIMEOUT_SECONDS + 15
@@ -57,14 +53,3 @@ def deliver_messages(message_ids: list[str]) -> dict:
 def sweep_due() -> int:
     """Re-enqueue deliveries whose broker message was lost or whose worker died."""
     return services.messages_sweep()
-
-
-@app.on_after_finalize.connect
-def _schedule(sender, **kwargs) -> None:
-    # expires: a sweep that waited longer than its period is superseded by the next one.
-    sender.add_periodic_task(
-        FANOUT_SWEEP_SECONDS, fanout_pending.s(), name="webhooks.fanout_pending sweep", expires=FANOUT_SWEEP_SECONDS
-    )
-    sender.add_periodic_task(
-        DELIVERY_SWEEP_SECONDS, sweep_due.s(), name="webhooks.sweep_due", expires=DELIVERY_SWEEP_SECONDS
-    )

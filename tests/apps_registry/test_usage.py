@@ -58,8 +58,6 @@ def test_usage_refresh_ignores_last_months_events():
 
 
 def test_usage_refresh_is_scheduled_every_minute():
-    celery_app.loader.import_default_modules()
-    celery_app.finalize()
     entries = [e for e in celery_app.conf.beat_schedule.values() if e["task"] == "apps_registry.usage_refresh"]
     assert len(entries) == 1
     assert entries[0]["schedule"] == 60.0
