@@ -13,12 +13,17 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from .admin_scoping import CompanyScopedAdmin, ReadOnlyScopedInline, account_company_id, is_superuser
+from .admin_scoping import (
+    CompanyScopedAdmin,
+    ObjectPagesMixin,
+    ReadOnlyScopedInline,
+    account_company_id,
+    is_superuser,
+)
 from .models import LIMIT_FIELDS, ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
 from .selectors import month_start
 from .services import api_secret_revoke, api_secret_rotate, application_create, sdk_key_create, sdk_key_revoke
@@ -224,7 +229,7 @@ class RotateForm(forms.Form):
 
 
 @admin.register(Application)
-class ApplicationAdmin(CompanyScopedAdmin):
+class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     company_path = "company"
     list_display = ("name", "company", "uuid", "is_active", "live_secrets", "live_sdk_keys", "created_at")
     list_filter = ("is_active", ("company", admin.RelatedOnlyFieldListFilter), "company__plan")
@@ -371,38 +376,18 @@ class ApplicationAdmin(CompanyScopedAdmin):
             raise PermissionDenied
         return obj
 
-    def _change_url(self, obj: Application) -> str:
-        return reverse("admin:apps_registry_application_change", args=[obj.pk])
-
-    def _confirm(self, request, obj, *, title, question, form=None, button="Confirm"):
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": title,
-            "question": question,
-            "form": form,
-            "button": button,
-            "original": obj,
-            "change_url": self._change_url(obj),
-        }
-        return TemplateResponse(request, "admin/apps_registry/confirm_action.html", context)
-
     def _credentials_once(self, request, obj, *, title, api_secret=None, sdk_key=None):
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": title,
-            "original": obj,
-            "api_secret": api_secret,
-            "sdk_key": sdk_key,
-            "ingest_url": ingest_url(),
-            "batch_url": batch_url(),
-            "curl": curl_snippet(app_uuid=obj.uuid, secret=api_secret) if api_secret else "",
-            "change_url": self._change_url(obj),
-        }
-        response = TemplateResponse(request, "admin/apps_registry/credentials_once.html", context)
-        response["Cache-Control"] = "no-store"  # the page holds a secret: never keep it in a cache
-        return response
+        return self._show_once(
+            request,
+            obj,
+            template="admin/apps_registry/credentials_once.html",
+            title=title,
+            api_secret=api_secret,
+            sdk_key=sdk_key,
+            ingest_url=ingest_url(),
+            batch_url=batch_url(),
+            curl=curl_snippet(app_uuid=obj.uuid, secret=api_secret) if api_secret else "",
+        )
 
     def rotate_secret_view(self, request, object_id):
         obj = self._changeable_app(request, object_id)

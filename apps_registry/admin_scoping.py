@@ -11,6 +11,8 @@ needs no per-model permission rows and cannot be given a wider view by a stray o
 """
 
 from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from .models import Membership
 
@@ -118,3 +120,30 @@ class ReadOnlyScopedInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ObjectPagesMixin:
+    """The pages behind per-object admin buttons: a confirmation form and a show-once page."""
+
+    def _change_url(self, obj) -> str:
+        return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+
+    def _object_context(self, request, obj, *, title: str, **extra) -> dict:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "original": obj,
+            "change_url": self._change_url(obj),
+            **extra,
+        }
+
+    def _confirm(self, request, obj, *, title, question, button="Confirm", form=None):
+        context = self._object_context(request, obj, title=title, question=question, button=button, form=form)
+        return TemplateResponse(request, "admin/confirm_action.html", context)
+
+    def _show_once(self, request, obj, *, template: str, title: str, **extra):
+        """Render a page holding a new secret; it is never cached and the secret is kept nowhere."""
+        response = TemplateResponse(request, template, self._object_context(request, obj, title=title, **extra))
+        response["Cache-Control"] = "no-store"
+        return response

@@ -12,12 +12,11 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from apps_registry.admin_scoping import CompanyScopedAdmin, ReadOnlyScopedInline
+from apps_registry.admin_scoping import CompanyScopedAdmin, ObjectPagesMixin, ReadOnlyScopedInline
 
 from . import services, signing
 from .models import WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
@@ -59,7 +58,7 @@ class RecoverForm(forms.Form):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(CompanyScopedAdmin):
+class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     company_path = "company"
     form = WebhookEndpointForm
     list_display = ("url", "company", "application", "events", "is_active", "masked_secret", "disabled_reason")
@@ -174,34 +173,8 @@ class WebhookEndpointAdmin(CompanyScopedAdmin):
             raise PermissionDenied
         return obj
 
-    def _change_url(self, obj) -> str:
-        return reverse("admin:webhooks_webhookendpoint_change", args=[obj.pk])
-
-    def _confirm(self, request, obj, *, title, question, button, form=None):
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": title,
-            "question": question,
-            "form": form,
-            "button": button,
-            "original": obj,
-            "change_url": self._change_url(obj),
-        }
-        return TemplateResponse(request, "admin/webhooks/confirm_action.html", context)
-
     def _secret_once(self, request, obj, *, title, secret):
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": title,
-            "original": obj,
-            "secret": secret,
-            "change_url": self._change_url(obj),
-        }
-        response = TemplateResponse(request, "admin/webhooks/secret_once.html", context)
-        response["Cache-Control"] = "no-store"  # the page holds a secret: never keep it in a cache
-        return response
+        return self._show_once(request, obj, template="admin/webhooks/secret_once.html", title=title, secret=secret)
 
     def send_test_view(self, request, object_id):
         obj = self._changeable(request, object_id)
