@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,18 +39,13 @@ if (
     os.environ["BENCH_REEXEC"] = "1"
     os.execv(str(VENV_PY), [str(VENV_PY), *sys.argv])  # noqa: S606 (our own venv, same arguments)
 
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+from common import PG, free_port, stop  # noqa: E402 - after the re-exec into the venv
+
 DB_NAME = "bench_export"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 OUT = ROOT / "bench" / "out"
 BAR_EVENTS_PER_S = 5000
 BAR_LAG_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def log(msg: str) -> None:
@@ -146,17 +140,6 @@ def wait_drained(timeout: float, poll: float = 0.25) -> float:
             return time.monotonic() - start
         time.sleep(poll)
     raise SystemExit(f"export did not drain within {timeout}s ({unexported()} rows left)")
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def main() -> int:

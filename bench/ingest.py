@@ -25,8 +25,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,8 +33,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+from common import PG, ROOT, database_prepare, free_port, manage, prod_env, psql, python, stop
+
 DB_NAME = "bench_saastracker"
 EVENTS_PER_BATCH = 20
 TABLES = {"single": "ingest_event", "batch": "ingest_sdkevent"}
@@ -49,60 +47,16 @@ def shared_bench() -> Path:
     sys.exit("shared bench folder not found (../shared/bench, /work/shared/bench or $SHARED_BENCH)")
 
 
-def python() -> str:
-    venv = ROOT / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def psql(dsn: str, sql: str) -> str:
-    out = subprocess.run(["psql", dsn, "-qAtc", sql], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
 def server_env(port: int) -> dict:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="saastracker.settings.prod",
-        DATABASE_URL=f"{PG}/{DB_NAME}",
-        SECRET_KEY=os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key-not-for-production"),
-        # A fixed key so secrets stored by earlier runs stay readable; this database is for the bench only.
-        FIELD_ENCRYPTION_KEY=os.environ.get(
-            "BENCH_FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0hIT0="
-        ),
-        SECURE_SSL_REDIRECT="0",
-        SESSION_COOKIE_SECURE="0",
-        CSRF_COOKIE_SECURE="0",
-        ALLOWED_HOSTS="*",
-        RATE_LIMIT_PER_SECOND="1000000",
-        RATE_LIMIT_BURST="1000000",
-        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
-        LOG_LEVEL="WARNING",
-        HOST="127.0.0.1",
-        PORT=str(port),
-        WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
-        # Threads per worker: a durable commit waits on the WAL flush, so requests must overlap for
-        # PostgreSQL to group their commits. 16 per worker means no wrk connection ever queues behind
-        # another however granian splits them (the baseline's granian defaults to hundreds).
+    # Threads per worker: a durable commit waits on the WAL flush, so requests must overlap for
+    # PostgreSQL to group their commits. 16 per worker means no wrk connection ever queues behind
+    # another however granian splits them (the baseline's granian defaults to hundreds).
+    return prod_env(
+        db_name=DB_NAME,
+        port=port,
+        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
         WEB_THREADS=os.environ.get("WEB_THREADS", "16"),
     )
-    return env
-
-
-def manage(env: dict, *args: str) -> str:
-    out = subprocess.run([python(), "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    return out.stdout
-
-
-def database_prepare(env: dict) -> None:
-    if psql(f"{PG}/postgres", f"select 1 from pg_database where datname = '{DB_NAME}'") != "1":  # noqa: S608 (constants)
-        psql(f"{PG}/postgres", f"create database {DB_NAME}")
-    manage(env, "migrate", "--noinput")
 
 
 def tables_empty() -> None:
@@ -181,16 +135,6 @@ def server_start(env: dict, log: Path) -> subprocess.Popen:
     return proc
 
 
-def server_stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def wrk_run(shared: Path, reqdir: Path, mode: str, port: int, args) -> dict:
     env = dict(os.environ, MODE=mode, REQDIR=str(reqdir), THREADS=str(args.threads))
     out = subprocess.run(
@@ -260,7 +204,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="saastracker-bench-"))
     port = free_port()
     env = server_env(port)
-    database_prepare(env)
+    database_prepare(env, DB_NAME)
     if not args.keep_rows:
         tables_empty()
     app = application_new(env)
@@ -299,7 +243,7 @@ def main() -> int:
                     result["ratio"] = round(result["events_per_s"] / baseline["batch_events_per_s"], 3)
             results[mode] = result
     finally:
-        server_stop(proc)
+        stop(proc)
 
     for mode, r in results.items():
         rate = f"{r['events_per_s']} events/s ({r['rps']} req/s)" if mode == "batch" else f"{r['rps']} req/s"

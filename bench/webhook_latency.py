@@ -24,8 +24,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,68 +37,25 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+from common import ROOT, database_prepare, free_port, prod_env, python, stop
+
 DB_NAME = "bench_webhooks"
 BAR_P50, BAR_P99 = 1.0, 3.0
 
 
-def python() -> str:
-    venv = ROOT / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def service_env(port: int) -> dict:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="saastracker.settings.prod",
-        DATABASE_URL=f"{PG}/{DB_NAME}",
-        SECRET_KEY=os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key-not-for-production"),
-        FIELD_ENCRYPTION_KEY=os.environ.get(
-            "BENCH_FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0hIT0="
-        ),
-        SECURE_SSL_REDIRECT="0",
-        SESSION_COOKIE_SECURE="0",
-        CSRF_COOKIE_SECURE="0",
-        ALLOWED_HOSTS="*",
-        RATE_LIMIT_PER_SECOND="1000000",
-        RATE_LIMIT_BURST="1000000",
-        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
-        CELERY_BROKER_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+    return prod_env(
+        db_name=DB_NAME,
+        port=port,
+        redis_url=redis_url,
+        CELERY_BROKER_URL=redis_url,
         CELERY_BEAT_SCHEDULE_FILE=str(Path(tempfile.gettempdir()) / f"bench-webhooks-beat-{os.getpid()}"),
         WEBHOOK_ALLOW_PRIVATE_TARGETS="1",  # the receiver is on loopback
         BIGQUERY_PROJECT="",  # the export is not what is measured here
-        LOG_LEVEL="WARNING",
         CELERY_LOG_LEVEL=os.environ.get("BENCH_CELERY_LOG_LEVEL", "warning"),
-        HOST="127.0.0.1",
-        PORT=str(port),
-        WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
         CELERY_CONCURRENCY=os.environ.get("CELERY_CONCURRENCY", "2"),
     )
-    return env
-
-
-def manage(env: dict, *args: str) -> str:
-    return subprocess.run(
-        [python(), "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def psql(dsn: str, sql: str) -> str:
-    return subprocess.run(["psql", dsn, "-qAtc", sql], check=True, capture_output=True, text=True).stdout.strip()
-
-
-def database_prepare(env: dict) -> None:
-    # DB_NAME is a constant of this script, not input.
-    if psql(f"{PG}/postgres", f"select 1 from pg_database where datname = '{DB_NAME}'") != "1":  # noqa: S608
-        psql(f"{PG}/postgres", f"create database {DB_NAME}")
-    manage(env, "migrate", "--noinput")
 
 
 _SETUP = """
@@ -131,16 +86,6 @@ def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
     )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -310,7 +255,7 @@ def main() -> int:
 
     port = free_port()
     env = service_env(port)
-    database_prepare(env)
+    database_prepare(env, DB_NAME)
     receiver = Receiver()
     tenant = tenant_new(env, receiver.url)
     receiver.secret = base64.b64decode(tenant["webhook_secret"].removeprefix("whsec_"))

@@ -1,0 +1,79 @@
+"""What every benchmark here needs: the venv's python, free ports, psql, manage.py, the
+production settings pointed at a bench database, and stopping a process group."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def python() -> str:
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(dsn: str, sql: str) -> str:
+    return subprocess.run(["psql", dsn, "-qAtc", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def manage(env: dict, *args: str) -> str:
+    return subprocess.run(
+        [python(), "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def database_prepare(env: dict, db_name: str) -> None:
+    """Create the bench database if missing and migrate it. `db_name` is a script constant."""
+    if psql(f"{PG}/postgres", f"select 1 from pg_database where datname = '{db_name}'") != "1":  # noqa: S608
+        psql(f"{PG}/postgres", f"create database {db_name}")
+    manage(env, "migrate", "--noinput")
+
+
+def prod_env(*, db_name: str, port: int, redis_url: str, **extra: str) -> dict:
+    """The production settings module with bench-only secrets, no TLS redirect and no rate limit."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="saastracker.settings.prod",
+        DATABASE_URL=f"{PG}/{db_name}",
+        SECRET_KEY=os.environ.get("BENCH_SECRET_KEY", "bench-only-secret-key-not-for-production"),
+        # A fixed key so secrets stored by earlier runs stay readable; these databases are for benches only.
+        FIELD_ENCRYPTION_KEY=os.environ.get(
+            "BENCH_FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0hIT0="
+        ),
+        SECURE_SSL_REDIRECT="0",
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
+        ALLOWED_HOSTS="*",
+        RATE_LIMIT_PER_SECOND="1000000",
+        RATE_LIMIT_BURST="1000000",
+        REDIS_URL=redis_url,
+        LOG_LEVEL="WARNING",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
+        **extra,
+    )
+    return env
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 15) -> None:
+    """SIGTERM the process group, SIGKILL it if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
