@@ -90,6 +90,9 @@ DATABASES = {
         conn_health_checks=False,  # a health check is an extra round trip on the hot path
     )
 }
+# A database host that drops packets must not hang a request (or the health check) for the
+# operating system's TCP timeout: fail fast, answer 503, let the client retry.
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -1,6 +1,8 @@
 """GET /api/v1/ingest/health: public, says only whether events can be stored."""
 
 import socket
+import threading
+import time
 
 import pytest
 from django.db import connection
@@ -73,3 +75,29 @@ def test_health_recovers_when_the_database_is_back(api_client, transactional_db)
         connection.settings_dict["PORT"] = original
 
     assert api_client.get(HEALTH_URL).status_code == 200
+
+
+def test_health_answers_503_within_the_connect_timeout_when_the_database_never_answers(api_client, transactional_db):
+    # A loopback listener that accepts TCP but never speaks PostgreSQL: like a host dropping packets.
+    # Without DB_CONNECT_TIMEOUT (5 s by default) the request would hang for as long as the OS lets it.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    original_port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(silent.getsockname()[1])
+    answers = []
+    try:
+        started = time.monotonic()
+        caller = threading.Thread(target=lambda: answers.append(api_client.get(HEALTH_URL)), daemon=True)
+        caller.start()
+        caller.join(timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = original_port
+        silent.close()
+
+    assert answers, "the health check hung on a silent database"
+    assert answers[0].status_code == 503
+    assert elapsed < 10
