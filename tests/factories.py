@@ -1,6 +1,7 @@
 """factory_boy factories, one per model. Credentials come from the services so they are real."""
 
 import uuid
+from datetime import timedelta
 
 import factory
 from django.contrib.auth import get_user_model
@@ -9,7 +10,7 @@ from factory.django import DjangoModelFactory
 
 from apps_registry import crypto
 from apps_registry.models import ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
-from ingest.models import Event, IdentifyLink, SdkEvent
+from ingest.models import Event, ExportBatch, IdempotencyKey, IdentifyLink, SdkEvent
 from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 
@@ -143,6 +144,23 @@ class IdentifyLinkFactory(DjangoModelFactory):
     company = factory.SelfAttribute("application.company")
     anon_id = factory.LazyFunction(uuid.uuid4)
     user_id = factory.Sequence(lambda n: f"user-{n}")
+
+
+class IdempotencyKeyFactory(DjangoModelFactory):
+    class Meta:
+        model = IdempotencyKey
+
+    application = factory.SubFactory(ApplicationFactory)
+    key = factory.Sequence(lambda n: f"idem-{n}")
+    event_id = factory.LazyFunction(uuid.uuid4)
+
+
+class ExportBatchFactory(DjangoModelFactory):
+    class Meta:
+        model = ExportBatch
+
+    table = ExportBatch.Table.EVENTS
+    lease_until = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=3))
 
 
 class WebhookEndpointFactory(DjangoModelFactory):

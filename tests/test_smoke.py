@@ -33,3 +33,35 @@ def test_every_periodic_task_names_a_registered_task():
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
 
     assert scheduled <= registered, scheduled - registered
+
+
+def test_every_model_has_a_factory():
+    import inspect
+
+    from django.apps import apps
+    from factory.django import DjangoModelFactory
+
+    from . import factories
+
+    covered = {
+        obj._meta.model
+        for _, obj in inspect.getmembers(factories, inspect.isclass)
+        if issubclass(obj, DjangoModelFactory) and obj is not DjangoModelFactory
+    }
+    ours = {m for name in ("apps_registry", "ingest", "webhooks") for m in apps.get_app_config(name).get_models()}
+
+    assert ours - covered == set()
+
+
+def test_every_factory_saves_a_valid_row(db):
+    import inspect
+
+    from factory.django import DjangoModelFactory
+
+    from . import factories
+
+    for name, factory_class in inspect.getmembers(factories, inspect.isclass):
+        if issubclass(factory_class, DjangoModelFactory) and factory_class is not DjangoModelFactory:
+            obj = factory_class()
+            obj.full_clean()
+            assert obj.pk is not None, name
