@@ -8,20 +8,19 @@ before the client hears 200.
 
 The rows travel as one JSON parameter expanded by `json_to_recordset`: PostgreSQL types them,
 and Python adapts a single string instead of a dozen arrays. The statement is bound server-side
-and prepared once per connection, so PostgreSQL parses and plans it once, not per batch (the
-project's other cursors keep Django's client-side binding).
+and prepared once per connection (`ingest.db.prepared_cursor`), so PostgreSQL parses and plans it
+once, not per batch.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from django.db import connection
-from django.db.backends.postgresql.base import ServerBindingCursor
 
 from webhooks.models import EVENT_TRIGGERS
 
 from .. import outbox
+from ..db import prepared_cursor
 from ..models import ExportState, SdkEvent
 
 _encode = msgspec.json.Encoder().encode
@@ -60,20 +59,6 @@ FROM stored
 """  # noqa: S608 - only the table name and constants of this module are interpolated; values are parameters
 
 
-class _PreparedCursor(ServerBindingCursor):
-    """Server-side binding, always prepared (Django leaves psycopg's auto-prepare off)."""
-
-    def execute(self, query, params=None, **kwargs):
-        return super().execute(query, params, prepare=True, **kwargs)
-
-
-def _prepared_cursor():
-    """A prepared-statement cursor wrapped like any Django cursor: errors mapped, queries counted."""
-    connection.ensure_connection()
-    raw = _PreparedCursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
     stored: int  # newly written rows; the rest were already stored (SDK retries) or repeated in the batch
@@ -101,7 +86,7 @@ def sdk_events_ingest(*, app_id: int, company_id: int, rows: list[dict], receive
         "received_at": received_at,
         "rows": _encode(unique).decode(),
     }
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_INSERT, params)
         stored, export_owed, webhooks_owed = cursor.fetchone()
     if stored:

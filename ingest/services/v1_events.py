@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db import DatabaseError
 
 from apps_registry.selectors import AppCredentials
 from webhooks.models import EVENT_TRIGGERS
 
 from .. import outbox
+from ..db import prepared_cursor
 from ..group_commit import GroupCommit
 from ..models import Event, ExportState, IdempotencyKey
 from ..schemas.v1 import V1Event
@@ -72,34 +72,8 @@ RETURNING 1
 _ORIGINAL_EVENT_ID = f"SELECT event_id FROM {IdempotencyKey._meta.db_table} WHERE application_id = %s AND key = %s"  # noqa: S608
 
 
-_PREPARE_ONLY_WHEN_ASKED = 2**31  # Django's own cursors bind client-side and never prepare anyway
-
-
-class _PreparedCursor(ServerBindingCursor):
-    """Server-side binding, prepared on first use per connection: the hot INSERT skips parse and plan.
-
-    Django keeps prepared statements off (poolers); this cursor opts in for our few fixed
-    statements only. It is wrapped like any Django cursor, so errors map and queries are counted.
-    """
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
-def _cursor():
-    db = connections[DEFAULT_DB_ALIAS]  # once: each `django.db.connection.x` is a thread-local lookup
-    db.ensure_connection()
-    db.validate_thread_sharing()
-    pg = db.connection
-    if pg.prepare_threshold is None:  # Django's default disables preparing; allow it only when asked
-        pg.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-    with db.wrap_database_errors:
-        raw = _PreparedCursor(pg)
-    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
-
-
 # Concurrent plain events of this process share one INSERT and one commit (see ingest.group_commit).
-_group = GroupCommit(statement=_INSERT_GROUP, cursor=_cursor)
+_group = GroupCommit(statement=_INSERT_GROUP, cursor=prepared_cursor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +141,7 @@ def v1_event_ingest(
     if idempotency_key is None:
         _group.write(params)
     else:
-        with _cursor() as cursor:
+        with prepared_cursor() as cursor:
             expired_before = received_at - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
             claim = [credentials.app_id, idempotency_key, event_id, received_at, expired_before, *params]
             # A second pass only if the key row vanished (purged) between the claim and the read.
