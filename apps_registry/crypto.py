@@ -4,7 +4,6 @@ Everything that touches a raw secret lives here so it is easy to audit that none
 """
 
 import hashlib
-import hmac
 import secrets
 from functools import lru_cache
 
@@ -46,16 +45,3 @@ def new_sdk_key() -> tuple[str, str]:
 def hash_key(key: str) -> str:
     """SHA-256 is enough for 256-bit random keys: there is nothing to brute-force."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
-    if isinstance(a, str):
-        a = a.encode()
-    if isinstance(b, str):
-        b = b.encode()
-    return hmac.compare_digest(a, b)
-
-
-def mask(value: str, keep: int = 4) -> str:
-    """Show only the last few characters: enough to tell two secrets apart."""
-    return "…" + value[-keep:] if value else ""

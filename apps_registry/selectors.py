@@ -16,7 +16,7 @@ from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 
 from .crypto import hash_key
-from .models import Application, SdkKey, Usage
+from .models import Application, SdkKey
 
 _MAX_ENTRIES = 10_000  # bounds memory when clients send random uuids or keys
 
@@ -121,7 +121,3 @@ def sdk_key_credentials_get(*, key: str) -> SdkKeyCredentials | None:
 def month_start(moment: datetime | None = None):
     moment = moment or timezone.now()
     return moment.astimezone(UTC).date().replace(day=1)
-
-
-def usage_current_get(*, company_id: int) -> Usage | None:
-    return Usage.objects.filter(company_id=company_id, month=month_start()).first()
