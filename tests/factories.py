@@ -8,6 +8,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
+from analytics.models import PersonalApiKey
+from analytics.services import new_personal_key
 from apps_registry import crypto
 from apps_registry.models import ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
 from ingest.models import Event, ExportBatch, IdempotencyKey, IdentifyLink, SdkEvent
@@ -191,3 +193,22 @@ class WebhookAttemptFactory(DjangoModelFactory):
 
     message = factory.SubFactory(WebhookMessageFactory)
     status_code = 200
+
+
+class PersonalApiKeyFactory(DjangoModelFactory):
+    """The raw key is not stored; the created instance carries it as `.raw_key`."""
+
+    class Meta:
+        model = PersonalApiKey
+
+    user = factory.SubFactory(UserFactory)
+    name = "tests"
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        raw, prefix = new_personal_key()
+        kwargs.setdefault("prefix", prefix)
+        kwargs["key_hash"] = crypto.hash_key(raw)
+        obj = super()._create(model_class, *args, **kwargs)
+        obj.raw_key = raw
+        return obj

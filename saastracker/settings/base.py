@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "apps_registry",
     "ingest",
     "webhooks",
+    "analytics",
 ]
 
 MIDDLEWARE = [
