@@ -54,10 +54,6 @@ def test_superuser_sees_every_app(api_client, application, outsider):
 
 
 def test_another_companys_app_is_unknown(application, outsider):
-    from rest_framework.exceptions import NotFound
-
-    from analytics.selectors import application_readable_get
-
     ApplicationFactory(company=application.company)
     with pytest.raises(NotFound):
         application_readable_get(user=outsider, app_uuid=application.uuid)
