@@ -559,13 +559,18 @@ def _record_failure(message, result, *, lease_until: datetime, now: datetime) ->
 
 
 def messages_sweep(*, now: datetime | None = None, grace: timedelta = SWEEP_GRACE) -> int:
-    """Re-enqueue messages due (for longer than `grace`) but not leased; returns how many."""
+    """Re-enqueue messages due (for longer than `grace`) but not leased; returns how many.
+
+    A lease that ran out means its worker died mid-delivery (a live one renews it): such a message
+    is re-enqueued at once, without the grace.
+    """
     now = now or timezone.now()
     ids = list(
-        WebhookMessage.objects.filter(
-            state=WebhookMessage.State.PENDING, next_attempt_at__lte=now - grace, endpoint__is_active=True
+        WebhookMessage.objects.filter(state=WebhookMessage.State.PENDING, endpoint__is_active=True)
+        .filter(
+            Q(locked_until__isnull=True, next_attempt_at__lte=now - grace)
+            | Q(locked_until__lte=now, next_attempt_at__lte=now)
         )
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
         .order_by("next_attempt_at")
         .values_list("id", flat=True)[:SWEEP_LIMIT]
     )
