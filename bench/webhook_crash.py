@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Webhook redelivery after a worker crash: how long until every message owed is delivered again.
 
-    bench/webhook_crash.py [--messages 300] [--hold 2] [--crash-after 40]
+    bench/webhook_crash.py [--messages 300] [--hold 2] [--crash-after 40] [--standby]
 
 What it does, in order:
 1. migrates its database (`BENCH_DB_NAME`, default `bench_webhook_crash`), creates an application
@@ -11,7 +11,9 @@ What it does, in order:
    for webhooks and publishes one `webhooks.fanout_pending`, as the web kicker does;
 3. once `--crash-after` requests have reached the receiver, SIGKILLs the whole worker process tree
    (no warm shutdown, leases and broker messages left behind) and starts a new one at once, as a
-   supervisor would;
+   supervisor would; with `--standby`, a second worker (with beat) runs from the start instead and
+   only the first one (without beat) is killed, as when one of two worker machines dies: the figure
+   then leaves out how long a worker takes to boot, which on a loaded 2-core machine is most of it;
 4. waits until every message has been received, then prints, from the crash: the worst time to
    redeliver a message that was in flight (its request had reached the receiver but the worker
    died before recording the answer) and to deliver one that was not, and how many messages were
@@ -117,6 +119,7 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=2.0, help="Seconds the receiver holds each request.")
     parser.add_argument("--crash-after", type=int, default=40, help="Requests received before the crash.")
     parser.add_argument("--timeout", type=float, default=240.0)
+    parser.add_argument("--standby", action="store_true", help="A second worker runs throughout; no restart.")
     args = parser.parse_args()
 
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -128,7 +131,7 @@ def main() -> int:
         CELERY_BEAT_SCHEDULE_FILE=str(Path(tempfile.gettempdir()) / f"bench-crash-beat-{os.getpid()}"),
         WEBHOOK_ALLOW_PRIVATE_TARGETS="1",
         BIGQUERY_PROJECT="",
-        CELERY_LOG_LEVEL="warning",
+        CELERY_LOG_LEVEL=os.environ.get("BENCH_CELERY_LOG_LEVEL", "warning"),
     )
     database_prepare(env, DB_NAME)
     psql(f"{PG}/{DB_NAME}", "UPDATE ingest_event SET webhook_pending = false WHERE webhook_pending")
@@ -145,7 +148,19 @@ def main() -> int:
     )
 
     logs = Path(tempfile.mkdtemp(prefix="bench-crash-"))
-    worker = worker_start(env, logs / "worker.log")
+    standby = None
+    if args.standby:
+        standby = worker_start(env, logs / "standby.log")
+        worker = worker_start({**env, "CELERY_BEAT": "0"}, logs / "worker.log")
+        time.sleep(5)
+        subprocess.run(
+            [python(), "-c", "import django, time; django.setup(); from saastracker import celery\n"
+             "n = 2 * len(getattr(celery, 'QUEUES', [0]))  # one node per queue in each worker tree\n"
+             "while len(celery.app.control.ping(timeout=1) or []) < n: time.sleep(0.5)"],
+            cwd=ROOT, env=env, check=True, timeout=300,
+        )  # fmt: skip
+    else:
+        worker = worker_start(env, logs / "worker.log")
     crash_at = None
     try:
         subprocess.run(
@@ -165,7 +180,8 @@ def main() -> int:
         with receiver.lock:
             before = {k: list(v) for k, v in receiver.starts.items()}
             answered_before = {k for k, v in receiver.answered.items() if v and v[0] < crash_at}
-        worker = worker_start(env, logs / "worker.log")
+        if standby is None:
+            worker = worker_start(env, logs / "worker.log")
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             with receiver.lock:
@@ -177,6 +193,7 @@ def main() -> int:
             time.sleep(0.2)
     finally:
         stop(worker)
+        stop(standby)
 
     with receiver.lock:
         starts = {k: list(v) for k, v in receiver.starts.items()}
@@ -187,6 +204,7 @@ def main() -> int:
     twice_answered = sum(1 for k in answered_before if len(starts[k]) > 1)
     missing = args.messages - len(starts) + (len(in_flight) - len(redelivery))
     result = {
+        "mode": "standby worker" if args.standby else "restart",
         "messages": args.messages,
         "hold_s": args.hold,
         "received_before_crash": len(before),
