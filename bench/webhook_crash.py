@@ -89,6 +89,14 @@ WebhookEndpoint.objects.update(is_active=False)  # receivers of earlier runs are
 company = company_get_or_create(name=sys.argv[1], tier="enterprise")
 new = application_create(company=company, name="crash bench")
 endpoint_create(company=company, application=new.application, url=sys.argv[2], event_types=["onboarding.started"])
+print(json.dumps({"company_id": company.pk, "application_id": new.application.pk}))
+"""
+
+_ROWS = """
+import json, sys, django
+django.setup()
+from django.db import connection
+from saastracker.celery import app
 with connection.cursor() as cursor:
     cursor.execute('''
         INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_attempts, export_error,
@@ -97,8 +105,8 @@ with connection.cursor() as cursor:
         SELECT %s, %s, now(), 0, 0, '', true, gen_random_uuid(), 'onboarding_flow_started',
             md5(n::text) || md5(n::text),
             'org_bench', '/welcome', gen_random_uuid(), false, 'pro', 'production', now(), jsonb_build_object('n', n)
-        FROM generate_series(1, %s) n''', [company.pk, new.application.pk, int(sys.argv[3])])
-print(json.dumps({"company_id": company.pk}))
+        FROM generate_series(1, %s) n''', [int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])])
+app.send_task("webhooks.fanout_pending")  # what the web kicker does after commit
 """
 
 
@@ -138,36 +146,43 @@ def main() -> int:
     subprocess.run(["redis-cli", "-u", redis_url, "flushdb"], check=True, capture_output=True)
     receiver = HoldingReceiver(args.hold)
     company = f"bench-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    subprocess.run(
-        [python(), "-c", _SETUP, company, receiver.url, str(args.messages)],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+    tenant = json.loads(
+        subprocess.run(
+            [python(), "-c", _SETUP, company, receiver.url],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
     )
 
     logs = Path(tempfile.mkdtemp(prefix="bench-crash-"))
-    standby = None
-    if args.standby:
-        standby = worker_start(env, logs / "standby.log")
-        worker = worker_start({**env, "CELERY_BEAT": "0"}, logs / "worker.log")
-        time.sleep(5)
-        subprocess.run(
-            [python(), "-c", "import django, time; django.setup(); from saastracker import celery\n"
-             "n = 2 * len(getattr(celery, 'QUEUES', [0]))  # one node per queue in each worker tree\n"
-             "while len(celery.app.control.ping(timeout=1) or []) < n: time.sleep(0.5)"],
-            cwd=ROOT, env=env, check=True, timeout=300,
-        )  # fmt: skip
-    else:
-        worker = worker_start(env, logs / "worker.log")
+    standby = worker = None
     crash_at = None
     try:
+        if args.standby:
+            standby = worker_start(env, logs / "standby.log")
+            worker = worker_start({**env, "CELERY_BEAT": "0"}, logs / "worker.log")
+            time.sleep(5)
+            subprocess.run(
+                [python(), "-c", "import django, time; django.setup(); from saastracker import celery\n"
+                 "n = 2 * len(getattr(celery, 'QUEUES', [0]))  # one node per queue in each worker tree\n"
+                 "while len(celery.app.control.ping(timeout=1) or []) < n: time.sleep(0.5)"],
+                cwd=ROOT, env=env, check=True, timeout=300,
+            )  # fmt: skip
+        else:
+            worker = worker_start(env, logs / "worker.log")
+        if standby is None:
+            time.sleep(5)
         subprocess.run(
-            [python(), "-c", "import django; django.setup(); from saastracker.celery import app; "
-             "app.send_task('webhooks.fanout_pending')"],
-            cwd=ROOT, env=env, check=True,
-        )  # fmt: skip
+            [python(), "-c", _ROWS, str(tenant["company_id"]), str(tenant["application_id"]), str(args.messages)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )  # the rows the web would have stored, and its kick
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with receiver.lock:
