@@ -62,7 +62,7 @@ def service_env(port: int, bigquery: dict | None = None) -> dict:
         CELERY_BROKER_URL=redis_url,
         CELERY_BEAT_SCHEDULE_FILE=str(Path(tempfile.gettempdir()) / f"bench-webhooks-beat-{os.getpid()}"),
         WEBHOOK_ALLOW_PRIVATE_TARGETS="1",  # the receiver is on loopback
-        CELERY_LOG_LEVEL=os.environ.get("BENCH_CELERY_LOG_LEVEL", "warning" if len(bigquery) == 1 else "info"),
+        CELERY_LOG_LEVEL=os.environ.get("BENCH_CELERY_LOG_LEVEL", "info"),  # info: wait_worker reads "ready"
         CELERY_CONCURRENCY=os.environ.get("CELERY_CONCURRENCY", "2"),
         **bigquery,
     )
@@ -162,13 +162,19 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
     sys.exit(f"server did not come up, see {log}")
 
 
-def wait_worker(log: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Celery prints 'ready' once it consumes; after that a kick is served at once."""
+def wait_worker(log: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Celery prints 'ready' once it consumes; after that a kick is served at once.
+
+    `scripts/worker` starts one worker per queue (see saastracker/celery.py): wait for all of them.
+    """
+    expected = len(("export", "webhooks", "maintenance", "analytics"))
+    if "QUEUES = (" not in (ROOT / "saastracker" / "celery.py").read_text():
+        expected = 1  # one worker for every queue (the code before the queues were split)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             sys.exit(f"worker exited early, see {log}")
-        if "ready" in log.read_text(errors="replace"):
+        if log.read_text(errors="replace").count(" ready.") >= expected:
             return
         time.sleep(0.2)
     # Warning-level logs may hide the banner: give it a moment and go on.
