@@ -2,8 +2,9 @@
 
 Rows are written by the APIs and the exporter only; the admin looks, filters by export state and
 can put dead-lettered rows back to pending ("retry export") once the cause is fixed. Each list
-shows the export lag (age of the oldest pending row) and the dead-letter count, scoped to what the
-user may see.
+shows the export lag (age of the oldest row not yet exported: pending or being sent) and the
+dead-letter count, scoped to what the user may see, computed on each page view so it is right even
+while the workers are stuck; with no BigQuery configured it says export is off instead.
 """
 
 from django.contrib import admin, messages
@@ -11,8 +12,9 @@ from django.utils import timezone
 
 from apps_registry.admin_scoping import CompanyScopedAdmin, account_company_id
 
+from . import bigquery
 from .models import Event, ExportState, IdentifyLink, SdkEvent
-from .services.export import export_retry_dead
+from .services.export import export_oldest_unexported_get, export_retry_dead
 
 
 class OutboxRowAdmin(CompanyScopedAdmin):
@@ -49,13 +51,13 @@ class OutboxRowAdmin(CompanyScopedAdmin):
 
     def changelist_view(self, request, extra_context=None):
         scoped = self.get_queryset(request)
-        oldest = (
-            scoped.filter(export_state=ExportState.PENDING).order_by("id").values_list("received_at", flat=True).first()
-        )
+        enabled = bigquery.is_enabled()
+        oldest = export_oldest_unexported_get(queryset=scoped) if enabled else None
         extra_context = {
             **(extra_context or {}),
+            "export_enabled": enabled,
             "export_lag_seconds": int((timezone.now() - oldest).total_seconds()) if oldest else 0,
-            "export_oldest_pending": oldest,
+            "export_oldest_unexported": oldest,
             "export_dead_count": scoped.filter(export_state=ExportState.DEAD).count(),
             "export_dead_filter": f"?export_state__exact={ExportState.DEAD}",
         }

@@ -1,8 +1,14 @@
-"""The Celery app: settings under the CELERY namespace, tasks autodiscovered, JSON only."""
+"""The Celery app: settings under the CELERY namespace, tasks autodiscovered, JSON only.
+
+Routing lives here and only here. Each kind of work has its own queue, consumed by its own worker
+processes (`scripts/worker`), so a slow or dead sink fills only its own queue: an export stuck on
+BigQuery never delays a webhook, and neither delays the periodic sweeps that recover both.
+"""
 
 import os
 
 from celery import Celery
+from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saastracker.settings.dev")
 
@@ -10,12 +16,42 @@ app = Celery("saastracker")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# The queues, agreed across the project; `scripts/worker` starts one worker per role and each role
+# consumes the queue of the same name.
+QUEUE_EXPORT = "export"  # BigQuery: export and recovery of abandoned batches (may block on the sink)
+QUEUE_WEBHOOKS = "webhooks"  # fan-out and delivery (may block on customers' endpoints)
+QUEUE_MAINTENANCE = "maintenance"  # short periodic sweeps; never waits on BigQuery or a customer
+QUEUE_ANALYTICS = "analytics"  # folding events into rollups (analytics/)
+QUEUES = (QUEUE_EXPORT, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE, QUEUE_ANALYTICS)
+
+TASK_ROUTES = {
+    # export: talks to BigQuery
+    "ingest.export_pending": {"queue": QUEUE_EXPORT},
+    "ingest.export_recover": {"queue": QUEUE_EXPORT},
+    # webhooks: talk to customers' endpoints
+    "webhooks.fanout_pending": {"queue": QUEUE_WEBHOOKS},
+    "webhooks.deliver_message": {"queue": QUEUE_WEBHOOKS},
+    "webhooks.deliver_messages": {"queue": QUEUE_WEBHOOKS},
+    # maintenance: database-only sweeps that must run on time whatever the sinks do
+    "ingest.export_sweep": {"queue": QUEUE_MAINTENANCE},
+    "ingest.retention": {"queue": QUEUE_MAINTENANCE},
+    "webhooks.sweep_due": {"queue": QUEUE_MAINTENANCE},
+    "apps_registry.usage_refresh": {"queue": QUEUE_MAINTENANCE},
+    # analytics: every task named `analytics.*` (the rollup fold and whatever joins it)
+    "analytics.*": {"queue": QUEUE_ANALYTICS},
+}
+app.conf.task_routes = (TASK_ROUTES,)
+# A worker started without `-Q` (tests, a one-off `celery worker`) consumes every queue; the
+# role workers of `scripts/worker` pass `-Q <role>`. A task nobody routed runs on maintenance.
+app.conf.task_queues = [Queue(name) for name in QUEUES]
+app.conf.task_default_queue = QUEUE_MAINTENANCE
+
 # All periodic work in one place (run by `scripts/worker`, which starts beat). Each entry is a
 # sweep that is idempotent, so a late or lost run only delays work; `expires` drops runs that
 # waited longer than their period, since the next one supersedes them.
 app.conf.beat_schedule = {
     "usage refresh": {"task": "apps_registry.usage_refresh", "schedule": 60.0, "options": {"expires": 60}},
-    "export sweep": {"task": "ingest.export_sweep", "schedule": 30.0},
+    "export sweep": {"task": "ingest.export_sweep", "schedule": 10.0, "options": {"expires": 10}},
     "retention": {"task": "ingest.retention", "schedule": 3600.0},
     "webhook fan-out sweep": {"task": "webhooks.fanout_pending", "schedule": 3.0, "options": {"expires": 3}},
     "webhook delivery sweep": {"task": "webhooks.sweep_due", "schedule": 5.0, "options": {"expires": 5}},

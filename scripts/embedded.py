@@ -126,6 +126,10 @@ def service_env(db_url: str) -> dict[str, str]:
     env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
     env.setdefault("CSRF_TRUSTED_ORIGINS", origins)
     env.setdefault("CELERY_BEAT_SCHEDULE_FILE", str(EMBEDDED / "celerybeat-schedule"))
+    # scripts/worker runs one worker per queue (export, webhooks, maintenance with beat, analytics),
+    # so a slow sink never delays the rest; one pool process each is plenty on a laptop.
+    for role in ("EXPORT", "WEBHOOKS", "MAINTENANCE", "ANALYTICS"):
+        env.setdefault(f"CELERY_{role}_CONCURRENCY", "1")
     return env
 
 

@@ -3,6 +3,11 @@
 Delivery is at-least-once: every message owed is a row; tasks are only wake-ups. A delivery
 leases its message (`locked_until`) so two workers never send it at once, and the sweeper
 re-enqueues what is due but not leased, whatever happened to the broker message.
+
+The lease is short (LEASE_SECONDS) and renewed while the HTTP requests run, so a live worker keeps
+its messages however slow the endpoint, and a dead worker's messages are free again within
+seconds: the sweeper redelivers them within LEASE_SECONDS + its period (issue 9: under 30 s).
+Only a message whose request was in flight at the crash can be sent twice.
 """
 
 import email.utils
@@ -12,14 +17,15 @@ import random
 import secrets
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -39,8 +45,13 @@ DELIVER_CHUNK = 16  # messages claimed, sent concurrently and recorded together
 SECRET_OVERLAP = timedelta(hours=24)
 FANOUT_BATCH = 500
 # A message due for longer than this and not leased has lost its broker message: re-enqueue it.
-# Shorter would duplicate messages that are merely waiting in a busy queue (harmless, but wasteful).
-SWEEP_GRACE = timedelta(seconds=20)
+# Shorter would duplicate tasks for messages merely waiting in a busy queue (never a second
+# delivery, the lease prevents that, but wasted work). With the sweep every 5 s, a message whose
+# broker message died with a worker is re-enqueued within 20 s.
+SWEEP_GRACE = timedelta(seconds=15)
+# A delivery holds its messages this long, renewed every LEASE_RENEW_SECONDS while it runs.
+LEASE_SECONDS = 10.0
+LEASE_RENEW_SECONDS = 3.0
 SWEEP_LIMIT = 2000
 # Retries due within this many seconds ride a Celery countdown; later ones are left to the sweeper
 # (an ETA held by a Redis-broker worker for hours is redelivered after the visibility timeout).
@@ -60,8 +71,8 @@ def _relaxed_durability() -> None:
 
 
 def lease_seconds() -> float:
-    """Longer than the task's hard time limit, so a lease only expires when its worker is gone."""
-    return settings.WEBHOOK_TIMEOUT_SECONDS + 60
+    """Short, because it is renewed while the delivery runs: it only expires when its worker is gone."""
+    return LEASE_SECONDS
 
 
 def message_id_new() -> str:
@@ -394,8 +405,35 @@ def _chunk_deliver(message_ids: list[str]) -> list[str]:
         if not messages:
             return []
         WebhookMessage.objects.filter(pk__in=[m.pk for m in messages]).update(locked_until=lease_until)
-    results = [_send(messages[0])] if len(messages) == 1 else list(_http_pool().map(_send, messages))
+    results, lease_until = _send_all(messages, lease_until=lease_until)
     return _record(list(zip(messages, results, strict=True)), lease_until=lease_until)
+
+
+def _send_all(messages: list[WebhookMessage], *, lease_until: datetime) -> tuple[list[transport.HttpResult], datetime]:
+    """Send concurrently on the HTTP threads; meanwhile this thread renews the lease.
+
+    Returns the results and the lease as it stands at the end (what `_record` must find).
+    """
+    futures = [_http_pool().submit(_send, message) for message in messages]
+    while True:
+        _, running = futures_wait(futures, timeout=LEASE_RENEW_SECONDS, return_when=FIRST_EXCEPTION)
+        if not running:
+            break
+        lease_until = _lease_renew([m.pk for m in messages], lease_until=lease_until)
+    return [f.result() for f in futures], lease_until
+
+
+def _lease_renew(message_ids: list[str], *, lease_until: datetime) -> datetime:
+    """Push the lease of our messages forward; a message whose lease we lost stays lost."""
+    renewed = timezone.now() + timedelta(seconds=lease_seconds())
+    try:
+        with transaction.atomic():
+            _relaxed_durability()
+            WebhookMessage.objects.filter(pk__in=message_ids, locked_until=lease_until).update(locked_until=renewed)
+    except DatabaseError:  # keep sending; if the lease runs out meanwhile, only a repeat can follow
+        logger.warning("could not renew the lease of %d webhook messages", len(message_ids))
+        return lease_until
+    return renewed
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -521,13 +559,18 @@ def _record_failure(message, result, *, lease_until: datetime, now: datetime) ->
 
 
 def messages_sweep(*, now: datetime | None = None, grace: timedelta = SWEEP_GRACE) -> int:
-    """Re-enqueue messages due (for longer than `grace`) but not leased; returns how many."""
+    """Re-enqueue messages due (for longer than `grace`) but not leased; returns how many.
+
+    A lease that ran out means its worker died mid-delivery (a live one renews it): such a message
+    is re-enqueued at once, without the grace.
+    """
     now = now or timezone.now()
     ids = list(
-        WebhookMessage.objects.filter(
-            state=WebhookMessage.State.PENDING, next_attempt_at__lte=now - grace, endpoint__is_active=True
+        WebhookMessage.objects.filter(state=WebhookMessage.State.PENDING, endpoint__is_active=True)
+        .filter(
+            Q(locked_until__isnull=True, next_attempt_at__lte=now - grace)
+            | Q(locked_until__lte=now, next_attempt_at__lte=now)
         )
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
         .order_by("next_attempt_at")
         .values_list("id", flat=True)[:SWEEP_LIMIT]
     )

@@ -22,11 +22,18 @@ Failures while sending:
 - BigQuery answered with an error (4xx/5xx): the work on its side is finished, so we ask it which
   rows landed, mark those, and then: a 400/500 (what the emulator answers for a badly typed row) is
   bisected, halves resent, down to the single bad row, which goes to DEAD with the reason; other
-  statuses (429, 503, 404 table missing...) put the rest back to PENDING for a retry with backoff.
+  statuses (429, 503...) put the rest back to PENDING for a retry with backoff.
+- BigQuery answered 404 (dataset or table missing, e.g. after an in-memory restart of the sink):
+  a definite answer, so nothing was inserted and there is nothing to ask. The rows go back to
+  PENDING, the drain creates what is missing (as `bigquery_setup` does) and carries on.
 - Per-row `insertErrors` (real BigQuery): reason `invalid` -> DEAD; rows only `stopped` because of
   an invalid neighbour are resent at once; other reasons -> PENDING.
 - A timeout or a dropped connection: the call may still be running, so nothing is concluded now;
-  the rows stay SENDING and lease-expiry recovery settles them.
+  the rows stay SENDING and lease-expiry recovery settles them. The drain stops claiming (a hung
+  sink would otherwise take a chunk per timeout into SENDING) and the task backs off.
+
+When recovery (or the exporter) asks BigQuery which rows landed and the table does not exist, none
+did: that is checked with a second call, never assumed from an error alone.
 
 Rows without analytics consent (SKIPPED) and DEAD rows are never claimed. With no BigQuery
 configured, nothing runs and rows stay PENDING.
@@ -44,6 +51,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Min, QuerySet
 from django.utils import timezone
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery as bq
@@ -78,6 +86,8 @@ class ExportReport:
     unresolved: int = 0  # left SENDING for lease-expiry recovery
     unavailable: bool = False  # BigQuery unreachable: back off
     transient: bool = False  # BigQuery answered with a retryable error: back off
+    unknown: bool = False  # a call's outcome is unknown (timeout): stop claiming, back off
+    tables_missing: bool = False  # BigQuery answered 404: create the dataset and tables, then retry
     more: bool = False  # the budget ran out with rows still pending: continue in a new task
 
     def add(self, other: ExportReport) -> None:
@@ -88,7 +98,14 @@ class ExportReport:
         self.unresolved += other.unresolved
         self.unavailable = self.unavailable or other.unavailable
         self.transient = self.transient or other.transient
+        self.unknown = self.unknown or other.unknown
+        self.tables_missing = self.tables_missing or other.tables_missing
         self.more = self.more or other.more
+
+    @property
+    def back_off(self) -> bool:
+        """BigQuery is down, pushing back or not answering: retry later rather than now."""
+        return self.unavailable or self.transient or self.unknown
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -110,6 +127,7 @@ class _Chunk:
     dead: dict[int, str] = field(default_factory=dict)
     requeue: set[int] = field(default_factory=set)
     transient: bool = False
+    tables_missing: bool = False
 
 
 class _Unavailable(Exception):
@@ -176,15 +194,31 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
 
 
-def _landed_keys(client, spec: TableSpec, batch_id: uuid.UUID) -> set[str]:
-    """The insert keys of `batch_id` that are in BigQuery; raises _Unknown if it cannot tell."""
+def _table_missing(client: bq.Client, spec: TableSpec) -> bool:
+    """True only when BigQuery says the table (or its dataset) does not exist; False if unsure."""
+    try:
+        client.get_table(bigquery.table_id(spec), retry=bigquery.QUERY_RETRY, timeout=bigquery.timeout_seconds())
+    except gexc.NotFound:
+        return True
+    except Exception:  # cannot tell: the caller keeps treating the outcome as unknown
+        return False
+    return False
+
+
+def _landed_keys(client: bq.Client, spec: TableSpec, batch_id: uuid.UUID) -> set[str]:
+    """The insert keys of `batch_id` that are in BigQuery; raises _Unknown if it cannot tell.
+
+    A table that does not exist holds none of them (the sink lost it, or it was never created).
+    """
     table = bigquery.table_id(spec)  # identifiers from code; the batch id is a query parameter
     sql = f"SELECT {spec.insert_key_bq} AS k FROM `{table}` WHERE export_batch = @batch"  # noqa: S608
     config = bq.QueryJobConfig(query_parameters=[bq.ScalarQueryParameter("batch", "STRING", str(batch_id))])
     try:
         job = client.query(sql, job_config=config, retry=bigquery.QUERY_RETRY, timeout=bigquery.timeout_seconds())
         return {row["k"] for row in job.result(retry=bigquery.QUERY_RETRY, timeout=bigquery.timeout_seconds())}
-    except Exception as exc:  # any failure means we cannot tell: leave it to lease recovery
+    except Exception as exc:  # any failure means we cannot tell (unless the table is gone): leave it to recovery
+        if isinstance(exc, gexc.NotFound) and _table_missing(client, spec):
+            return set()
         raise _Unknown(_error_text(exc)) from exc
 
 
@@ -205,6 +239,11 @@ def _deliver(client, chunk: _Chunk, rows: list[_Row]) -> None:
             raise _Unavailable(_error_text(exc)) from exc
         if not (isinstance(exc, gexc.GoogleAPICallError) and exc.code):
             raise _Unknown(_error_text(exc)) from exc
+        if exc.code == 404:  # dataset or table missing: a definite answer, nothing was inserted
+            logger.warning("bigquery %s not found (%s); %d rows back to pending", chunk.spec.name, exc, len(rows))
+            chunk.requeue.update(r.pk for r in rows)
+            chunk.transient = chunk.tables_missing = True
+            return
         # BigQuery answered: whatever it did is done, so ask which rows landed.
         landed = _landed_keys(client, chunk.spec, chunk.batch_id)
         rest = []
@@ -307,6 +346,7 @@ def _export_chunk(client, spec: TableSpec, limit: int) -> ExportReport:
     except _Unknown as exc:
         logger.warning("bigquery %s batch %s outcome unknown (%s); left to recovery", spec.name, chunk.batch_id, exc)
         finished = False
+        report.unknown = True
     _settle(
         spec,
         chunk.batch_id,
@@ -320,6 +360,7 @@ def _export_chunk(client, spec: TableSpec, limit: int) -> ExportReport:
     report.requeued = len(chunk.requeue)
     report.unresolved = report.claimed - report.exported - report.dead - report.requeued
     report.transient = chunk.transient
+    report.tables_missing = chunk.tables_missing
     return report
 
 
@@ -334,9 +375,10 @@ def export_drain(
 ) -> ExportReport:
     """Export pending rows of every table, chunk by chunk, until none is left or the budget is used.
 
-    Stops early (report.unavailable / report.transient) when BigQuery is down or pushing back, so
-    the caller can retry with backoff. `on_backlog` is called once, when a full chunk suggests more
-    work than one worker should do alone.
+    Stops early (report.back_off) when BigQuery is down, pushing back or not answering, so the
+    caller can retry with backoff. When BigQuery answers that a table is missing, creates the
+    dataset and tables once and carries on. `on_backlog` is called once, when a full chunk suggests
+    more work than one worker should do alone.
     """
     report = ExportReport()
     if not bigquery.is_enabled():
@@ -345,12 +387,19 @@ def export_drain(
     limit = settings.EXPORT_BATCH_SIZE
     deadline = time.monotonic() + budget_seconds
     active = [TABLES[name] for name in (tables or TABLES)]
+    created_tables = False
     while active and time.monotonic() < deadline:
         for spec in list(active):
             chunk_report = _export_chunk(client, spec, limit)
+            if chunk_report.tables_missing and not created_tables:
+                created_tables = True
+                if _tables_create(client):
+                    chunk_report.transient = False  # fixed: the rows are pending again, go on at once
             report.add(chunk_report)
-            if chunk_report.unavailable or chunk_report.transient:
+            if chunk_report.back_off:
                 return report
+            if chunk_report.tables_missing:
+                continue  # the tables exist now and its rows are pending again: take them next round
             if chunk_report.claimed < limit:
                 active.remove(spec)
             elif on_backlog is not None:
@@ -358,6 +407,17 @@ def export_drain(
                 on_backlog = None
     report.more = bool(active)
     return report
+
+
+def _tables_create(client: bq.Client) -> bool:
+    """Create the dataset and tables BigQuery said were missing; False if that failed too."""
+    try:
+        created = bigquery.dataset_and_tables_ensure(client=client)
+    except Exception as exc:  # still down or refusing: the task backs off and tries again
+        logger.warning("bigquery tables missing and could not be created (%s); will retry", _error_text(exc))
+        return False
+    logger.warning("bigquery answered not found; created %s", ", ".join(created) or "nothing (they exist now)")
+    return True
 
 
 def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportReport:
@@ -413,36 +473,56 @@ def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportR
 
 @dataclass
 class ExportStatus:
-    oldest_pending_at: datetime | None
+    enabled: bool  # False with no BIGQUERY_PROJECT: nothing is exported, so there is no lag
+    oldest_unexported_at: datetime | None
     lag_seconds: float
+    pending_count: int
+    sending_count: int
     dead_count: int
     batches_in_flight: int
+    batches_expired: int
 
 
-def export_status_get(*, now: datetime | None = None) -> ExportStatus:
-    """Export lag (age of the oldest pending row) and dead-letter count, for the sweeper and admin.
+def export_oldest_unexported_get(*, queryset: QuerySet) -> datetime | None:
+    """When the oldest row still owed to BigQuery (pending or being sent) was received.
 
-    The oldest pending row is found through the pending partial index (lowest id); ids grow with
-    time, so its receive time is the lag.
+    Pending rows: the lowest id through the pending partial index (ids grow with time). Rows being
+    sent are few (at most a few chunks per worker) and have their own partial index.
+    """
+    pending = (
+        queryset.filter(export_state=ExportState.PENDING).order_by("id").values_list("received_at", flat=True).first()
+    )
+    sending = queryset.filter(export_state=ExportState.SENDING).aggregate(oldest=Min("received_at"))["oldest"]
+    candidates = [t for t in (pending, sending) if t is not None]
+    return min(candidates) if candidates else None
+
+
+def export_status_get(*, now: datetime | None = None, count_limit: int = 1_000_000) -> ExportStatus:
+    """Export lag (age of the oldest row not yet exported), backlog and dead letters.
+
+    Read straight from the outbox tables by whoever asks (the admin, the maintenance sweep, the
+    `export_status` command), never by the export workers, so it stays right while they are stuck.
+    Counts stop at `count_limit` per table to stay cheap on a huge backlog.
     """
     now = now or timezone.now()
     oldest = None
-    dead = 0
+    pending = sending = dead = 0
     for model in MODELS.values():
-        first = (
-            model.objects.filter(export_state=ExportState.PENDING)
-            .order_by("id")
-            .values_list("received_at", flat=True)
-            .first()
-        )
+        first = export_oldest_unexported_get(queryset=model.objects.all())
         if first is not None and (oldest is None or first < oldest):
             oldest = first
+        pending += model.objects.filter(export_state=ExportState.PENDING)[:count_limit].count()
+        sending += model.objects.filter(export_state=ExportState.SENDING).count()
         dead += model.objects.filter(export_state=ExportState.DEAD).count()
     return ExportStatus(
-        oldest_pending_at=oldest,
+        enabled=bigquery.is_enabled(),
+        oldest_unexported_at=oldest,
         lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        pending_count=pending,
+        sending_count=sending,
         dead_count=dead,
         batches_in_flight=ExportBatch.objects.count(),
+        batches_expired=ExportBatch.objects.filter(lease_until__lt=now).count(),
     )
 
 

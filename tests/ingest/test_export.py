@@ -222,6 +222,23 @@ def test_export_lag_is_the_age_of_the_oldest_pending_row(db, settings):
     assert status.dead_count == 0
 
 
+def test_export_lag_counts_rows_in_flight(db, settings):
+    # Given the oldest row owed is being sent (SENDING for 90 s), the newer ones pending
+    settings.BIGQUERY_PROJECT = "acme-analytics"
+    now = dt.datetime.now(dt.UTC)
+    EventFactory.create_batch(30, received_at=now - dt.timedelta(seconds=90), export_state=ExportState.SENDING)
+    SdkEventFactory(received_at=now - dt.timedelta(seconds=5))
+    EventFactory(received_at=now - dt.timedelta(hours=2), export_state=ExportState.EXPORTED)
+
+    # When the status is read
+    status = export_status_get(now=now)
+
+    # Then the lag is the age of the oldest row not yet exported, and the backlog counts both kinds
+    assert status.enabled
+    assert status.lag_seconds == pytest.approx(90, abs=1)
+    assert (status.pending_count, status.sending_count) == (1, 30)
+
+
 def test_uuid_of_export_batch_is_stored_on_both_sides(bigquery):
     # Given an exported row
     event = EventFactory()

@@ -21,8 +21,9 @@ def _retry(client, ids):
     )
 
 
-def test_changelist_shows_export_lag_and_dead_letters(client):
-    # Given a pending row received two minutes ago and a dead letter
+def test_changelist_shows_export_lag_and_dead_letters(client, settings):
+    # Given export is on, a pending row received two minutes ago and a dead letter
+    settings.BIGQUERY_PROJECT = "acme-analytics"
     EventFactory(received_at=timezone.now() - dt.timedelta(seconds=120))
     EventFactory(export_state=ExportState.DEAD, export_error="invalid: occurred_at")
     client.force_login(UserFactory(is_superuser=True))
@@ -34,6 +35,37 @@ def test_changelist_shows_export_lag_and_dead_letters(client):
     assert "Export lag: <strong>12" in body
     assert "Dead letters:" in body
     assert "<strong>1</strong>" in body
+
+
+def test_lag_counts_rows_being_sent(client, settings):
+    # Given export is on and the only rows owed have been SENDING for 90 s (a stuck insert call)
+    settings.BIGQUERY_PROJECT = "acme-analytics"
+    EventFactory.create_batch(
+        3, received_at=timezone.now() - dt.timedelta(seconds=90), export_state=ExportState.SENDING
+    )
+    EventFactory(export_state=ExportState.EXPORTED, received_at=timezone.now() - dt.timedelta(hours=1))
+    client.force_login(UserFactory(is_superuser=True))
+
+    # When the superuser opens the events list
+    body = client.get(reverse(CHANGELIST)).content.decode()
+
+    # Then the lag is their age, not 0
+    assert "Export lag: <strong>9" in body
+    assert "Export lag: <strong>0s" not in body
+
+
+def test_with_export_off_the_list_says_so_instead_of_a_lag(client, settings):
+    # Given no BigQuery project (export off) and a row pending for an hour
+    settings.BIGQUERY_PROJECT = ""
+    EventFactory(received_at=timezone.now() - dt.timedelta(hours=1))
+    client.force_login(UserFactory(is_superuser=True))
+
+    # When the superuser opens the events list
+    body = client.get(reverse(CHANGELIST)).content.decode()
+
+    # Then it says export is off, and shows no lag that would grow forever
+    assert "Export to BigQuery: <strong>off</strong>" in body
+    assert "Export lag" not in body
 
 
 def test_account_admin_retries_own_dead_letters_only(client):

@@ -266,11 +266,11 @@ def test_several_exporters_at_once_export_exactly_once(bigquery, settings):
 
 
 @pytest.mark.django_db
-def test_the_sweeper_recovers_expired_batches_and_logs_lag_and_dead_letters(bigquery, settings, caplog):
-    from ingest.tasks import export_sweep
+def test_the_sweeper_logs_lag_and_backlog_and_recovery_settles_expired_batches(bigquery, settings, caplog):
+    from ingest.tasks import export_recover, export_sweep
 
     # Given a batch abandoned mid-call whose lease has run out, and a dead letter
-    events = EventFactory.create_batch(3)
+    events = EventFactory.create_batch(3, received_at=timezone.now() - dt.timedelta(seconds=60))
     EventFactory(export_state=ExportState.DEAD, export_error="invalid")
     real_endpoint = settings.BIGQUERY_API_ENDPOINT
     with black_hole() as endpoint:
@@ -280,17 +280,70 @@ def test_the_sweeper_recovers_expired_batches_and_logs_lag_and_dead_letters(bigq
     settings.BIGQUERY_API_ENDPOINT = real_endpoint
     ExportBatch.objects.update(lease_until=timezone.now() - dt.timedelta(seconds=1))
 
-    # When the periodic sweep runs
+    # When the periodic sweep runs (it reads PostgreSQL only)
     with caplog.at_level("INFO", logger="ingest.tasks"):
         result = export_sweep.apply().get()
 
-    # Then the batch is settled (nothing had landed: back to pending), and lag and dead letters are logged
-    assert result["recovered"] == 3
+    # Then lag, backlog and dead letters are logged, the rows in flight counting towards the lag
+    assert result["sending"] == 3
     assert result["dead"] == 1
+    assert result["lag_seconds"] == pytest.approx(60, abs=5)
+    assert "export status: on lag=6" in caplog.text
+    assert "sending=3 dead=1" in caplog.text
+    assert "expired_batches=1" in caplog.text
+
+    # When recovery runs (the sweep published it to the export queue): nothing had landed, back to pending
+    recovered = export_recover.apply().get()
+    assert recovered["requeued"] == 3
     assert _states(Event) == {ExportState.PENDING: 3, ExportState.DEAD: 1}
     assert not ExportBatch.objects.exists()
-    assert "export status: lag=" in caplog.text
-    assert "dead=1" in caplog.text
     # and the kicked export then lands them once
     export_drain()
     _landed_once(bigquery, "events", [e.event_id for e in events])
+
+
+@pytest.mark.django_db
+def test_bigquery_back_without_its_dataset_rows_land_once_without_setup(bigquery):
+    # Given rows stored while BigQuery was down
+    app = ApplicationFactory()
+    bigquery.emulator.stop()
+    events = EventFactory.create_batch(5, application=app)
+    sdk_events = SdkEventFactory.create_batch(3, application=app)
+    assert export_drain().unavailable
+
+    # When BigQuery comes back empty (an in-memory restart: no dataset, no tables) and nobody
+    # runs bigquery_setup, and the exporter runs
+    bigquery.emulator.start()
+    report = export_drain()
+
+    # Then the "not found" answer made it create the tables, and every row landed exactly once
+    assert not report.back_off
+    _landed_once(bigquery, "events", [e.event_id for e in events])
+    _landed_once(bigquery, "sdk_events", [e.event_id for e in sdk_events])
+    assert _states(Event) == {ExportState.EXPORTED: 5}
+    assert not ExportBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_recovery_of_a_batch_whose_table_vanished_puts_rows_back_and_they_land(bigquery, settings):
+    # Given a batch abandoned mid-call, then BigQuery restarted empty, and the lease ran out
+    events = EventFactory.create_batch(3)
+    real_endpoint = settings.BIGQUERY_API_ENDPOINT
+    with black_hole() as endpoint:
+        settings.BIGQUERY_API_ENDPOINT = endpoint
+        settings.BIGQUERY_TIMEOUT_SECONDS = 1.0
+        export_drain()
+    settings.BIGQUERY_API_ENDPOINT = real_endpoint
+    settings.BIGQUERY_TIMEOUT_SECONDS = 10.0
+    bigquery.emulator.stop()
+    bigquery.emulator.start()
+    batch = ExportBatch.objects.get()
+
+    # When recovery asks which rows of the batch landed: the table does not exist, so none did
+    recovered = exports_recover(now=batch.lease_until + dt.timedelta(seconds=1))
+
+    # Then they are pending again (not stuck SENDING forever), and the next export lands them once
+    assert (recovered.exported, recovered.requeued) == (0, 3)
+    export_drain()
+    _landed_once(bigquery, "events", [e.event_id for e in events])
+    assert _states(Event) == {ExportState.EXPORTED: 3}

@@ -1,0 +1,129 @@
+"""Queues and `scripts/worker`: export, webhooks and maintenance never wait on each other."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from ingest.models import ExportBatch
+from saastracker.celery import QUEUES, app
+from tests.factories import ApplicationFactory, EventFactory, SdkEventFactory
+from webhooks.services import endpoint_create
+
+REPO = Path(__file__).resolve().parents[1]
+
+EXPECTED_QUEUES = {
+    "ingest.export_pending": "export",
+    "ingest.export_recover": "export",
+    "webhooks.fanout_pending": "webhooks",
+    "webhooks.deliver_message": "webhooks",
+    "webhooks.deliver_messages": "webhooks",
+    "ingest.export_sweep": "maintenance",
+    "ingest.retention": "maintenance",
+    "webhooks.sweep_due": "maintenance",
+    "apps_registry.usage_refresh": "maintenance",
+    "analytics.fold_pending": "analytics",
+}
+
+
+def _queue_of(task_name: str) -> str:
+    return app.amqp.router.route({}, task_name, args=(), kwargs={})["queue"].name
+
+
+@pytest.mark.parametrize(("task_name", "queue"), EXPECTED_QUEUES.items())
+def test_each_task_is_published_to_its_own_queue(task_name, queue):
+    assert _queue_of(task_name) == queue
+
+
+def test_every_registered_and_periodic_task_lands_on_a_queue_the_workers_consume():
+    app.loader.import_default_modules()
+    ours = [name for name in app.tasks if not name.startswith("celery.")]
+    periodic = [entry["task"] for entry in app.conf.beat_schedule.values()]
+    assert {_queue_of(name) for name in ours + periodic} <= set(QUEUES)
+    assert set(QUEUES) == {"export", "webhooks", "maintenance", "analytics"}
+
+
+@contextmanager
+def _black_hole():
+    """A BigQuery that accepts connections and never answers: every export call hangs."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def _nodes_up(expected: set[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        for reply in app.control.ping(timeout=1.0) or []:
+            seen.update(name.split("@", 1)[0] for name in reply)
+        if expected <= seen:
+            return
+    raise AssertionError(f"workers up: {sorted(seen)}, expected {sorted(expected)}")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_webhooks_are_delivered_while_every_export_task_hangs(receiver, tmp_path):
+    # Given BigQuery hangs on every call, rows wait for export, and `scripts/worker` runs every role
+    application = ApplicationFactory()
+    endpoint_create(company=application.company, url=receiver.url, event_types=["onboarding.started"])
+    EventFactory.create_batch(20, application=application)
+    db = connection.settings_dict
+    with _black_hole() as hung_bigquery:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "saastracker.settings.test",
+            "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "TEST_CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+            "BIGQUERY_PROJECT": "test-proj",
+            "BIGQUERY_DATASET": "hung",
+            "BIGQUERY_API_ENDPOINT": hung_bigquery,
+            "BIGQUERY_TIMEOUT_SECONDS": "20",
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
+            "CELERY_BEAT": "0",
+            "CELERY_LOG_LEVEL": "info",
+        }
+        log = tmp_path / "worker.log"
+        worker = subprocess.Popen(  # noqa: S603 (our own script)
+            [str(REPO / "scripts" / "worker")],
+            cwd=REPO,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _nodes_up({"export", "webhooks", "maintenance", "analytics"}, timeout=90)
+            # ... and more export tasks are waiting than there are export processes, each stuck on BigQuery
+            for _ in range(6):
+                app.send_task("ingest.export_pending", kwargs={"fanout": False})
+            deadline = time.monotonic() + 30
+            while not ExportBatch.objects.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert ExportBatch.objects.exists(), f"export never claimed a batch; see {log}"
+
+            # When a triggering event is stored and the fan-out kicked, as ingest does
+            row = SdkEventFactory(application=application, event_name="onboarding_flow_started", webhook_pending=True)
+            kicked = time.monotonic()
+            app.send_task("webhooks.fanout_pending")
+
+            # Then its webhook arrives within seconds, while the export is still stuck
+            [request] = receiver.wait_for(1, timeout=10)
+            assert time.monotonic() - kicked < 5
+            assert str(row.event_id) in request.body.decode()
+            assert ExportBatch.objects.exists()
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)  # a warm shutdown would wait for the hung export calls
+            worker.wait(timeout=10)
