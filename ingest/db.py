@@ -88,7 +88,7 @@ def in_doubt_lookup(
                     cursor.execute(sql, params)
                     return cursor.fetchall()
         except db.Database.Error:
-            logger.warning("in-doubt lookup failed", exc_info=True)
+            logger.debug("in-doubt lookup: database not reachable yet", exc_info=True)
             if time.monotonic() + 0.1 >= deadline:
                 logger.warning("in-doubt commit could not be resolved within %.1f s", within)
                 return None
