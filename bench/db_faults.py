@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ingest against a PRIVATE PostgreSQL cluster that is restarted or crashed under load.
 
-    bench/db_faults.py --scenario restart [--duration 10] [--no-baseline]
+    bench/db_faults.py --scenario restart [--duration 10] [--restart-mode fast|immediate] [--no-baseline]
     bench/db_faults.py --scenario crash [--duration 20] [--crashes 5] [--senders 32]
 
 Both start their own cluster (initdb in a temp dir, fsync on, a free port; never the machine's
@@ -82,7 +82,7 @@ def scenario_restart(args) -> int:
         for phase in ("before", "restart", "after", "after2"):
             restarter = None
             if phase == "restart":
-                restarter = threading.Timer(3.0, pg.restart)
+                restarter = threading.Timer(3.0, pg.restart, kwargs={"mode": args.restart_mode})
                 restarter.start()
             before = stored_single(pg, app["app_id"])
             run = ingest_bench.wrk_run(shared, workdir / "requests", "single", int(env["PORT"]), args)
@@ -236,6 +236,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--n", type=int, default=100_000, help="distinct single events generated (restart)")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--restart-mode", choices=["fast", "immediate"], default="fast", help="pg_ctl stop mode (restart)")
     p.add_argument("--crashes", type=int, default=5)
     p.add_argument("--senders", type=int, default=32)
     p.add_argument("--protocol", choices=["v1", "sdk", "both"], default="both")

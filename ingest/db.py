@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, InterfaceError, OperationalError, connections
 from django.db.backends.postgresql.base import ServerBindingCursor
 
@@ -50,7 +51,6 @@ def prepared_cursor() -> Any:
 # is untruthful, and a client that retries without an Idempotency-Key stores the event twice. The
 # services know the ids they tried to write, so they reconnect and look them up before answering.
 
-IN_DOUBT_SECONDS = 2.0  # how long a request may spend reconnecting to learn whether its commit landed
 _CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
@@ -60,14 +60,17 @@ def connection_lost(exc: BaseException) -> bool:
 
 
 def in_doubt_lookup(
-    *, sql: str, params: Sequence[Any] | dict[str, Any], using: str = DEFAULT_DB_ALIAS, within: float = IN_DOUBT_SECONDS
+    *, sql: str, params: Sequence[Any] | dict[str, Any], using: str = DEFAULT_DB_ALIAS, within: float | None = None
 ) -> list[tuple[Any, ...]] | None:
     """Run the read `sql` on a fresh connection after a lost one; None if the database stays unreachable.
 
     The broken connection is closed first (the thread's next statement reconnects). If its server
     process is still alive (the socket broke but the backend runs on), it is terminated and waited
-    for, so it cannot commit after we looked. Bounded by `within` seconds in all.
+    for, so it cannot commit after we looked. Bounded by `within` seconds in all
+    (`settings.DB_IN_DOUBT_SECONDS` by default: long enough for a crash recovery).
     """
+    if within is None:
+        within = settings.DB_IN_DOUBT_SECONDS
     db = connections[using]
     if db.in_atomic_block:  # the caller's transaction is lost with its connection: nothing of it committed
         return None

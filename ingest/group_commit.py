@@ -20,6 +20,7 @@ Inside an atomic block the row is written directly on the caller's connection: i
 or roll back with the caller's transaction, never with another thread's.
 """
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -29,6 +30,8 @@ import orjson
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 
 from .db import write_outcome_record
+
+logger = logging.getLogger(__name__)
 
 CursorFactory = Callable[[], AbstractContextManager[Any]]
 # Given rows whose commit is in doubt: which of them are stored (one bool per row), or None if unknown.
@@ -143,7 +146,12 @@ class GroupCommit:
     def _in_doubt_resolve(self, group: list[_Waiter], exc: BaseException) -> None:
         """Each caller whose row did land returns as stored; the others get the connection error."""
         write_outcome_record(ok=False, exc=exc)
-        found = None if self.stored is None else self.stored([waiter.row for waiter in group])
+        found = None
+        if self.stored is not None:
+            try:
+                found = self.stored([waiter.row for waiter in group])
+            except Exception:  # never worse than not knowing: those callers get the connection error
+                logger.exception("could not resolve an in-doubt group commit")
         for waiter, stored in zip(group, found or [False] * len(group), strict=True):
             if stored:
                 waiter.stored = True
