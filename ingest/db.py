@@ -55,8 +55,15 @@ _CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 def connection_lost(exc: BaseException) -> bool:
-    """True when `exc` means the connection failed, so a statement sent on it may or may not have committed."""
-    return isinstance(exc, _CONNECTION_ERRORS)
+    """True when `exc` means the connection failed, so a statement sent on it may or may not have committed.
+
+    An error the server sent for the statement (a full disk, a read-only database: it has a
+    SQLSTATE outside classes 08 and 57P) means it did not commit, so there is nothing to look up.
+    """
+    if not isinstance(exc, _CONNECTION_ERRORS):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or getattr(exc, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
 def in_doubt_lookup(

@@ -27,9 +27,9 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from .db import write_outcome_record
+from .db import connection_lost, write_outcome_record
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +114,11 @@ class GroupCommit:
             self._execute([waiter.row for waiter in group])
             for waiter in group:
                 waiter.stored = True
-        except (OperationalError, InterfaceError) as exc:  # the connection failed: outcome in doubt
-            self._in_doubt_resolve(group, exc)
-        except Exception as exc:  # the server rejected the statement: nothing of it is committed
+        except Exception as exc:
+            if connection_lost(exc):  # the connection failed: outcome in doubt
+                self._in_doubt_resolve(group, exc)
+                return
+            # the server rejected the statement: nothing of it is committed
             write_outcome_record(ok=False, exc=exc)
             if len(group) == 1:
                 raise
@@ -135,13 +137,13 @@ class GroupCommit:
     def _write_alone(self, waiter: _Waiter) -> None:
         try:
             self._execute([waiter.row])
-        except (OperationalError, InterfaceError) as exc:
+        except Exception as exc:
+            if not connection_lost(exc):
+                write_outcome_record(ok=False, exc=exc)
+                raise
             self._in_doubt_resolve([waiter], exc)
             if not waiter.stored:
                 raise
-        except Exception as exc:
-            write_outcome_record(ok=False, exc=exc)
-            raise
 
     def _in_doubt_resolve(self, group: list[_Waiter], exc: BaseException) -> None:
         """Each caller whose row did land returns as stored; the others get the connection error."""
