@@ -45,9 +45,13 @@ DB_NAME = "faults_bench"
 
 
 def cluster_ready(env_extra: dict) -> tuple[PrivatePostgres, dict]:
-    pg = PrivatePostgres(fsync=True)
+    pg = PrivatePostgres(
+        fsync=True,
+        settings={"shared_preload_libraries": "'pg_stat_statements'", "pg_stat_statements.track_planning": "on"},
+    )
     pg.start()
     pg.psql(f"create database {DB_NAME}")
+    pg.psql("create extension if not exists pg_stat_statements", DB_NAME)
     port = free_port()
     env = prod_env(
         db_name=DB_NAME,
@@ -85,6 +89,7 @@ def scenario_restart(args) -> int:
                 restarter = threading.Timer(3.0, pg.restart, kwargs={"mode": args.restart_mode})
                 restarter.start()
             before = stored_single(pg, app["app_id"])
+            pg.psql("select pg_stat_statements_reset()", DB_NAME)
             run = ingest_bench.wrk_run(shared, workdir / "requests", "single", int(env["PORT"]), args)
             if restarter is not None:
                 restarter.join()
@@ -98,6 +103,9 @@ def scenario_restart(args) -> int:
                 "non2xx": run["non2xx"],
                 "socket_errors": run["socket_errors"],
                 "missing": max(0, ok - stored),
+                # Per stored event: statements PostgreSQL ran and planned (from pg_stat_statements).
+                # A drop in group size or a lost statement cache after the restart shows here.
+                **per_event_statements(pg, stored),
             }
             print(f"{phase}: {json.dumps(phases[phase])}", flush=True)
     finally:
@@ -108,6 +116,21 @@ def scenario_restart(args) -> int:
     print("BENCH_JSON " + json.dumps({"baseline": baseline, **phases, "after2_over_before": ratio}))
     missing = sum(p["missing"] for p in phases.values())
     return 1 if missing or ratio < 0.85 else 0
+
+
+def per_event_statements(pg: PrivatePostgres, events: int) -> dict:
+    sql = (
+        "select coalesce(sum(calls), 0), coalesce(sum(plans), 0),"
+        " coalesce(sum(calls) filter (where query like 'INSERT INTO ingest_event%'), 0)"
+        " from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())"
+    )
+    calls, plans, inserts = (float(x) for x in pg.psql(sql, DB_NAME).split("|"))
+    events = max(events, 1)
+    return {
+        "statements_per_event": round(calls / events, 3),
+        "plans_per_event": round(plans / events, 3),
+        "events_per_insert": round(events / max(inserts, 1), 2),
+    }
 
 
 def _short(args) -> argparse.Namespace:
