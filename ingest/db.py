@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -72,8 +73,8 @@ def in_doubt_lookup(
     """Run the read `sql` on a fresh connection after a lost one; None if the database stays unreachable.
 
     The broken connection is closed first (the thread's next statement reconnects). If its server
-    process is still alive (the socket broke but the backend runs on), it is terminated and waited
-    for, so it cannot commit after we looked. Bounded by `within` seconds in all
+    process still runs our statement (the socket broke but the backend lives on), we wait for it
+    to finish, so it cannot commit after we looked. Bounded by `within` seconds in all
     (`settings.DB_IN_DOUBT_SECONDS` by default: long enough for a crash recovery).
     """
     if within is None:
@@ -81,7 +82,7 @@ def in_doubt_lookup(
     db = connections[using]
     if db.in_atomic_block:  # the caller's transaction is lost with its connection: nothing of it committed
         return None
-    old_pid = _backend_pid(db)
+    old_pid, failed_at = _backend_pid(db), datetime.now(UTC)
     with contextlib.suppress(Exception):  # it is broken: closing it may fail too, and that is fine
         db.close()
     deadline = time.monotonic() + within
@@ -94,7 +95,7 @@ def in_doubt_lookup(
                 pg.autocommit = True
                 with pg.cursor() as cursor:
                     if old_pid:
-                        _backend_wait_gone(cursor, old_pid, deadline)
+                        _backend_wait_idle(cursor, old_pid, failed_at, deadline)
                     cursor.execute(sql, params)
                     return cursor.fetchall()
         except db.Database.Error:
@@ -113,12 +114,17 @@ def _backend_pid(db: Any) -> int:
         return 0
 
 
-def _backend_wait_gone(cursor: Any, pid: int, deadline: float) -> None:
-    """The old backend, if it still runs, could commit after our look-up: end it and wait for it."""
-    cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s", [pid])
+def _backend_wait_idle(cursor: Any, pid: int, failed_at: datetime, deadline: float) -> None:
+    """Wait while our old backend still runs a statement: it could commit after our look-up.
+
+    Only a backend that started before the failure can be ours (after a restart, another
+    connection may have been given the same pid); it is waited for, never terminated.
+    """
+    busy = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND backend_start < %s"
+    cursor.execute(busy, [pid, failed_at])
     while cursor.fetchone() is not None and time.monotonic() < deadline:
         time.sleep(0.02)
-        cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+        cursor.execute(busy, [pid, failed_at])
 
 
 # --- Recent outcome of real writes --------------------------------------------------------------
