@@ -94,8 +94,9 @@ def in_doubt_lookup(
             with db.Database.connect(**params_connect) as pg:
                 pg.autocommit = True
                 with pg.cursor() as cursor:
-                    if old_pid:
-                        _backend_wait_idle(cursor, old_pid, failed_at, deadline)
+                    if old_pid and not _backend_wait_idle(cursor, old_pid, failed_at, deadline):
+                        logger.warning("in-doubt commit: the statement still runs after %.1f s", within)
+                        return None  # it may still commit: we cannot say it did not
                     cursor.execute(sql, params)
                     return cursor.fetchall()
         except db.Database.Error:
@@ -114,17 +115,20 @@ def _backend_pid(db: Any) -> int:
         return 0
 
 
-def _backend_wait_idle(cursor: Any, pid: int, failed_at: datetime, deadline: float) -> None:
-    """Wait while our old backend still runs a statement: it could commit after our look-up.
+def _backend_wait_idle(cursor: Any, pid: int, failed_at: datetime, deadline: float) -> bool:
+    """Wait while our old backend still runs a statement (it could commit after our look-up).
 
-    Only a backend that started before the failure can be ours (after a restart, another
-    connection may have been given the same pid); it is waited for, never terminated.
+    False if it still does at `deadline`. Only a backend that started before the failure can be
+    ours (after a restart another connection may have the same pid): waited for, never terminated.
     """
     busy = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND backend_start < %s"
-    cursor.execute(busy, [pid, failed_at])
-    while cursor.fetchone() is not None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while True:
         cursor.execute(busy, [pid, failed_at])
+        if cursor.fetchone() is None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 # --- Recent outcome of real writes --------------------------------------------------------------
