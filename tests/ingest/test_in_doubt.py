@@ -187,3 +187,30 @@ def test_an_identify_committed_before_the_connection_died_is_answered_200_as_cre
     assert answer["status"] == 200, answer
     assert json.loads(answer["body"])["created"] is True
     assert IdentifyLink.objects.filter(anon_id=anon_id, user_id="user-7").count() == 1
+
+
+def test_concurrent_events_whose_group_reply_was_lost_are_each_answered_202_and_stored_once(
+    cutter, application, api_secret
+):
+    # Given 12 clients sending at once, and the reply of the first group INSERT lost after its commit
+    cutter.arm(b"INSERT INTO ingest_event (")
+    answers: dict[int, dict] = {}
+
+    def sender(i: int) -> None:
+        try:
+            answers[i] = _post_v1(application, api_secret, event_body(event=f"group-{i}"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    # Then every client got a 202 with the id of its own stored event, each stored exactly once
+    assert cutter.cuts == 1
+    assert sorted(answer["status"] for answer in answers.values()) == [202] * 12, answers
+    for i, answer in answers.items():
+        event_id = uuid.UUID(json.loads(answer["body"])["event_id"])
+        assert list(Event.objects.filter(event=f"group-{i}").values_list("event_id", flat=True)) == [event_id]
