@@ -27,7 +27,8 @@ RUN SECRET_KEY=collectstatic-only \
 USER app
 EXPOSE 8000
 
+# Liveness: the process answers. Route traffic on /readyz instead (see README, "Probes").
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD python -c "import os, sys, urllib.request; sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/api/v1/ingest/health', timeout=4).status != 200)"
+  CMD python -c "import os, sys, urllib.request; sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/livez', timeout=4).status != 200)"
 
 CMD ["scripts/serve"]

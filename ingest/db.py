@@ -6,8 +6,19 @@ few fixed statements only: bound server-side and prepared once per connection, s
 parses and plans them once. Needs pgbouncer 1.21+ (`max_prepared_statements`) behind a pooler.
 """
 
-from django.db import DEFAULT_DB_ALIAS, connections
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, InterfaceError, OperationalError, connections
 from django.db.backends.postgresql.base import ServerBindingCursor
+
+logger = logging.getLogger(__name__)
 
 _PREPARE_ONLY_WHEN_ASKED = 2**31  # Django's own cursors bind client-side and never prepare anyway
 
@@ -15,11 +26,13 @@ _PREPARE_ONLY_WHEN_ASKED = 2**31  # Django's own cursors bind client-side and ne
 class _PreparedCursor(ServerBindingCursor):
     """Server-side binding, every statement prepared on first use per connection."""
 
-    def execute(self, query, params=None, *, prepare=None, binary=None):
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
         return super().execute(query, params, prepare=True, binary=binary)
 
 
-def prepared_cursor():
+def prepared_cursor() -> Any:
     """A prepared-statement cursor wrapped like any Django cursor: errors mapped, queries counted."""
     db = connections[DEFAULT_DB_ALIAS]  # once: each `django.db.connection.x` is a thread-local lookup
     db.ensure_connection()
@@ -30,3 +43,117 @@ def prepared_cursor():
     with db.wrap_database_errors:
         raw = _PreparedCursor(pg)
     return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+
+
+# --- In-doubt commits ---------------------------------------------------------------------------
+#
+# A connection error during an autocommitted INSERT leaves its outcome unknown: PostgreSQL may have
+# committed the row and died (or lost the socket) before the answer reached us. Answering 503 then
+# is untruthful, and a client that retries without an Idempotency-Key stores the event twice. The
+# services know the ids they tried to write, so they reconnect and look them up before answering.
+
+_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when `exc` means the connection failed, so a statement sent on it may or may not have committed.
+
+    An error the server sent for the statement (a full disk, a read-only database: it has a
+    SQLSTATE outside classes 08 and 57P) means it did not commit, so there is nothing to look up.
+    """
+    if not isinstance(exc, _CONNECTION_ERRORS):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or getattr(exc, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
+def in_doubt_lookup(
+    *, sql: str, params: Sequence[Any] | dict[str, Any], using: str = DEFAULT_DB_ALIAS, within: float | None = None
+) -> list[tuple[Any, ...]] | None:
+    """Run the read `sql` on a fresh connection after a lost one; None if the database stays unreachable.
+
+    The broken connection is closed first (the thread's next statement reconnects). If its server
+    process still runs our statement (the socket broke but the backend lives on), we wait for it
+    to finish, so it cannot commit after we looked. Bounded by `within` seconds in all
+    (`settings.DB_IN_DOUBT_SECONDS` by default: long enough for a crash recovery).
+    """
+    if within is None:
+        within = settings.DB_IN_DOUBT_SECONDS
+    db = connections[using]
+    if db.in_atomic_block:  # the caller's transaction is lost with its connection: nothing of it committed
+        return None
+    old_pid, failed_at = _backend_pid(db), datetime.now(UTC)
+    with contextlib.suppress(Exception):  # it is broken: closing it may fail too, and that is fine
+        db.close()
+    deadline = time.monotonic() + within
+    params_connect = db.get_connection_params()
+    while True:
+        remaining = deadline - time.monotonic()
+        params_connect["connect_timeout"] = max(2, math.ceil(remaining))  # libpq's minimum is 2 s
+        try:
+            with db.Database.connect(**params_connect) as pg:
+                pg.autocommit = True
+                with pg.cursor() as cursor:
+                    if old_pid and not _backend_wait_idle(cursor, old_pid, failed_at, deadline):
+                        logger.warning("in-doubt commit: the statement still runs after %.1f s", within)
+                        return None  # it may still commit: we cannot say it did not
+                    cursor.execute(sql, params)
+                    return cursor.fetchall()
+        except db.Database.Error:
+            logger.debug("in-doubt lookup: database not reachable yet", exc_info=True)
+            if time.monotonic() + 0.1 >= deadline:
+                logger.warning("in-doubt commit could not be resolved within %.1f s", within)
+                return None
+            time.sleep(0.1)
+
+
+def _backend_pid(db: Any) -> int:
+    pg = db.connection
+    try:
+        return int(pg.pgconn.backend_pid) if pg is not None else 0
+    except Exception:  # a closed or never-opened connection has no backend
+        return 0
+
+
+def _backend_wait_idle(cursor: Any, pid: int, failed_at: datetime, deadline: float) -> bool:
+    """Wait while our old backend still runs a statement (it could commit after our look-up).
+
+    False if it still does at `deadline`. Only a backend that started before the failure can be
+    ours (after a restart another connection may have the same pid): waited for, never terminated.
+    """
+    busy = "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active' AND backend_start < %s"
+    while True:
+        cursor.execute(busy, [pid, failed_at])
+        if cursor.fetchone() is None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+# --- Recent outcome of real writes --------------------------------------------------------------
+#
+# The health probe writes a row of its own, but some failures only show on the event tables (a
+# full disk when a table must grow, a lock, a broken index). Each process therefore remembers when
+# its last real write succeeded and when one last failed for a reason that is not the event's own.
+
+_outcome = {"ok_at": 0.0, "failed_at": 0.0}
+
+
+def write_outcome_record(*, ok: bool, exc: BaseException | None = None) -> None:
+    """Record a real write's outcome; a bad row (constraint, bad value) says nothing about the database."""
+    if ok:
+        _outcome["ok_at"] = time.monotonic()
+    elif not isinstance(exc, IntegrityError | DataError):
+        _outcome["failed_at"] = time.monotonic()
+
+
+def writes_failing(*, within: float) -> bool:
+    """True when this process's last real write failed within `within` seconds and none succeeded since."""
+    failed_at = _outcome["failed_at"]
+    return failed_at > _outcome["ok_at"] and time.monotonic() - failed_at < within
+
+
+def write_outcome_forget() -> None:
+    """For tests: start with no recorded outcome."""
+    _outcome.update(ok_at=0.0, failed_at=0.0)

@@ -11,28 +11,37 @@ timer, so a lone request is written at once and low-load latency is unchanged.
 Every caller returns only after the commit that holds its row. If the group statement fails
 with an error the server raised for the statement itself (a bad value, a constraint), nothing
 was committed, so each row is retried alone by its own thread on its own connection: one bad row
-does not fail its neighbours. A connection-level error (outcome unknown) is raised in every
-caller of the group, as the single insert would raise it: the client gets a 503 and retries.
+does not fail its neighbours. A connection-level error leaves the outcome in doubt: the commit
+may have landed before the connection died. The leader then reconnects (bounded, see
+`ingest.db.in_doubt_lookup`) and asks `stored` which rows are there: those callers return as
+stored, the others raise the connection error (503: not stored, a retry is safe).
 
 Inside an atomic block the row is written directly on the caller's connection: it must commit
 or roll back with the caller's transaction, never with another thread's.
 """
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+from .db import connection_lost, write_outcome_record
+
+logger = logging.getLogger(__name__)
 
 CursorFactory = Callable[[], AbstractContextManager[Any]]
+# Given rows whose commit is in doubt: which of them are stored (one bool per row), or None if unknown.
+StoredLookup = Callable[[list[Sequence[Any]]], list[bool] | None]
 
 
 class _Waiter:
     __slots__ = ("done", "error", "lead", "retry_alone", "row", "stored")
 
-    def __init__(self, row: Sequence[Any]):
+    def __init__(self, row: Sequence[Any]) -> None:
         self.row = row
         self.done = threading.Event()
         self.lead = False  # set when woken to flush the rows left in the queue
@@ -50,11 +59,22 @@ class GroupCommit:
 
     `cursor` returns a cursor context manager for the calling thread's connection; the leader
     calls it in its own thread. `statement` must be autocommitted (one statement, one commit).
+    `stored` resolves an in-doubt commit after a connection error (without it, every caller of
+    the group gets the error).
     """
 
-    def __init__(self, *, statement: str, cursor: CursorFactory, max_rows: int = 64, using: str = DEFAULT_DB_ALIAS):
+    def __init__(
+        self,
+        *,
+        statement: str,
+        cursor: CursorFactory,
+        stored: StoredLookup | None = None,
+        max_rows: int = 64,
+        using: str = DEFAULT_DB_ALIAS,
+    ) -> None:
         self.statement = statement
         self.cursor = cursor
+        self.stored = stored
         self.max_rows = max_rows
         self.using = using
         self._lock = threading.Lock()
@@ -79,7 +99,7 @@ class GroupCommit:
         if lead:
             self._flush()  # FIFO: the leader's own row is always first in the queue, so in this flush
         if waiter.retry_alone:
-            self._execute([row])
+            self._write_alone(waiter)
         elif not waiter.stored:
             exc = waiter.error
             if exc is None:
@@ -94,10 +114,12 @@ class GroupCommit:
             self._execute([waiter.row for waiter in group])
             for waiter in group:
                 waiter.stored = True
-        except (OperationalError, InterfaceError) as exc:  # the connection failed: outcome unknown
-            for waiter in group:
-                waiter.error = exc
-        except Exception:  # the server rejected the statement: nothing of it is committed
+        except Exception as exc:
+            if connection_lost(exc):  # the connection failed: outcome in doubt
+                self._in_doubt_resolve(group, exc)
+                return
+            # the server rejected the statement: nothing of it is committed
+            write_outcome_record(ok=False, exc=exc)
             if len(group) == 1:
                 raise
             for waiter in group:
@@ -112,6 +134,33 @@ class GroupCommit:
             for waiter in group[1:]:  # group[0] is the leader itself
                 waiter.done.set()
 
+    def _write_alone(self, waiter: _Waiter) -> None:
+        try:
+            self._execute([waiter.row])
+        except Exception as exc:
+            if not connection_lost(exc):
+                write_outcome_record(ok=False, exc=exc)
+                raise
+            self._in_doubt_resolve([waiter], exc)
+            if not waiter.stored:
+                raise
+
+    def _in_doubt_resolve(self, group: list[_Waiter], exc: BaseException) -> None:
+        """Each caller whose row did land returns as stored; the others get the connection error."""
+        write_outcome_record(ok=False, exc=exc)
+        found = None
+        if self.stored is not None:
+            try:
+                found = self.stored([waiter.row for waiter in group])
+            except Exception:  # never worse than not knowing: those callers get the connection error
+                logger.exception("could not resolve an in-doubt group commit")
+        for waiter, stored in zip(group, found or [False] * len(group), strict=True):
+            if stored:
+                waiter.stored = True
+            else:
+                waiter.error = exc
+
     def _execute(self, rows: list[Sequence[Any]]) -> None:
         with self.cursor() as cursor:
             cursor.execute(self.statement, [orjson.dumps(rows).decode()])
+        write_outcome_record(ok=True)

@@ -180,3 +180,17 @@ class ExportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.table} batch {self.id}"
+
+
+class WriteProbe(models.Model):
+    """The row the health and readiness checks rewrite: proof that PostgreSQL accepts and commits a write.
+
+    `SELECT 1` answers on a read-only database or a full disk too; a committed update does not.
+    One row per web process host would be needless: every check rewrites the same row (`id` 1).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+    checked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"write probe {self.id} at {self.checked_at:%Y-%m-%d %H:%M:%S}"

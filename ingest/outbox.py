@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -68,4 +68,10 @@ def kick(*, export: bool = True, webhooks: bool = False) -> None:
         _ensure_thread()
         _wake.set()
 
-    transaction.on_commit(_kick)
+    # Outside a transaction the rows are already committed: kick at once. `on_commit` would first
+    # make sure a connection exists, and a request whose row is stored must not fail (503) because
+    # the database went away right after its commit.
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        transaction.on_commit(_kick)
+    else:
+        _kick()

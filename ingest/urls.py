@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .api.health import HealthView
+from .api.health import HealthView, livez, readyz
 from .api.sdk import SdkEventsView, SdkIdentifyView
 from .api.v1_events import V1EventsView
 
@@ -11,4 +11,6 @@ urlpatterns = [
     path("api/v1/ingest/events", SdkEventsView.as_view(), name="sdk-events"),
     path("api/v1/ingest/identify", SdkIdentifyView.as_view(), name="sdk-identify"),
     path("api/v1/ingest/health", HealthView.as_view(), name="sdk-health"),
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
 ]

@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saastracker.settings.dev")
 
-INGEST_PATH_PREFIXES = ("/v1/", "/api/v1/ingest/")
+INGEST_PATH_PREFIXES = ("/v1/", "/api/v1/ingest/", "/livez", "/readyz")  # probes: no session either
 
 
 class IngestWSGIHandler(WSGIHandler):

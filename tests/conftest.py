@@ -4,6 +4,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps_registry.selectors import credentials_cache_clear
+from ingest.db import write_outcome_forget
+from ingest.probes import verdicts_forget
 from saastracker.redis_client import get_redis
 
 from .factories import ApiSecretFactory, ApplicationFactory, CompanyFactory, SdkKeyFactory
@@ -18,6 +20,17 @@ def _fresh_redis_and_caches():
     credentials_cache_clear()
     yield
     credentials_cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health_verdicts(settings):
+    """Health verdicts are computed afresh in each test (the tests of the cache turn it back on)."""
+    settings.HEALTH_CACHE_SECONDS = 0
+    verdicts_forget()
+    write_outcome_forget()
+    yield
+    verdicts_forget()
+    write_outcome_forget()
 
 
 @pytest.fixture

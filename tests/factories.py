@@ -12,7 +12,7 @@ from analytics.models import PersonalApiKey
 from analytics.services import new_personal_key
 from apps_registry import crypto
 from apps_registry.models import ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
-from ingest.models import Event, ExportBatch, IdempotencyKey, IdentifyLink, SdkEvent
+from ingest.models import Event, ExportBatch, IdempotencyKey, IdentifyLink, SdkEvent, WriteProbe
 from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 
@@ -163,6 +163,15 @@ class ExportBatchFactory(DjangoModelFactory):
 
     table = ExportBatch.Table.EVENTS
     lease_until = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=3))
+
+
+class WriteProbeFactory(DjangoModelFactory):
+    class Meta:
+        model = WriteProbe
+        django_get_or_create = ("id",)
+
+    id = 1
+    checked_at = factory.LazyFunction(timezone.now)
 
 
 class WebhookEndpointFactory(DjangoModelFactory):

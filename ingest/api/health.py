@@ -1,35 +1,27 @@
-"""GET /api/v1/ingest/health: can this service store events right now? Public, and says nothing else.
+"""Probes: GET /api/v1/ingest/health (public: can events be stored?), /livez and /readyz.
 
-The check is the database, where every event is made durable: a `SELECT 1` on the connection
-the ingest endpoints use. No authentication, no throttle, no detail in either answer, and
-`Cache-Control: no-store` so no proxy answers for us.
+- `/api/v1/ingest/health`: 200 when this process can store events now (PostgreSQL commits a write
+  and real inserts are not failing, `ingest.probes.database_writable`), 503 otherwise. No detail.
+- `/livez`: the process answers. Touches nothing else, so a database outage never restarts it.
+- `/readyz`: PostgreSQL reachable and writable, Redis reachable, migrations applied; 503 names
+  the failing checks. This is what a load balancer or orchestrator should route on.
+
+No authentication, no throttle, `Cache-Control: no-store` so no proxy answers for us. Verdicts
+are cached for `HEALTH_CACHE_SECONDS` per process, so frequent polling costs almost nothing.
 """
 
-import logging
-
-from django.db import DatabaseError, connection
+import orjson
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_safe
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ..probes import database_writable, readiness
 from .base import IngestView
 
-logger = logging.getLogger(__name__)
-
 _Status = inline_serializer("HealthStatus", {"status": serializers.ChoiceField(choices=["ok", "unavailable"])})
-
-
-def database_reachable() -> bool:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except DatabaseError:
-        logger.warning("health check: database unreachable", exc_info=True)
-        # A broken persistent connection must not keep failing the next checks: reconnect next time.
-        connection.close_if_unusable_or_obsolete()
-        return False
-    return True
 
 
 class HealthView(IngestView):
@@ -53,13 +45,39 @@ class HealthView(IngestView):
             405: OpenApiResponse(description="Only GET."),
             503: OpenApiResponse(
                 _Status,
-                description="Events cannot be stored now (database unreachable); retry later.",
+                description="Events cannot be stored now (database unreachable, read-only or failing); retry later.",
                 examples=[OpenApiExample("unavailable", value={"status": "unavailable"}, status_codes=["503"])],
             ),
         },
     )
-    def get(self, request) -> Response:
-        ok = database_reachable()
+    def get(self, request: Request) -> Response:
+        ok = database_writable()
         response = Response({"status": "ok" if ok else "unavailable"}, status=200 if ok else 503)
         response["Cache-Control"] = "no-store"
         return response
+
+
+def _plain(body: bytes, status: int) -> HttpResponse:
+    response = HttpResponse(body, status=status, content_type="application/json")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_safe
+def livez(request: HttpRequest) -> HttpResponse:
+    """The process is alive and serving: restart it only when this fails."""
+    return _plain(b'{"status":"ok"}', 200)
+
+
+@require_safe
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Ready for traffic: every dependency of storing an event is there. 503 names what is not."""
+    checks = readiness()
+    failing = sorted(name for name, ok in checks.items() if not ok)
+    body = {
+        "status": "unavailable" if failing else "ok",
+        "checks": {name: "ok" if ok else "failing" for name, ok in checks.items()},
+    }
+    if failing:
+        body["failing"] = failing
+    return _plain(orjson.dumps(body), 503 if failing else 200)

@@ -2,15 +2,18 @@
 
 Every distinct (app, anon_id, user_id) is one row, so the history of links is kept; a repeat
 only moves `last_seen_at`. The `user.identified` webhook is owed once per link: the new row is
-written with `webhook_pending`, a repeat leaves the flag alone.
+written with `webhook_pending`, a repeat leaves the flag alone. A connection error during the
+upsert is resolved by looking the link up again (`ingest.db.in_doubt_lookup`): 200 if it is
+there, 503 only if it is not.
 """
 
 import uuid
 from datetime import datetime
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from .. import outbox
+from ..db import connection_lost, in_doubt_lookup, write_outcome_record
 from ..models import ExportState, IdentifyLink
 
 _UPSERT = f"""
@@ -23,6 +26,10 @@ ON CONFLICT (application_id, anon_id, user_id)
 DO UPDATE SET last_seen_at = GREATEST({IdentifyLink._meta.db_table}.last_seen_at, EXCLUDED.last_seen_at)
 RETURNING link_id, (xmax = 0)
 """  # noqa: S608 - only the model's own table name is interpolated; every value is a parameter
+_LANDED = f"""
+SELECT link_id FROM {IdentifyLink._meta.db_table}
+WHERE application_id = %(app_id)s AND anon_id = %(anon_id)s AND user_id = %(user_id)s AND last_seen_at >= %(at)s
+"""  # noqa: S608 - only the model's own table name is interpolated
 # `xmax = 0` is PostgreSQL's tell for "this row was inserted, not updated, by this statement".
 
 
@@ -39,9 +46,31 @@ def identify_link_record(
         "anon_id": anon_id,
         "user_id": user_id,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_UPSERT, params)
-        link_id, created = cursor.fetchone()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_UPSERT, params)
+            link_id, created = cursor.fetchone()
+    except DatabaseError as exc:
+        write_outcome_record(ok=False, exc=exc)
+        if not connection_lost(exc):
+            raise
+        landed = _upsert_landed(app_id=app_id, anon_id=anon_id, user_id=user_id, seen_at=seen_at)
+        if landed is None:
+            raise
+        link_id, created = landed[0], landed[0] == params["link_id"]
+    else:
+        write_outcome_record(ok=True)
     if created:
         outbox.kick(export=True, webhooks=True)
     return link_id, created
+
+
+def _upsert_landed(*, app_id: int, anon_id: str, user_id: str, seen_at: datetime) -> tuple[uuid.UUID] | None:
+    """After a connection error: (link_id,) if the link is stored and seen at least at `seen_at`, else None.
+
+    Then what the upsert would have done is in the database, whether it or an earlier call did it.
+    """
+    found = in_doubt_lookup(
+        sql=_LANDED, params={"app_id": app_id, "anon_id": anon_id, "user_id": user_id, "at": seen_at}
+    )
+    return (found[0][0],) if found else None

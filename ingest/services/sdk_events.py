@@ -10,17 +10,23 @@ The rows travel as one JSON parameter expanded by `json_to_recordset`: PostgreSQ
 and Python adapts a single string instead of a dozen arrays. The statement is bound server-side
 and prepared once per connection (`ingest.db.prepared_cursor`), so PostgreSQL parses and plans it
 once, not per batch.
+
+A connection error during the statement leaves its commit in doubt: the service reconnects and
+looks the batch's ids up (`ingest.db.in_doubt_lookup`), answering 200 if the batch landed and
+503 only if it did not. A retry would be harmless (idempotent by event id), but the answer must
+still be true.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
+from django.db import DatabaseError
 
 from webhooks.models import EVENT_TRIGGERS
 
 from .. import outbox
-from ..db import prepared_cursor
+from ..db import connection_lost, in_doubt_lookup, prepared_cursor, write_outcome_record
 from ..models import ExportState, SdkEvent
 
 _encode = msgspec.json.Encoder().encode
@@ -59,6 +65,13 @@ FROM stored
 """  # noqa: S608 - only the table name and constants of this module are interpolated; values are parameters
 
 
+_LANDED = f"""
+SELECT count(*), count(*) FILTER (WHERE received_at = %(received_at)s)
+FROM {SdkEvent._meta.db_table}
+WHERE application_id = %(app_id)s AND event_id = ANY(%(event_ids)s::uuid[])
+"""  # noqa: S608 - only the model's table name is interpolated
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
     stored: int  # newly written rows; the rest were already stored (SDK retries) or repeated in the batch
@@ -86,9 +99,32 @@ def sdk_events_ingest(*, app_id: int, company_id: int, rows: list[dict], receive
         "received_at": received_at,
         "rows": _encode(unique).decode(),
     }
-    with prepared_cursor() as cursor:
-        cursor.execute(_INSERT, params)
-        stored, export_owed, webhooks_owed = cursor.fetchone()
+    try:
+        with prepared_cursor() as cursor:
+            cursor.execute(_INSERT, params)
+            stored, export_owed, webhooks_owed = cursor.fetchone()
+    except DatabaseError as exc:
+        write_outcome_record(ok=False, exc=exc)
+        if not connection_lost(exc):
+            raise
+        landed = _batch_landed(app_id=app_id, event_ids=[row["event_id"] for row in unique], received_at=received_at)
+        if landed is None:
+            raise
+        stored, export_owed, webhooks_owed = landed, True, True  # flags unknown: a spare kick costs nothing
+    else:
+        write_outcome_record(ok=True)
     if stored:
         outbox.kick(export=export_owed, webhooks=webhooks_owed)
     return StoredBatch(stored=stored, export_owed=export_owed, webhooks_owed=webhooks_owed)
+
+
+def _batch_landed(*, app_id: int, event_ids: list[str], received_at: datetime) -> int | None:
+    """After a connection error: rows this batch stored if its statement committed, None if it did not.
+
+    The statement is atomic, so it committed exactly when every id of the batch is stored now;
+    the rows it wrote itself carry its `received_at` (the others were stored by earlier sends).
+    """
+    found = in_doubt_lookup(sql=_LANDED, params={"app_id": app_id, "event_ids": event_ids, "received_at": received_at})
+    if found is None or found[0][0] != len(event_ids):
+        return None
+    return int(found[0][1])

@@ -8,14 +8,19 @@ the previous group was being written); each request is answered only after its r
 With an `Idempotency-Key`, claiming the key and inserting the event are one statement: the
 event is inserted only when this request claimed the key (new, or older than the TTL). Only a
 repeat costs a second query, to answer with the original event id.
+When the connection fails during that INSERT, its commit is in doubt: the service reconnects
+(bounded, `ingest.db.in_doubt_lookup`) and looks the event id up, answering 202 if the row is
+there and 503 only if it is not, so a client's retry never stores an event twice.
 Usage is not counted here: `apps_registry.services.usage_refresh` aggregates in batches.
 """
 
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -25,7 +30,7 @@ from apps_registry.selectors import AppCredentials
 from webhooks.models import EVENT_TRIGGERS
 
 from .. import outbox
-from ..db import prepared_cursor
+from ..db import connection_lost, in_doubt_lookup, prepared_cursor, write_outcome_record
 from ..group_commit import GroupCommit
 from ..models import Event, ExportState, IdempotencyKey
 from ..schemas.v1 import V1Event
@@ -72,8 +77,21 @@ RETURNING 1
 _ORIGINAL_EVENT_ID = f"SELECT event_id FROM {IdempotencyKey._meta.db_table} WHERE application_id = %s AND key = %s"  # noqa: S608
 
 
+_STORED_IDS = f"SELECT event_id FROM {Event._meta.db_table} WHERE event_id = ANY(%s)"  # noqa: S608
+_EVENT_ID = 4  # position of event_id in a row of `params` below
+
+
+def _rows_stored(rows: list[Sequence[Any]]) -> list[bool] | None:
+    """After a connection error: which of these rows did commit? None if the database stays away."""
+    found = in_doubt_lookup(sql=_STORED_IDS, params=[[row[_EVENT_ID] for row in rows]])
+    if found is None:
+        return None
+    ids = {event_id for (event_id,) in found}
+    return [row[_EVENT_ID] in ids for row in rows]
+
+
 # Concurrent plain events of this process share one INSERT and one commit (see ingest.group_commit).
-_group = GroupCommit(statement=_INSERT_GROUP, cursor=prepared_cursor)
+_group = GroupCommit(statement=_INSERT_GROUP, cursor=prepared_cursor, stored=_rows_stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,19 +159,37 @@ def v1_event_ingest(
     if idempotency_key is None:
         _group.write(params)
     else:
-        with prepared_cursor() as cursor:
-            expired_before = received_at - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
-            claim = [credentials.app_id, idempotency_key, event_id, received_at, expired_before, *params]
-            # A second pass only if the key row vanished (purged) between the claim and the read.
-            for _ in range(2):
-                cursor.execute(_INSERT_IF_KEY_CLAIMED, claim)
-                if cursor.fetchone() is not None:
-                    break
-                cursor.execute(_ORIGINAL_EVENT_ID, [credentials.app_id, idempotency_key])
-                row = cursor.fetchone()
-                if row is not None:
-                    return IngestResult(event_id=row[0], replayed=True)
-            else:
-                raise DatabaseError("idempotency key could neither be claimed nor read")
+        try:
+            replayed = _insert_if_key_claimed(
+                credentials=credentials, idempotency_key=idempotency_key, received_at=received_at, params=params
+            )
+        except DatabaseError as exc:
+            write_outcome_record(ok=False, exc=exc)
+            # In doubt: the claim and the event commit together, so the event's presence says both landed.
+            if not connection_lost(exc) or _rows_stored([params]) != [True]:
+                raise
+        else:
+            write_outcome_record(ok=True)
+            if replayed is not None:
+                return replayed
     outbox.kick(export=True, webhooks=webhook_pending)
     return IngestResult(event_id=event_id, replayed=False)
+
+
+def _insert_if_key_claimed(
+    *, credentials: AppCredentials, idempotency_key: str, received_at: datetime, params: list[Any]
+) -> IngestResult | None:
+    """Insert the event if this request claims the key; else the original answer. None: inserted."""
+    with prepared_cursor() as cursor:
+        expired_before = received_at - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
+        claim = [credentials.app_id, idempotency_key, params[_EVENT_ID], received_at, expired_before, *params]
+        # A second pass only if the key row vanished (purged) between the claim and the read.
+        for _ in range(2):
+            cursor.execute(_INSERT_IF_KEY_CLAIMED, claim)
+            if cursor.fetchone() is not None:
+                return None
+            cursor.execute(_ORIGINAL_EVENT_ID, [credentials.app_id, idempotency_key])
+            row = cursor.fetchone()
+            if row is not None:
+                return IngestResult(event_id=row[0], replayed=True)
+    raise DatabaseError("idempotency key could neither be claimed nor read")

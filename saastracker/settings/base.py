@@ -136,6 +136,11 @@ CREDENTIALS_CACHE_TTL = env_int("CREDENTIALS_CACHE_TTL", 5)
 RATE_LIMIT_PER_SECOND = env_int("RATE_LIMIT_PER_SECOND", 2000)
 RATE_LIMIT_BURST = env_int("RATE_LIMIT_BURST", 4000)
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
+# After a connection error during an INSERT, seconds a request may spend reconnecting to learn whether
+# its commit landed (202 if so, 503 if not). PostgreSQL's crash recovery must fit in it.
+DB_IN_DOUBT_SECONDS = float(env("DB_IN_DOUBT_SECONDS", "5") or 5)
+# Health and readiness verdicts are computed at most once per this many seconds per process (they write).
+HEALTH_CACHE_SECONDS = float(env("HEALTH_CACHE_SECONDS", "2") or 2)
 
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)

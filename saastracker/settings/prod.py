@@ -25,5 +25,5 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# The health endpoint is probed over plain HTTP by load balancers.
-SECURE_REDIRECT_EXEMPT = [r"^api/v1/ingest/health$"]
+# The health and probe endpoints are probed over plain HTTP by load balancers and orchestrators.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/ingest/health$", r"^livez$", r"^readyz$"]

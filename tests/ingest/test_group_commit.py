@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from django.db import connection, connections
 
+from ingest import outbox
 from ingest.models import Event
 from ingest.services import v1_events
 from tests.factories import EventFactory
@@ -208,3 +209,39 @@ def test_a_connection_lost_during_a_group_answers_no_2xx_for_an_unstored_event(a
         else:
             assert stored == 0
     assert max(sizes) >= THREADS - 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waking_the_workers_after_a_commit_never_needs_the_database():
+    # Given a request thread whose row was committed by another thread's group (so it holds no
+    # connection of its own), and a database that has just become unreachable
+    settings_dict = connection.settings_dict
+    original_port = settings_dict["PORT"]
+    errors = []
+
+    def follower_after_commit():
+        try:
+            outbox.kick(export=True, webhooks=True)  # what v1_event_ingest does once its row is stored
+        except Exception as exc:  # surfaced below: this would turn a stored event into a 503
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    settings_dict["PORT"] = str(_closed_port())
+    try:
+        thread = threading.Thread(target=follower_after_commit)
+        thread.start()
+        thread.join(30)
+    finally:
+        settings_dict["PORT"] = original_port
+
+    # Then the kick does not fail: the event's commit is what the answer depends on
+    assert errors == []
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from .sdk_helpers import HEALTH_URL, post_events, sdk_event
+from .v1_helpers import event_body, send
 
 
 def test_health_is_ok_without_credentials(api_client, db):
@@ -101,3 +102,46 @@ def test_health_answers_503_within_the_connect_timeout_when_the_database_never_a
     assert answers, "the health check hung on a silent database"
     assert answers[0].status_code == 503
     assert elapsed < 10
+
+
+_REFUSE_EVENTS = """
+CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
+CREATE TRIGGER test_disk_full BEFORE INSERT ON ingest_event FOR EACH ROW EXECUTE FUNCTION test_disk_full();
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_health_is_503_while_event_inserts_fail_though_other_writes_succeed(
+    client, api_client, application, api_secret
+):
+    # Given the event table refuses every row the way a full disk does (SQLSTATE 53100), while the
+    # health probe's own one-row write still succeeds (it rewrites a page it already has)
+    with connection.cursor() as cursor:
+        cursor.execute(_REFUSE_EVENTS)
+    try:
+        # When an event is sent, it is refused
+        assert send(client, app_uuid=application.uuid, secret=api_secret, body=event_body()).status_code == 503
+        # Then health says events cannot be stored, instead of 200
+        response = api_client.get(HEALTH_URL)
+        assert response.status_code == 503
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER test_disk_full ON ingest_event; DROP FUNCTION test_disk_full()")
+
+    # And once an event is stored again, health is 200 again
+    assert send(client, app_uuid=application.uuid, secret=api_secret, body=event_body()).status_code == 202
+    assert api_client.get(HEALTH_URL).status_code == 200
+
+
+def test_health_is_503_on_a_read_only_database(api_client, transactional_db):
+    # Given this service's session sees a read-only database (as on a replica after a failover)
+    with connection.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = on")
+    try:
+        # Then health is 503, where SELECT 1 would have said 200
+        assert api_client.get(HEALTH_URL).status_code == 503
+    finally:
+        connection.close()  # the setting goes with the session
+
+    assert api_client.get(HEALTH_URL).status_code == 200
