@@ -15,7 +15,7 @@ foreign id gives an empty list, never a wider one), every foreign-key choice lis
 autocomplete used by a form (writable objects only), object permissions, saves and deletes, every
 changelist action (refused when a selected row is not writable) and the custom per-object views
 (`get_object_for_write`). A new admin model gets all of it by subclassing and setting
-`company_path`; tests/test_admin_isolation.py walks every registered admin to check it.
+`company_path`; tests/apps_registry/test_admin_isolation.py walks every registered admin to check it.
 
 Django's model permissions are deliberately not consulted: the role decides, so an account admin
 needs no per-model permission rows and cannot be given a wider view by a stray one.
@@ -140,7 +140,8 @@ class CompanyScopedAdmin(admin.ModelAdmin):
 
     # --- Scopes -------------------------------------------------------------------------------
 
-    def _company_q(self, company_id: int) -> Q:
+    def company_scope(self, company_id: int) -> Q:
+        """The rows of one company."""
         return Q(**{"pk" if self.company_path == "pk" else f"{self.company_path}_id": company_id})
 
     def read_scope(self, request: HttpRequest) -> Q | None:
@@ -150,7 +151,7 @@ class CompanyScopedAdmin(admin.ModelAdmin):
             return None
         if role.company_id is None or self.company_path is None:
             return _NOTHING
-        return self._company_q(role.company_id)
+        return self.company_scope(role.company_id)
 
     def write_scope(self, request: HttpRequest) -> Q | None:
         """A filter for the rows the user may change; None means every row."""
@@ -159,7 +160,7 @@ class CompanyScopedAdmin(admin.ModelAdmin):
             return None
         if role.company_id is None or self.company_path is None:
             return _NOTHING
-        return self._company_q(role.company_id)
+        return self.company_scope(role.company_id)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         qs = super().get_queryset(request)
