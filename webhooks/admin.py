@@ -60,7 +60,7 @@ class RecoverForm(forms.Form):
 class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     company_path = "company"
     form = WebhookEndpointForm
-    list_display = ("url", "company", "application", "events", "is_active", "masked_secret", "disabled_reason")
+    list_display = ("target", "company", "application", "events", "is_active", "masked_secret", "disabled_reason")
     list_filter = ("is_active", ("company", admin.RelatedOnlyFieldListFilter))
     search_fields = ("url", "description")
     readonly_fields = (
@@ -79,6 +79,10 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         if obj is None:
             return fields
         return [*fields, *self.readonly_fields]
+
+    @admin.display(description="URL", ordering="url")
+    def target(self, obj: WebhookEndpoint) -> str:
+        return str(obj)  # a password saved before credentials were refused is masked
 
     @admin.display(description="events")
     def events(self, obj: WebhookEndpoint) -> str:
