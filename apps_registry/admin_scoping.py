@@ -27,7 +27,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import get_fields_from_path, unquote
+from django.contrib.admin.utils import get_fields_from_path, quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q, QuerySet
@@ -365,7 +365,7 @@ class ObjectPagesMixin:
     """The pages behind per-object admin buttons: a confirmation form and a show-once page."""
 
     def _change_url(self, obj: models.Model) -> str:
-        return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+        return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[quote(obj.pk)])
 
     def _object_context(self, request: HttpRequest, obj: models.Model, *, title: str, **extra: Any) -> dict:
         return {

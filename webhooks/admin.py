@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
@@ -108,7 +109,7 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
             '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
             (
                 (
-                    reverse("admin:webhooks_webhookmessage_change", args=[m.pk]),
+                    reverse("admin:webhooks_webhookmessage_change", args=[quote(m.pk)]),
                     m.pk,
                     m.event_type,
                     m.state,
@@ -298,4 +299,4 @@ class WebhookMessageAdmin(CompanyScopedAdmin):
         services.message_resend(message=obj)
         self.log_change(request, obj, "Resent.")
         self.message_user(request, f"Message {obj.pk} queued again.")
-        return HttpResponseRedirect(reverse("admin:webhooks_webhookmessage_change", args=[obj.pk]))
+        return HttpResponseRedirect(reverse("admin:webhooks_webhookmessage_change", args=[quote(obj.pk)]))
