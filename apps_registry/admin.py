@@ -9,8 +9,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
@@ -367,15 +366,6 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _changeable_app(self, request, object_id) -> Application:
-        """The app if it is in this user's scope and they may change it; 404 hides other companies' apps."""
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            raise Http404("No such application.")
-        if not self.has_change_permission(request, obj):
-            raise PermissionDenied
-        return obj
-
     def _credentials_once(self, request, obj, *, title, api_secret=None, sdk_key=None):
         return self._show_once(
             request,
@@ -390,7 +380,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def rotate_secret_view(self, request, object_id):
-        obj = self._changeable_app(request, object_id)
+        obj = self.get_object_for_write(request, object_id)
         form = RotateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             hours = form.cleaned_data["expire_old_in_hours"]
@@ -407,7 +397,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def new_sdk_key_view(self, request, object_id):
-        obj = self._changeable_app(request, object_id)
+        obj = self.get_object_for_write(request, object_id)
         if request.method == "POST":
             key = sdk_key_create(application=obj)
             self.log_change(request, obj, "Created an SDK key.")
@@ -421,7 +411,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def revoke_secret_view(self, request, object_id, secret_id):
-        obj = self._changeable_app(request, object_id)
+        obj = self.get_object_for_write(request, object_id)
         secret = obj.secrets.filter(pk=secret_id).first()
         if secret is None:
             raise Http404("No such secret.")
@@ -439,7 +429,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def revoke_sdk_key_view(self, request, object_id, key_id):
-        obj = self._changeable_app(request, object_id)
+        obj = self.get_object_for_write(request, object_id)
         key = obj.sdk_keys.filter(pk=key_id).first()
         if key is None:
             raise Http404("No such SDK key.")

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -61,7 +61,7 @@ class RecoverForm(forms.Form):
 class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     company_path = "company"
     form = WebhookEndpointForm
-    list_display = ("url", "company", "application", "events", "is_active", "masked_secret", "disabled_reason")
+    list_display = ("target", "company", "application", "events", "is_active", "masked_secret", "disabled_reason")
     list_filter = ("is_active", ("company", admin.RelatedOnlyFieldListFilter))
     search_fields = ("url", "description")
     readonly_fields = (
@@ -80,6 +80,10 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         if obj is None:
             return fields
         return [*fields, *self.readonly_fields]
+
+    @admin.display(description="URL", ordering="url")
+    def target(self, obj: WebhookEndpoint) -> str:
+        return str(obj)  # a password saved before credentials were refused is masked
 
     @admin.display(description="events")
     def events(self, obj: WebhookEndpoint) -> str:
@@ -105,7 +109,7 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
             '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
             (
                 (
-                    reverse("admin:webhooks_webhookmessage_change", args=[m.pk]),
+                    reverse("admin:webhooks_webhookmessage_change", args=[quote(m.pk)]),
                     m.pk,
                     m.event_type,
                     m.state,
@@ -164,20 +168,11 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _changeable(self, request, object_id) -> WebhookEndpoint:
-        """The endpoint if it is in scope and the user may change it; 404 hides other companies' endpoints."""
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            raise Http404("No such endpoint.")
-        if not self.has_change_permission(request, obj):
-            raise PermissionDenied
-        return obj
-
     def _secret_once(self, request, obj, *, title, secret):
         return self._show_once(request, obj, template="admin/webhooks/secret_once.html", title=title, secret=secret)
 
     def send_test_view(self, request, object_id):
-        obj = self._changeable(request, object_id)
+        obj = self.get_object_for_write(request, object_id)
         if request.method == "POST":
             message = services.endpoint_send_test(endpoint=obj)
             self.log_change(request, obj, f"Sent test message {message.pk}.")
@@ -194,7 +189,7 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def rotate_secret_view(self, request, object_id):
-        obj = self._changeable(request, object_id)
+        obj = self.get_object_for_write(request, object_id)
         if request.method == "POST":
             secret = services.endpoint_rotate_secret(endpoint=obj)
             self.log_change(request, obj, "Rotated the signing secret.")
@@ -209,7 +204,7 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def reenable_view(self, request, object_id):
-        obj = self._changeable(request, object_id)
+        obj = self.get_object_for_write(request, object_id)
         if request.method == "POST":
             resumed = services.endpoint_reenable(endpoint=obj)
             self.log_change(request, obj, "Re-enabled the endpoint.")
@@ -224,7 +219,7 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def recover_view(self, request, object_id):
-        obj = self._changeable(request, object_id)
+        obj = self.get_object_for_write(request, object_id)
         form = RecoverForm(request.POST or None, initial={"since": timezone.now() - timedelta(days=1)})
         if request.method == "POST" and form.is_valid():
             since = form.cleaned_data["since"]
@@ -298,12 +293,10 @@ class WebhookMessageAdmin(CompanyScopedAdmin):
         ]
 
     def resend_view(self, request, object_id):
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            raise Http404("No such message.")
-        if not self.has_change_permission(request, obj) or request.method != "POST":
+        obj = self.get_object_for_write(request, object_id)
+        if request.method != "POST":
             raise PermissionDenied
         services.message_resend(message=obj)
         self.log_change(request, obj, "Resent.")
         self.message_user(request, f"Message {obj.pk} queued again.")
-        return HttpResponseRedirect(reverse("admin:webhooks_webhookmessage_change", args=[obj.pk]))
+        return HttpResponseRedirect(reverse("admin:webhooks_webhookmessage_change", args=[quote(obj.pk)]))

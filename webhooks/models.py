@@ -1,11 +1,14 @@
 """What goes out: subscriptions, the messages owed to them and every delivery attempt."""
 
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from apps_registry.fields import EncryptedTextField
 from apps_registry.models import Application, Company
+
+from .targets import target_url_check, url_masked
 
 
 class WebhookEventType(models.TextChoices):
@@ -47,7 +50,15 @@ class WebhookEndpoint(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
-        return self.url
+        return url_masked(self.url)
+
+    def clean(self) -> None:
+        """Refuse internal targets and credentials when saved (admin form and `endpoint_create` alike)."""
+        if self.url:
+            try:
+                target_url_check(self.url)
+            except ValidationError as exc:
+                raise ValidationError({"url": exc.messages}) from None
 
 
 class WebhookMessage(models.Model):

@@ -470,7 +470,7 @@ def _send(message: WebhookMessage) -> transport.HttpResult:
             allow_private=settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
         )
     except transport.TargetRefusedError as exc:
-        return transport.HttpResult(status=None, duration_ms=0, error=str(exc))
+        return transport.HttpResult(status=None, duration_ms=0, error=str(exc), refused=True)
     except Exception as exc:  # a bug in one send must not lose the others' results
         logger.exception("webhook send failed unexpectedly")
         return transport.HttpResult(status=None, duration_ms=0, error=f"internal error: {type(exc).__name__}")
@@ -527,6 +527,8 @@ def _record(results: list[tuple[WebhookMessage, transport.HttpResult]], *, lease
 
 def _record_failure(message, result, *, lease_until: datetime, now: datetime) -> tuple[str, float | None]:
     endpoint = message.endpoint
+    if result.refused:
+        return _record_refused(message, result, lease_until=lease_until, now=now)
     attempt_count = message.attempt_count + 1
     delay = retry_delay(
         attempt_count=attempt_count, status=result.status, retry_after=result.headers.get("retry-after")
@@ -556,6 +558,22 @@ def _record_failure(message, result, *, lease_until: datetime, now: datetime) ->
         )
         return "disabled", None
     return outcome, countdown
+
+
+def _record_refused(
+    message: WebhookMessage, result: transport.HttpResult, *, lease_until: datetime, now: datetime
+) -> tuple[str, float | None]:
+    """The URL itself was refused (an internal address): no retry can help, so none is spent.
+
+    The endpoint is disabled with the reason, and the message waits, due and with its attempt
+    count unchanged, until someone fixes the URL and re-enables the endpoint.
+    """
+    if not WebhookMessage.objects.filter(pk=message.pk, locked_until=lease_until).update(
+        locked_until=None, next_attempt_at=now
+    ):
+        return "lease-lost", None
+    endpoint_disable(endpoint_id=message.endpoint_id, reason=f"Delivery refused: {result.error}")
+    return "refused", None
 
 
 def messages_sweep(*, now: datetime | None = None, grace: timedelta = SWEEP_GRACE) -> int:

@@ -30,6 +30,7 @@ class HttpResult:
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    refused: bool = False  # the target itself was refused (TargetRefusedError): retrying cannot help
 
 
 def address_is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

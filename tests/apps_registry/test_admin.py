@@ -24,7 +24,9 @@ from tests.factories import (
     PlanFactory,
     UsageFactory,
     UserFactory,
+    WebhookEndpointFactory,
 )
+from webhooks.models import WebhookEndpoint
 
 
 @pytest.fixture
@@ -348,3 +350,73 @@ def test_superuser_sees_and_changes_everything(world, superuser):
 def test_default_plans_and_support_group_are_seeded(db):
     assert set(Plan.objects.values_list("tier", flat=True)) >= set(Plan.Tier.values)
     assert Group.objects.filter(name=SUPPORT_GROUP).exists()
+
+
+# --- Mixed roles and foreign filter values (issue 9) -------------------------------------------
+
+
+@pytest.fixture
+def support_and_owner(world, client):
+    """A support user who is also the owner of Acme: reads every company, writes only Acme."""
+    user = MembershipFactory(company=world["a"], role="owner").user
+    user.groups.add(Group.objects.get_or_create(name=SUPPORT_GROUP)[0])
+    return _client(client, user)
+
+
+def _app_form(name: str) -> dict:
+    return {
+        "name": name,
+        "environments": "",
+        "is_active": "on",
+        **{f"{inline}-{count}": 0 for inline in ("secrets", "sdk_keys") for count in ("TOTAL_FORMS", "INITIAL_FORMS")},
+    }
+
+
+def test_support_who_owns_a_company_cannot_change_another(world, support_and_owner):
+    app_a, app_b = world["app_a"], world["app_b"]
+    endpoint_b = WebhookEndpointFactory(company=world["b"], application=app_b)
+    secret_b = ApiSecret.objects.get(application=app_b)
+    key_b = SdkKey.objects.get(application=app_b)
+
+    # Another company: readable, but every write is refused
+    assert "Beta Mobile" in text(support_and_owner.get(url("application_change", app_b.pk)))
+    assert support_and_owner.post(url("application_change", app_b.pk), _app_form("Hacked")).status_code == 403
+    for target in (
+        url("application_rotate_secret", app_b.pk),
+        url("application_new_sdk_key", app_b.pk),
+        url("application_revoke_secret", app_b.pk, secret_b.pk),
+        url("application_revoke_sdk_key", app_b.pk, key_b.pk),
+        reverse("admin:webhooks_webhookendpoint_rotate_secret", args=[endpoint_b.pk]),
+    ):
+        assert support_and_owner.post(target, {"expire_old_in_hours": 0}).status_code == 403, target
+    support_and_owner.post(
+        url("sdkkey_changelist"), {"action": "revoke_selected", "_selected_action": [key_b.pk], "index": 0}
+    )
+    app_b.refresh_from_db()
+    assert app_b.name == "Beta Mobile"
+    assert ApiSecret.objects.filter(application=app_b, revoked_at__isnull=True, expires_at__isnull=True).count() == 1
+    assert list(SdkKey.objects.filter(application=app_b).values_list("revoked_at", flat=True)) == [None]
+    assert WebhookEndpoint.objects.get(pk=endpoint_b.pk).secret == endpoint_b.secret
+
+    # Their own company: writable as before
+    assert support_and_owner.post(url("application_change", app_a.pk), _app_form("Acme Renamed")).status_code == 302
+    rotated = support_and_owner.post(url("application_rotate_secret", app_a.pk), {"expire_old_in_hours": 0})
+    assert rotated.status_code == 200
+    app_a.refresh_from_db()
+    assert app_a.name == "Acme Renamed"
+    assert ApiSecret.objects.filter(application=app_a).count() == 2
+
+
+def test_a_filter_on_another_companys_app_lists_nothing_and_select_all_acts_on_nothing(world, account_admin):
+    foreign = {"application__id__exact": world["app_b"].pk}
+
+    page = text(account_admin.get(url("apisecret_changelist"), foreign))
+    assert "sts_…" + world["secret_a"][-4:] not in page
+    assert "0 API secrets" in page
+
+    account_admin.post(
+        url("apisecret_changelist") + f"?application__id__exact={world['app_b'].pk}",
+        {"action": "revoke_selected", "select_across": "1", "index": 0, "_selected_action": ["0"]},
+    )
+    live = app_credentials_get(app_uuid=world["app_a"].uuid).live_secrets(timezone.now().timestamp())
+    assert live == [world["secret_a"].encode()]

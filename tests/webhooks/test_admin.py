@@ -4,6 +4,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
@@ -122,11 +123,13 @@ def test_the_message_page_lists_every_attempt_and_resends_with_the_same_id(
     WebhookAttemptFactory(message=message, status_code=500, response_body="boom", duration_ms=12)
     WebhookAttemptFactory(message=message, status_code=None, error="ConnectionRefused")
 
-    page = client.get(reverse("admin:webhooks_webhookmessage_change", args=[message.pk])).content.decode()
+    response = client.get(reverse("admin:webhooks_webhookmessage_change", args=[quote(message.pk)]))
+    assert response.status_code == 200, (response.status_code, response.get("Location"))
+    page = response.content.decode()
     assert "boom" in page
     assert "ConnectionRefused" in page
 
-    client.post(reverse("admin:webhooks_webhookmessage_resend", args=[message.pk]))
+    client.post(reverse("admin:webhooks_webhookmessage_resend", args=[quote(message.pk)]))
     run_worker_once()
 
     [request] = receiver.requests

@@ -200,8 +200,8 @@ def test_a_receiver_down_then_up_gets_the_message(application, make_endpoint, re
 
 
 def test_a_private_target_is_refused_without_the_setting(settings, application, make_endpoint, receiver):
+    make_endpoint()  # saved while allowed: the send-time check still refuses (DNS can change)
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
-    make_endpoint()
     SdkEventFactory(application=application, event_name="onboarding_flow_started", webhook_pending=True)
 
     run_worker_once()
