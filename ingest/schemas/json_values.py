@@ -83,6 +83,8 @@ def readable(text: str, limit: int = _SEGMENT_MAX) -> str:
     """`text` made safe to echo in an answer: surrogates escaped, cut to `limit` characters."""
     if len(text) > limit:
         text = text[:limit] + "…"
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
     if text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -113,6 +115,15 @@ def _scalar_problem(value: Any) -> str | None:
     return None
 
 
+def _path(node: tuple | str) -> str:
+    """Materialize a path kept as nested (parent, segment) pairs: built only for a finding."""
+    segments = []
+    while type(node) is tuple:
+        node, segment = node
+        segments.append(f"[{segment}]" if type(segment) is int else "." + readable(segment))
+    return node + "".join(reversed(segments))
+
+
 def value_problems(value: Any, path: str, *, max_depth: int | None = MAX_DEPTH) -> list[tuple[str, str]]:
     """[(field path, message), ...] for everything in `value` that breaks the limits above.
 
@@ -121,28 +132,25 @@ def value_problems(value: Any, path: str, *, max_depth: int | None = MAX_DEPTH) 
     """
     limit = max_depth if max_depth is not None else float("inf")
     problems: list[tuple[str, str]] = []
-    stack: list[tuple[Any, str, int]] = [(value, path, 1)]
+    stack: list[tuple[Any, tuple | str, int]] = [(value, path, 1)]
     while stack and len(problems) < MAX_PROBLEMS:
         item, where, level = stack.pop()
         kind = type(item)
-        if kind is dict:
+        if kind is dict or kind is list:
             if level > limit:
-                problems.append((where, _DEPTH_MESSAGE))
-                continue
-            for key, child in reversed(item.items()):
-                child_path = f"{where}.{readable(key)}"
-                if len(key) > MAX_KEY_LENGTH:
-                    problems.append((child_path, _KEY_MESSAGE))
-                elif (message := string_problem(key)) is not None:
-                    problems.append((child_path, f"key {message}"))
-                stack.append((child, child_path, level + 1))
-        elif kind is list:
-            if level > limit:
-                problems.append((where, _DEPTH_MESSAGE))
-                continue
-            stack.extend((child, f"{where}[{i}]", level + 1) for i, child in reversed(list(enumerate(item))))
+                problems.append((_path(where), _DEPTH_MESSAGE))
+            elif kind is list:
+                stack.extend((child, (where, i), level + 1) for i, child in reversed(list(enumerate(item))))
+            else:
+                for key, child in reversed(item.items()):
+                    child_where = (where, key)
+                    if len(key) > MAX_KEY_LENGTH:
+                        problems.append((_path(child_where), _KEY_MESSAGE))
+                    elif (message := string_problem(key)) is not None:
+                        problems.append((_path(child_where), f"key {message}"))
+                    stack.append((child, child_where, level + 1))
         elif (message := _scalar_problem(item)) is not None:
-            problems.append((where, message))
+            problems.append((_path(where), message))
     return problems[:MAX_PROBLEMS]
 
 
