@@ -4,12 +4,60 @@ The serializers here mirror `ingest.schemas.sdk`, which is what actually validat
 `tests/ingest/test_openapi.py` checks the document lists the status codes the views answer.
 """
 
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from ..catalogue import AUTO_TRACKED_EVENTS
+from ..schemas.json_values import INT_MAX, INT_MIN, MAX_DEPTH, MAX_KEY_LENGTH
 from ..schemas.sdk import MAX_TS_MS, PLATFORMS
+
+PROPERTIES_HELP = (
+    f"Arbitrary key-values, stored as JSON and exported to BigQuery. At most {MAX_DEPTH} levels of objects "
+    f"and arrays (this object being the first), keys of at most {MAX_KEY_LENGTH} characters, integers from "
+    "-2^63 to 2^64-1, finite numbers; no NUL (\\u0000) and no unpaired surrogate in keys or strings. "
+    "A value beyond these is refused and named (`properties.a.b[2]`)."
+)
+NOT_BLANK = r"\S"  # what `str.strip()` leaves something of: Python's \s is exactly str.isspace()
+
+
+def property_value_hook(result: dict, generator: object, request: object, public: bool) -> dict:
+    """A drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS) that adds the `PropertyValue` component."""
+    result.setdefault("components", {}).setdefault("schemas", {})["PropertyValue"] = property_value_component()
+    return result
+
+
+def property_value_component() -> dict:
+    """`PropertyValue`, the recursive JSON value `properties` holds.
+
+    OpenAPI 3.0 has no `propertyNames` and no depth limit: those rules are in PROPERTIES_HELP.
+    """
+    ref = {"$ref": "#/components/schemas/PropertyValue"}
+    return {
+        "nullable": True,
+        "anyOf": [
+            {"type": "string"},
+            {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX},
+            {"type": "number", "not": {"type": "integer"}},
+            {"type": "boolean"},
+            {"type": "array", "items": ref},
+            {"type": "object", "additionalProperties": ref},
+        ],
+        "description": "Any JSON value within the limits of `properties`.",
+    }
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "additionalProperties": {"$ref": "#/components/schemas/PropertyValue"},
+        "description": PROPERTIES_HELP,
+    }
+)
+class NullablePropertiesField(serializers.DictField):
+    """`properties` on both APIs, where null means absent (documentation only)."""
 
 
 class SdkKeyScheme(OpenApiAuthenticationExtension):
@@ -60,12 +108,14 @@ class SdkEventSerializer(serializers.Serializer):
     user = EventUserSerializer()
     device = EventDeviceSerializer()
     context = EventContextSerializer()
-    properties = serializers.DictField(required=False, allow_null=True, help_text="Arbitrary key-values.")
+    properties = NullablePropertiesField(required=False, allow_null=True)
     privacy = EventPrivacySerializer()
 
 
 class SdkBatchSerializer(serializers.Serializer):
-    events = SdkEventSerializer(many=True, help_text="At most 500 events; the body at most 1 MiB decompressed.")
+    events = SdkEventSerializer(
+        many=True, max_length=500, help_text="At most 500 events; the body at most 1 MiB decompressed."
+    )
 
 
 class EventErrorSerializer(serializers.Serializer):
@@ -83,7 +133,12 @@ class SdkBatchResultSerializer(serializers.Serializer):
 
 class IdentifySerializer(serializers.Serializer):
     anon_id = serializers.UUIDField()
-    user_id = serializers.CharField(max_length=255)
+    user_id = serializers.CharField(
+        min_length=1,
+        max_length=255,
+        validators=[RegexValidator(NOT_BLANK)],
+        help_text="Not blank (some character that is not whitespace); no NUL (\\u0000).",
+    )
 
 
 class IdentifyResultSerializer(serializers.Serializer):

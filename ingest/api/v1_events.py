@@ -10,10 +10,18 @@ from datetime import UTC, datetime
 
 import orjson
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.http import HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
 
 from ..authentication import HmacSignatureAuthentication
@@ -21,6 +29,7 @@ from ..schemas import v1 as schema
 from ..services.v1_events import v1_event_ingest
 from ..throttling import ApplicationRateThrottle
 from .base import IngestView
+from .sdk_openapi import NullablePropertiesField
 
 
 class HmacSignatureScheme(OpenApiAuthenticationExtension):
@@ -52,6 +61,19 @@ _ERROR = inline_serializer(
     },
 )
 
+
+@extend_schema_field(
+    {
+        "anyOf": [
+            {"type": "string", "minLength": 1, "maxLength": schema.CUSTOMER_ORG_ID_MAX},
+            {"type": "number", "description": "Coerced to a string (at most 255 characters once written out)."},
+        ]
+    }
+)
+class _OrgIdField(serializers.CharField):
+    """`customer_org_id`: a string, or a number the API writes out as one (documentation only)."""
+
+
 _EVENT = inline_serializer(
     name="V1Event",
     fields={
@@ -61,19 +83,26 @@ _EVENT = inline_serializer(
             max_length=schema.USER_HASH_LENGTH,
             help_text="Pseudonymous SHA-256 hex of the user.",
         ),
-        "customer_org_id": serializers.CharField(
-            min_length=1, max_length=schema.CUSTOMER_ORG_ID_MAX, help_text="A number is coerced to a string."
+        "customer_org_id": _OrgIdField(help_text="A number is coerced to a string."),
+        "path": serializers.CharField(
+            required=False,
+            allow_null=True,
+            max_length=schema.PATH_MAX,
+            validators=[RegexValidator("^/")],
+            help_text="Starts with /.",
         ),
-        "path": serializers.CharField(required=False, max_length=schema.PATH_MAX, help_text="Starts with /."),
         "session_id": serializers.UUIDField(
-            required=False, help_text="Inferred from (app, org, user, 30-minute bucket) when absent."
+            required=False, allow_null=True, help_text="Inferred from (app, org, user, 30-minute bucket) when absent."
         ),
-        "plan": serializers.CharField(required=False, max_length=schema.PLAN_MAX),
-        "environment": serializers.CharField(required=False, max_length=schema.ENVIRONMENT_MAX),
+        "plan": serializers.CharField(required=False, allow_null=True, max_length=schema.PLAN_MAX),
+        "environment": serializers.CharField(required=False, allow_null=True, max_length=schema.ENVIRONMENT_MAX),
         "ts_epoch": serializers.IntegerField(
-            required=False, min_value=0, help_text="Unix seconds; at most about a year ahead. Default: receive time."
+            required=False,
+            allow_null=True,
+            min_value=0,
+            help_text="Unix seconds; at most a year (366 days) after the request arrives. Default: receive time.",
         ),
-        "properties": serializers.DictField(required=False, help_text="Free-form metadata."),
+        "properties": NullablePropertiesField(required=False, allow_null=True),
     },
 )
 
@@ -110,7 +139,7 @@ _PARAMETERS = [
     ),
     OpenApiParameter(
         "Idempotency-Key",
-        OpenApiTypes.STR,
+        {"type": "string", "minLength": 1, "maxLength": schema.IDEMPOTENCY_KEY_MAX, "pattern": "^[\\x20-\\x7E]+$"},
         OpenApiParameter.HEADER,
         required=False,
         description="A repeat with the same key within 24 h returns the original answer and stores nothing.",

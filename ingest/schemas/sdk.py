@@ -16,7 +16,12 @@ the event is still rejected, with msgspec's own message. `bench/validate_sdk.py`
 Beyond the wire types, values are held to what storage accepts, so a valid event can never make
 the INSERT fail for its whole batch: string lengths match the columns, `ts_ms` fits a timestamp,
 `bundle_version` a double, and no string (properties included) carries a NUL character, which
-PostgreSQL text and jsonb refuse.
+PostgreSQL text and jsonb refuse. `properties` is held to the limits of `ingest.schemas.json_values`
+(depth 32, keys of 255 characters, 64-bit integers), the same as on `/v1/events`.
+
+A body msgspec refuses only for a value it cannot hold (an unpaired surrogate `\ud800`, invalid
+UTF-8 inside a string, a number like 1e400) is read again leniently, so only the event that holds
+it is rejected, with the field named, and the rest of the batch is still stored.
 """
 
 import math
@@ -25,6 +30,16 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import msgspec
+
+from .json_values import (
+    SURROGATE_MESSAGE,
+    BadNumber,
+    NotJson,
+    lenient_loads,
+    object_fine,
+    readable,
+    value_problems,
+)
 
 SCHEMA_VERSION = 1
 PLATFORMS = ("ios", "android")
@@ -60,6 +75,7 @@ _UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 _UUID = re.compile(_UUID_PATTERN.replace("$", "\\Z")).match
 _NUL_ESCAPE = b"\\u0000"  # the only way a NUL can appear in valid JSON text
 _decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 _decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _decode_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
@@ -131,7 +147,7 @@ def _row_from_struct(event: _Event, nul_possible: bool) -> dict | None:
         [event.event_name, user.user_id, device.os, device.app_version, device.sdk_version, device.locale]
     ):
         return None
-    if nul_possible and event.properties is not None and _holds_nul(event.properties):
+    if event.properties and not object_fine(event.properties, nul_possible=nul_possible):
         return None
     return {
         "event_id": event.event_id.lower(),
@@ -170,23 +186,41 @@ class BatchValidation:
     rejected: int = 0
 
 
-def envelope_split(body: bytes, *, max_events: int) -> list[msgspec.Raw]:
-    """The raw JSON of each event of `{"events": [...]}`; raises EnvelopeRejected."""
+_NOT_AN_ENVELOPE = "The body must be a JSON object with an `events` list."
+
+
+def envelope_split(body: bytes, *, max_events: int) -> list[msgspec.Raw | object]:
+    """The raw JSON of each event of `{"events": [...]}`; raises EnvelopeRejected.
+
+    When msgspec cannot read the body, it is read leniently (`json_values.lenient_loads`) and the
+    events are returned decoded instead of raw, so one unreadable event costs only itself.
+    """
     try:
         top = _decode_object(body)
         events = top.get("events")
         if events is None:
-            raise EnvelopeRejected(400, "The body must be a JSON object with an `events` list.")
-        raw_events = _decode_list(events)
-    except msgspec.DecodeError:
-        raise EnvelopeRejected(400, "The body is not valid JSON.") from None
+            raise EnvelopeRejected(400, _NOT_AN_ENVELOPE)
+        raw_events: list = _decode_list(events)
     except msgspec.ValidationError:
-        raise EnvelopeRejected(400, "The body must be a JSON object with an `events` list.") from None
+        raise EnvelopeRejected(400, _NOT_AN_ENVELOPE) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raw_events = _events_read_leniently(body)
     except RecursionError:
         raise EnvelopeRejected(400, "The body is nested too deeply.") from None
     if len(raw_events) > max_events:
         raise EnvelopeRejected(413, f"A batch holds at most {max_events} events; split it.")
     return raw_events
+
+
+def _events_read_leniently(body: bytes) -> list:
+    try:
+        top = lenient_loads(body)
+    except NotJson:
+        raise EnvelopeRejected(400, "The body is not valid JSON.") from None
+    events = top.get("events") if type(top) is dict else None
+    if type(events) is not list:
+        raise EnvelopeRejected(400, _NOT_AN_ENVELOPE)
+    return events
 
 
 def batch_validate(body: bytes, *, max_events: int) -> BatchValidation:
@@ -195,7 +229,7 @@ def batch_validate(body: bytes, *, max_events: int) -> BatchValidation:
     # Fast path, the usual case: the whole batch is valid and decodes in one call.
     try:
         events = _decode_batch(body).events
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
         events = None
     if events is not None:
         if len(events) > max_events:
@@ -208,9 +242,16 @@ def batch_validate(body: bytes, *, max_events: int) -> BatchValidation:
     result = BatchValidation()
     for index, raw in enumerate(raw_events):
         verdict = ""
+        if type(raw) is not msgspec.Raw:  # read leniently: re-encoded, unless it holds what JSON text cannot
+            try:
+                raw = msgspec.Raw(_encode(raw))
+            except (TypeError, UnicodeEncodeError, OverflowError):
+                result.rejected += 1
+                result.errors.extend(_explained(raw, index, "not storable"))
+                continue
         try:
             row = _row_from_struct(_decode_event(raw), nul_possible)
-        except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
             row, verdict = None, str(exc)
         if row is not None:
             result.rows.append(row)
@@ -224,13 +265,23 @@ def _explain(raw: msgspec.Raw, index: int, verdict: str) -> list[dict]:
     """Every wrong field of a rejected event (the slow path, for bad events only)."""
     try:
         event = _decode(raw)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        return [{"index": index, "event_id": None, "field": None, "message": f"not decodable: {exc}"}]
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        try:
+            event = lenient_loads(bytes(raw))
+        except NotJson:
+            return [{"index": index, "event_id": None, "field": None, "message": f"not decodable: {exc}"}]
+    return _explained(event, index, verdict)
+
+
+def _explained(event: object, index: int, verdict: str) -> list[dict]:
     _, problems = event_check(event)
+    if not problems:  # the problem is outside the fields we read (say a surrogate in an unknown key)
+        found = value_problems(event, "", max_depth=None)
+        problems = [(path.lstrip(".") or None, message) for path, message in found]
     if not problems:  # the two checkers disagree: still rejected, with msgspec's reason
         problems = [(None, verdict or "invalid event")]
     event_id = event.get("event_id") if type(event) is dict else None
-    readable_id = event_id[:64] if type(event_id) is str else None
+    readable_id = readable(event_id[:64], 64) if type(event_id) is str else None
     return [{"index": index, "event_id": readable_id, "field": path, "message": message} for path, message in problems]
 
 
@@ -290,8 +341,8 @@ def event_check(event, *, nul_possible: bool = True) -> tuple[dict | None, list[
     session_id = _uuid(context.get("session_id"), "context.session_id", errors) if context is not None else None
 
     properties = _object(event.get("properties"), "properties", errors, required=False)
-    if properties is not None and nul_possible and _holds_nul(properties):
-        errors.append(("properties", "must not contain NUL characters (\\u0000) in keys or strings"))
+    if properties is not None:
+        errors.extend(value_problems(properties, "properties"))
 
     consent = None
     privacy = _object(event.get("privacy"), "privacy", errors, required=True)
@@ -349,6 +400,11 @@ def _string(value, path: str, errors: list, nul_possible: bool, *, required: boo
         errors.append((path, f"must be at most {limit} characters"))
     if nul_possible and "\x00" in value:
         errors.append((path, "must not contain NUL characters (\\u0000)"))
+    if not value.isascii():  # only a leniently read body can hold these
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            errors.append((path, SURROGATE_MESSAGE))
     return value
 
 
@@ -356,9 +412,9 @@ def _number(value, path: str, errors: list) -> float | None:
     if value is None:
         errors.append((path, REQUIRED))
         return None
-    if type(value) in (int, float):
+    if type(value) in (int, float, BadNumber):
         try:
-            number = float(value)
+            number = float(value) if type(value) is not BadNumber else math.inf
         except OverflowError:
             number = math.inf
         if math.isfinite(number):
@@ -405,8 +461,11 @@ def identify_check(body: bytes) -> tuple[tuple[str, str] | None, list[dict]]:
     """
     try:
         payload = _decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        raise EnvelopeRejected(400, "The body is not valid JSON.") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        try:  # a value msgspec cannot hold (say `\ud800`) is then named below, not refused as "not JSON"
+            payload = lenient_loads(body)
+        except NotJson:
+            raise EnvelopeRejected(400, "The body is not valid JSON.") from None
     if type(payload) is not dict:
         raise EnvelopeRejected(400, "The body must be a JSON object with `anon_id` and `user_id`.")
     errors: list[tuple[str | None, str]] = []

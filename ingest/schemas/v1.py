@@ -1,20 +1,25 @@
 """The `/v1/events` wire format: one strict JSON object per request.
 
 Parsing is strict because the HMAC covers the exact bytes: no NaN/Infinity, no trailing
-commas, UTF-8 only (orjson enforces all three; `json.loads` would accept NaN). Validation is
-hand-written rather than a serializer because it sits on the hot path, and it reports every
-offending field at once so a client fixes its payload in one round. Fields we do not read are
-ignored.
+commas, UTF-8 only (msgspec enforces all three; `json.loads` would accept NaN), and integers are
+kept exactly (orjson would turn one above 2^64 into a float unseen). Validation is hand-written
+rather than a serializer because it sits on the hot path, and it reports every offending field at
+once so a client fixes its payload in one round. Fields we do not read are ignored.
+
+A body the strict decoder refuses only for a value we cannot hold (an unpaired surrogate
+`\ud800`, a number like 1e400) is read again leniently so the 400 names that field; `properties`
+is held to the limits of `ingest.schemas.json_values` (depth 32, keys of 255 characters, 64-bit
+integers), so a 202 is never followed by a failed INSERT or export.
 """
 
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
+import msgspec
 
 from ..errors import ApiError, bad_request, validation_failed
+from .json_values import NotJson, lenient_loads, object_fine, string_problem, value_problems
 
 EVENT_MAX = 255
 USER_HASH_LENGTH = 64
@@ -41,21 +46,33 @@ class V1Event:
     properties: dict | None
 
 
-def body_parse(body: bytes) -> dict:
-    """The body as a dict, or a 400 that says what is wrong with the bytes."""
+_decode = msgspec.json.Decoder().decode
+
+
+def body_parse(body: bytes) -> tuple[dict, bool]:
+    """(the body as a dict, strict): a 400 when the bytes are not one UTF-8 JSON object.
+
+    `strict` is False when the body was only readable leniently: it then holds values that must
+    be named in a 400 (see `v1_event_validate`).
+    """
+    strict = True
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        data = _decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:
             raise bad_request("The body is not valid UTF-8.", code="invalid_utf8") from None
-        raise bad_request(
-            f"The body is not valid JSON ({exc}); NaN, Infinity and trailing commas are not allowed.",
-            code="invalid_json",
-        ) from None
+        try:
+            data, strict = lenient_loads(body), False
+        except NotJson:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise bad_request(
+                f"The body is not valid JSON ({reason}); NaN, Infinity and trailing commas are not allowed.",
+                code="invalid_json",
+            ) from None
     if isinstance(data, dict):
-        return data
+        return data, strict
     if isinstance(data, list):
         raise bad_request(
             "The body must be one JSON object; arrays (batches) are not accepted on /v1/events.", code="not_an_object"
@@ -63,17 +80,9 @@ def body_parse(body: bytes) -> dict:
     raise bad_request("The body must be one JSON object.", code="not_an_object")
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return _NUL in value
-    if isinstance(value, dict):
-        return any(_NUL in k or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
-    return False
-
-
-def _string(data: dict, name: str, errors: list, *, required: bool, min_len: int, max_len: int) -> str | None:
+def _string(
+    data: dict, name: str, errors: list, *, required: bool, min_len: int, max_len: int, strict: bool = True
+) -> str | None:
     value = data.get(name)
     if value is None:
         if required:
@@ -95,21 +104,32 @@ def _string(data: dict, name: str, errors: list, *, required: bool, min_len: int
     if _NUL in value:
         errors.append({"field": name, "message": "must not contain NUL characters"})
         return None
+    if not strict and (message := string_problem(value)) is not None:
+        errors.append({"field": name, "message": message})
+        return None
     return value
 
 
-def v1_event_validate(data: dict, *, now: float, may_contain_nul: bool = True) -> V1Event:
-    """Check every field the API reads; raise one 400 naming all offending fields."""
+def v1_event_validate(data: dict, *, now: float, may_contain_nul: bool = True, strict: bool = True) -> V1Event:
+    """Check every field the API reads; raise one 400 naming all offending fields.
+
+    `strict=False` when `data` came from the lenient decoder: strings may then hold unpaired
+    surrogates and numbers may be `BadNumber`s, which are named like any other wrong value.
+    """
     errors: list[dict] = []
-    event = _string(data, "event", errors, required=True, min_len=1, max_len=EVENT_MAX)
-    user_hash = _string(data, "user_hash", errors, required=True, min_len=USER_HASH_LENGTH, max_len=USER_HASH_LENGTH)
+    event = _string(data, "event", errors, required=True, min_len=1, max_len=EVENT_MAX, strict=strict)
+    user_hash = _string(
+        data, "user_hash", errors, required=True, min_len=USER_HASH_LENGTH, max_len=USER_HASH_LENGTH, strict=strict
+    )
 
     org = data.get("customer_org_id")
     if isinstance(org, int | float) and not isinstance(org, bool):
         data = {**data, "customer_org_id": str(org)}  # documented: a number is coerced to a string
-    customer_org_id = _string(data, "customer_org_id", errors, required=True, min_len=1, max_len=CUSTOMER_ORG_ID_MAX)
+    customer_org_id = _string(
+        data, "customer_org_id", errors, required=True, min_len=1, max_len=CUSTOMER_ORG_ID_MAX, strict=strict
+    )
 
-    path = _string(data, "path", errors, required=False, min_len=0, max_len=PATH_MAX)
+    path = _string(data, "path", errors, required=False, min_len=0, max_len=PATH_MAX, strict=strict)
     if path is not None and not path.startswith("/"):
         errors.append({"field": "path", "message": "must start with /"})
         path = None
@@ -125,8 +145,10 @@ def v1_event_validate(data: dict, *, now: float, may_contain_nul: bool = True) -
             except ValueError:
                 errors.append({"field": "session_id", "message": "must be a UUID string"})
 
-    plan = _string(data, "plan", errors, required=False, min_len=0, max_len=PLAN_MAX)
-    environment = _string(data, "environment", errors, required=False, min_len=0, max_len=ENVIRONMENT_MAX)
+    plan = _string(data, "plan", errors, required=False, min_len=0, max_len=PLAN_MAX, strict=strict)
+    environment = _string(
+        data, "environment", errors, required=False, min_len=0, max_len=ENVIRONMENT_MAX, strict=strict
+    )
 
     ts_epoch = data.get("ts_epoch")
     if ts_epoch is not None:
@@ -145,9 +167,11 @@ def v1_event_validate(data: dict, *, now: float, may_contain_nul: bool = True) -
         if not isinstance(properties, dict):
             errors.append({"field": "properties", "message": "must be an object"})
             properties = None
-        elif may_contain_nul and _contains_nul(properties):
-            errors.append({"field": "properties", "message": "must not contain NUL characters"})
-            properties = None
+        elif not strict or not object_fine(properties, nul_possible=may_contain_nul):
+            problems = value_problems(properties, "properties")
+            errors.extend({"field": path, "message": message} for path, message in problems)
+            if problems:
+                properties = None
 
     if errors:
         raise validation_failed(errors)
@@ -156,9 +180,11 @@ def v1_event_validate(data: dict, *, now: float, may_contain_nul: bool = True) -
 
 def v1_event_parse(body: bytes, *, now: float | None = None) -> V1Event:
     """Parse and validate a raw `/v1/events` body (already authenticated)."""
-    data = body_parse(body)
+    data, strict = body_parse(body)
     # JSON can only carry NUL as the escape \u0000 (hex digits, so no case variants): skip the walk otherwise.
-    return v1_event_validate(data, now=time.time() if now is None else now, may_contain_nul=b"\\u0000" in body)
+    return v1_event_validate(
+        data, now=time.time() if now is None else now, may_contain_nul=b"\\u0000" in body, strict=strict
+    )
 
 
 def idempotency_key_check(value: str | None) -> str | None:

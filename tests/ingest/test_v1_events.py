@@ -198,9 +198,6 @@ INVALID_VALUES = [
     ("properties", [1, 2], "must be an object"),
     ("properties", "x", "must be an object"),
     ("event", "a\u0000b", "must not contain NUL characters"),
-    ("properties", {"k": "a\u0000b"}, "must not contain NUL characters"),
-    ("properties", {"a\u0000": 1}, "must not contain NUL characters"),
-    ("properties", {"list": [["\u0000"]]}, "must not contain NUL characters"),
 ]
 
 
@@ -241,7 +238,6 @@ BAD_BODIES = [
     (b"", "invalid_json"),
     (b'{"event":"caf\xe9"}', "invalid_utf8"),
     (b"\xff\xfe{}", "invalid_utf8"),
-    (b'{"event":"\\ud800"}', "invalid_json"),
     (b"[" + event_body() + b"]", "not_an_object"),
     (b'"page_view"', "not_an_object"),
     (b"42", "not_an_object"),
