@@ -36,10 +36,10 @@ from .models import ALL_ENVIRONMENTS, Source
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 5000
-PATH_KEY_LENGTH = 512  # rollup keys are btree-indexed: longer paths are cut (only in rollups)
+PATH_KEY_LENGTH = 512  # rollup keys are btree-indexed: longer paths are cut (in rollups only; `left(path, 512)`)
 
 # The per-source part: which rows, and how a raw row maps to the rollup vocabulary.
-_EVENTS_CLAIM = f"""
+_EVENTS_CLAIM = """
     claimed AS (
         UPDATE ingest_event e SET fold_pending = false
         FROM (SELECT id FROM ingest_event WHERE fold_pending ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) p
@@ -47,7 +47,7 @@ _EVENTS_CLAIM = f"""
         RETURNING e.id, e.company_id, e.application_id AS app, coalesce(e.environment, '') AS env,
             (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.occurred_at,
             date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date AS month,
-            e.event, e.user_hash AS usr, e.customer_org_id AS org, left(e.path, {PATH_KEY_LENGTH}) AS path,
+            e.event, e.user_hash AS usr, e.customer_org_id AS org, left(e.path, 512) AS path,
             e.session_id AS sess, true AS counted
     )"""
 
@@ -106,7 +106,8 @@ totals AS (
 ),
 event_days AS (
     INSERT INTO analytics_eventday (application_id, source, event, day, environment, customer_org_id, user_key, events)
-    SELECT app, %(source)s, event, day, env, org, usr, count(*) FROM c GROUP BY 1, 3, 4, 5, 6, 7 ORDER BY 1, 3, 4, 5, 6, 7
+    SELECT app, %(source)s, event, day, env, org, usr, count(*) FROM c
+    GROUP BY 1, 3, 4, 5, 6, 7 ORDER BY 1, 3, 4, 5, 6, 7
     ON CONFLICT (application_id, source, event, day, environment, customer_org_id, user_key)
     DO UPDATE SET events = analytics_eventday.events + excluded.events
 ),
@@ -188,7 +189,7 @@ class FoldReport:
 
 def _usage_after(table: _Table) -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT last_id FROM analytics_usagecutoff WHERE \"table\" = %s", [table.db_table])
+        cursor.execute('SELECT last_id FROM analytics_usagecutoff WHERE "table" = %s', [table.db_table])
         row = cursor.fetchone()
     return row[0] if row else 0
 

@@ -122,9 +122,7 @@ class OrgDay(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["application", "environment", "day", "customer_org_id"], name="orgday_uniq"
-            )
+            models.UniqueConstraint(fields=["application", "environment", "day", "customer_org_id"], name="orgday_uniq")
         ]
         indexes = [
             models.Index(fields=["application", "customer_org_id", "environment", "day"], name="orgday_org"),

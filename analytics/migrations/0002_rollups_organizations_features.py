@@ -11,184 +11,320 @@ def record_usage_cutoff(apps, schema_editor):
     cutoff = apps.get_model("analytics", "UsageCutoff")
     with schema_editor.connection.cursor() as cursor:
         for table in ("ingest_event", "ingest_sdkevent"):
-            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
+            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}")  # noqa: S608 (table names from code)
             cutoff.objects.update_or_create(table=table, defaults={"last_id": cursor.fetchone()[0]})
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0004_fold_pending_marker'),
-        ('analytics', '0001_personal_api_key'),
-        ('apps_registry', '0001_initial'),
+        ("ingest", "0004_fold_pending_marker"),
+        ("analytics", "0001_personal_api_key"),
+        ("apps_registry", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UsageCutoff',
+            name="UsageCutoff",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('table', models.CharField(max_length=32, unique=True)),
-                ('last_id', models.BigIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("table", models.CharField(max_length=32, unique=True)),
+                ("last_id", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.CreateModel(
-            name='DailyTotal',
+            name="DailyTotal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('environment', models.CharField(max_length=32)),
-                ('source', models.CharField(choices=[('events', 'Events'), ('sdk_events', 'Sdk Events')], max_length=16)),
-                ('day', models.DateField()),
-                ('events', models.BigIntegerField(default=0)),
-                ('users', models.IntegerField(default=0)),
-                ('orgs', models.IntegerField(default=0)),
-                ('sessions', models.IntegerField(default=0)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("environment", models.CharField(max_length=32)),
+                (
+                    "source",
+                    models.CharField(choices=[("events", "Events"), ("sdk_events", "Sdk Events")], max_length=16),
+                ),
+                ("day", models.DateField()),
+                ("events", models.BigIntegerField(default=0)),
+                ("users", models.IntegerField(default=0)),
+                ("orgs", models.IntegerField(default=0)),
+                ("sessions", models.IntegerField(default=0)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application', 'environment', 'source', 'day'), name='dailytotal_app_env_source_day_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application", "environment", "source", "day"),
+                        name="dailytotal_app_env_source_day_uniq",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='EventDay',
+            name="EventDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('events', 'Events'), ('sdk_events', 'Sdk Events')], max_length=16)),
-                ('event', models.CharField(max_length=255)),
-                ('day', models.DateField()),
-                ('environment', models.CharField(max_length=32)),
-                ('customer_org_id', models.CharField(max_length=255)),
-                ('user_key', models.CharField(max_length=255)),
-                ('events', models.BigIntegerField(default=0)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "source",
+                    models.CharField(choices=[("events", "Events"), ("sdk_events", "Sdk Events")], max_length=16),
+                ),
+                ("event", models.CharField(max_length=255)),
+                ("day", models.DateField()),
+                ("environment", models.CharField(max_length=32)),
+                ("customer_org_id", models.CharField(max_length=255)),
+                ("user_key", models.CharField(max_length=255)),
+                ("events", models.BigIntegerField(default=0)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['application', 'customer_org_id', 'day'], name='eventday_org')],
-                'constraints': [models.UniqueConstraint(fields=('application', 'source', 'event', 'day', 'environment', 'customer_org_id', 'user_key'), name='eventday_uniq')],
+                "indexes": [models.Index(fields=["application", "customer_org_id", "day"], name="eventday_org")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application", "source", "event", "day", "environment", "customer_org_id", "user_key"),
+                        name="eventday_uniq",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Feature',
+            name="Feature",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('events', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=255), blank=True, default=list, size=None)),
-                ('path_prefixes', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=2048), blank=True, default=list, size=None)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='features', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "events",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=255), blank=True, default=list, size=None
+                    ),
+                ),
+                (
+                    "path_prefixes",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=2048), blank=True, default=list, size=None
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="features",
+                        to="apps_registry.application",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(fields=('application', 'name'), name='feature_app_name_uniq')],
+                "ordering": ["name"],
+                "constraints": [models.UniqueConstraint(fields=("application", "name"), name="feature_app_name_uniq")],
             },
         ),
         migrations.CreateModel(
-            name='Organization',
+            name="Organization",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('customer_org_id', models.CharField(max_length=255)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('over_limit', models.BooleanField(default=False, help_text="Tracked beyond the company's orgs_max (soft limit).")),
-                ('health_score', models.SmallIntegerField(blank=True, null=True)),
-                ('health_bucket', models.CharField(blank=True, choices=[('healthy', 'Healthy'), ('watch', 'Watch'), ('at_risk', 'At Risk'), ('inactive', 'Inactive')], default='', max_length=16)),
-                ('health_components', models.JSONField(blank=True, default=dict)),
-                ('scanned_at', models.DateTimeField(blank=True, null=True)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("customer_org_id", models.CharField(max_length=255)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                (
+                    "over_limit",
+                    models.BooleanField(default=False, help_text="Tracked beyond the company's orgs_max (soft limit)."),
+                ),
+                ("health_score", models.SmallIntegerField(blank=True, null=True)),
+                (
+                    "health_bucket",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("healthy", "Healthy"),
+                            ("watch", "Watch"),
+                            ("at_risk", "At Risk"),
+                            ("inactive", "Inactive"),
+                        ],
+                        default="",
+                        max_length=16,
+                    ),
+                ),
+                ("health_components", models.JSONField(blank=True, default=dict)),
+                ("scanned_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application', 'customer_org_id'), name='organization_app_org_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("application", "customer_org_id"), name="organization_app_org_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OrgDay',
+            name="OrgDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('environment', models.CharField(max_length=32)),
-                ('day', models.DateField()),
-                ('customer_org_id', models.CharField(max_length=255)),
-                ('events', models.BigIntegerField(default=0)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("environment", models.CharField(max_length=32)),
+                ("day", models.DateField()),
+                ("customer_org_id", models.CharField(max_length=255)),
+                ("events", models.BigIntegerField(default=0)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['application', 'customer_org_id', 'environment', 'day'], name='orgday_org')],
-                'constraints': [models.UniqueConstraint(fields=('application', 'environment', 'day', 'customer_org_id'), name='orgday_uniq')],
+                "indexes": [
+                    models.Index(fields=["application", "customer_org_id", "environment", "day"], name="orgday_org")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application", "environment", "day", "customer_org_id"), name="orgday_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OrgSignal',
+            name="OrgSignal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('customer_org_id', models.CharField(max_length=255)),
-                ('kind', models.CharField(choices=[('usage_drop', 'Usage Drop'), ('inactive', 'Inactive'), ('expansion_candidate', 'Expansion Candidate')], max_length=32)),
-                ('active_since', models.DateTimeField()),
-                ('cleared_at', models.DateTimeField(blank=True, null=True)),
-                ('dismissed_at', models.DateTimeField(blank=True, null=True)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("customer_org_id", models.CharField(max_length=255)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("usage_drop", "Usage Drop"),
+                            ("inactive", "Inactive"),
+                            ("expansion_candidate", "Expansion Candidate"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("active_since", models.DateTimeField()),
+                ("cleared_at", models.DateTimeField(blank=True, null=True)),
+                ("dismissed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application', 'customer_org_id', 'kind'), name='orgsignal_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("application", "customer_org_id", "kind"), name="orgsignal_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PageDay',
+            name="PageDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('path', models.CharField(max_length=2048)),
-                ('day', models.DateField()),
-                ('environment', models.CharField(max_length=32)),
-                ('customer_org_id', models.CharField(max_length=255)),
-                ('user_key', models.CharField(max_length=255)),
-                ('views', models.BigIntegerField(default=0)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("path", models.CharField(max_length=2048)),
+                ("day", models.DateField()),
+                ("environment", models.CharField(max_length=32)),
+                ("customer_org_id", models.CharField(max_length=255)),
+                ("user_key", models.CharField(max_length=255)),
+                ("views", models.BigIntegerField(default=0)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['application', 'customer_org_id', 'day'], name='pageday_org')],
-                'constraints': [models.UniqueConstraint(fields=('application', 'path', 'day', 'environment', 'customer_org_id', 'user_key'), name='pageday_uniq')],
+                "indexes": [models.Index(fields=["application", "customer_org_id", "day"], name="pageday_org")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application", "path", "day", "environment", "customer_org_id", "user_key"),
+                        name="pageday_uniq",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PathDay',
+            name="PathDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('environment', models.CharField(max_length=32)),
-                ('day', models.DateField()),
-                ('path', models.CharField(max_length=2048)),
-                ('views', models.BigIntegerField(default=0)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("environment", models.CharField(max_length=32)),
+                ("day", models.DateField()),
+                ("path", models.CharField(max_length=2048)),
+                ("views", models.BigIntegerField(default=0)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application', 'day', 'environment', 'path'), name='pathday_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("application", "day", "environment", "path"), name="pathday_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SessionDay',
+            name="SessionDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('environment', models.CharField(max_length=32)),
-                ('source', models.CharField(choices=[('events', 'Events'), ('sdk_events', 'Sdk Events')], max_length=16)),
-                ('day', models.DateField()),
-                ('session_id', models.UUIDField()),
-                ('customer_org_id', models.CharField(blank=True, default='', max_length=255)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("environment", models.CharField(max_length=32)),
+                (
+                    "source",
+                    models.CharField(choices=[("events", "Events"), ("sdk_events", "Sdk Events")], max_length=16),
+                ),
+                ("day", models.DateField()),
+                ("session_id", models.UUIDField()),
+                ("customer_org_id", models.CharField(blank=True, default="", max_length=255)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['application', 'environment', 'customer_org_id', 'day'], name='sessionday_org')],
-                'constraints': [models.UniqueConstraint(fields=('application', 'environment', 'source', 'day', 'session_id'), name='sessionday_uniq')],
+                "indexes": [
+                    models.Index(fields=["application", "environment", "customer_org_id", "day"], name="sessionday_org")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application", "environment", "source", "day", "session_id"), name="sessionday_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UserDay',
+            name="UserDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('environment', models.CharField(max_length=32)),
-                ('source', models.CharField(choices=[('events', 'Events'), ('sdk_events', 'Sdk Events')], max_length=16)),
-                ('day', models.DateField()),
-                ('user_key', models.CharField(max_length=255)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("environment", models.CharField(max_length=32)),
+                (
+                    "source",
+                    models.CharField(choices=[("events", "Events"), ("sdk_events", "Sdk Events")], max_length=16),
+                ),
+                ("day", models.DateField()),
+                ("user_key", models.CharField(max_length=255)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application', 'environment', 'source', 'day', 'user_key'), name='userday_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application", "environment", "source", "day", "user_key"), name="userday_uniq"
+                    )
+                ],
             },
         ),
         migrations.RunPython(record_usage_cutoff, migrations.RunPython.noop),

@@ -4,29 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('apps_registry', '0001_initial'),
-        ('ingest', '0003_outbox_rows_lean_foreign_keys'),
+        ("apps_registry", "0001_initial"),
+        ("ingest", "0003_outbox_rows_lean_foreign_keys"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='event',
-            name='fold_pending',
+            model_name="event",
+            name="fold_pending",
             field=models.BooleanField(db_default=True, editable=False),
         ),
         migrations.AddField(
-            model_name='sdkevent',
-            name='fold_pending',
+            model_name="sdkevent",
+            name="fold_pending",
             field=models.BooleanField(db_default=True, editable=False),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(condition=models.Q(('fold_pending', True)), fields=['id'], name='event_fold_pending'),
+            model_name="event",
+            index=models.Index(condition=models.Q(("fold_pending", True)), fields=["id"], name="event_fold_pending"),
         ),
         migrations.AddIndex(
-            model_name='sdkevent',
-            index=models.Index(condition=models.Q(('fold_pending', True)), fields=['id'], name='sdkevent_fold_pending'),
+            model_name="sdkevent",
+            index=models.Index(condition=models.Q(("fold_pending", True)), fields=["id"], name="sdkevent_fold_pending"),
         ),
     ]
