@@ -127,7 +127,7 @@ def test_a_dismissed_signal_stays_dismissed_until_it_clears_and_is_raised_afresh
     organizations_scan(app=orgs, now=datetime.fromisoformat("2026-08-10T12:00:00+00:00"))
     listed = api_client.get(base, {"signal": "usage_drop", "from": "2026-07-01", "to": "2026-08-10"}).json()
     dropped = next(o for o in listed["organizations"] if o["customer_org_id"] == "dropped")
-    assert [s["signal"] for s in dropped["signals"]] == ["usage_drop"]
+    assert "usage_drop" in [s["signal"] for s in dropped["signals"]]
 
 
 def test_dismissing_an_inactive_signal_is_404(orgs, api_client, member):
