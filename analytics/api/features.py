@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -45,6 +46,8 @@ def _feature_json(feature: Feature) -> dict:
 
 
 class FeaturesView(AnalyticsView):
+    parser_classes = [JSONParser]
+
     @extend_schema(
         tags=["analytics"],
         summary="Feature adoption",
