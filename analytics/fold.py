@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
@@ -140,8 +141,50 @@ usage AS (
     RETURNING id
 )
 SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM c),
-    (SELECT coalesce(array_agg(DISTINCT app), '{{}}') FROM c), (SELECT coalesce(array_agg(id), '{{}}') FROM usage)
+    (SELECT coalesce(array_agg(DISTINCT app), '{{}}') FROM c), (SELECT coalesce(array_agg(id), '{{}}') FROM usage),
+    (SELECT max(id) FROM claimed)
 """
+
+# Rebuild: the same statement over rows already folded (never the pending ones, which the fold owns),
+# one id range of one app at a time; usage is not counted again (usage_after is past every id).
+_EVENTS_REBUILD = """
+    claimed AS (
+        SELECT e.id, e.company_id, e.application_id AS app, coalesce(e.environment, '') AS env,
+            (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.occurred_at,
+            date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date AS month,
+            e.event, e.user_hash AS usr, e.customer_org_id AS org, left(e.path, 512) AS path,
+            e.session_id AS sess, true AS counted
+        FROM ingest_event e
+        WHERE e.application_id = %(app)s AND NOT e.fold_pending AND e.occurred_at >= %(since)s AND e.id > %(after)s
+        ORDER BY e.id LIMIT %(limit)s
+    )"""
+
+_SDK_REBUILD = """
+    claimed AS (
+        SELECT e.id, e.company_id, e.application_id AS app, ''::varchar AS env,
+            (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.occurred_at,
+            date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date AS month,
+            e.event_name AS event, coalesce(e.user_id, e.anon_id::text) AS usr, ''::varchar AS org,
+            NULL::varchar AS path, e.session_id AS sess, e.consent_analytics AS counted
+        FROM ingest_sdkevent e
+        WHERE e.application_id = %(app)s AND NOT e.fold_pending AND e.occurred_at >= %(since)s AND e.id > %(after)s
+        ORDER BY e.id LIMIT %(limit)s
+    )"""
+
+# Folds share this lock; a rebuild takes it alone, so no fold interleaves with its delete-and-recount.
+FOLD_LOCK = 720_010
+NO_USAGE = 2**63 - 1
+
+# Rollups of one app from a day on; `(%(all)s)` rows included (they carry the same days).
+_REBUILD_DELETE = [
+    "DELETE FROM analytics_dailytotal WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_userday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_sessionday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_orgday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_eventday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_pathday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_pageday WHERE application_id = %(app)s AND day >= %(day)s",
+]
 
 # The first time a month's count passes the company's effective limit (same transaction as the count).
 _OVERAGE_SQL = """
@@ -157,13 +200,15 @@ class _Table:
     name: str
     db_table: str
     claim: str
+    rebuild: str
     source: str
     has_orgs: bool
+    model: type
 
 
 TABLES = (
-    _Table("events", Event._meta.db_table, _EVENTS_CLAIM, Source.EVENTS, True),
-    _Table("sdk_events", SdkEvent._meta.db_table, _SDK_CLAIM, Source.SDK_EVENTS, False),
+    _Table("events", Event._meta.db_table, _EVENTS_CLAIM, _EVENTS_REBUILD, Source.EVENTS, True, Event),
+    _Table("sdk_events", SdkEvent._meta.db_table, _SDK_CLAIM, _SDK_REBUILD, Source.SDK_EVENTS, False, SdkEvent),
 )
 
 
@@ -206,8 +251,9 @@ def fold_chunk(*, table: _Table, limit: int = CHUNK_SIZE, now: datetime | None =
         "usage_after": _usage_after(table),
     }
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [FOLD_LOCK])
         cursor.execute(_FOLD_SQL.format(claim=table.claim), params)
-        claimed, counted, apps, usage_ids = cursor.fetchone()
+        claimed, counted, apps, usage_ids, _ = cursor.fetchone()
         if usage_ids:
             cursor.execute(_OVERAGE_SQL, {"now": now, "ids": list(usage_ids)})
     return claimed, counted, set(apps)
@@ -242,6 +288,66 @@ def fold_drain(*, budget_seconds: float = 50.0, chunk_size: int = CHUNK_SIZE) ->
             if claimed < chunk_size:
                 break
     return report
+
+
+def rollups_rebuild(
+    *,
+    app_id: int,
+    since: date | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Recompute an app's rollups from the raw rows still stored, from `since` (default: its oldest row).
+
+    One transaction under the fold lock taken alone: delete the app's rollups from that day, fold
+    every already-folded row of the app again (rows still pending are left to the fold), commit. So a
+    rebuild is idempotent and never races a fold; plan usage is not recounted. Days before `since`
+    (and before the oldest stored row, whose raw rows retention deleted) keep their rollups.
+    """
+    day = since
+    if day is None:
+        oldest = [
+            t.model.objects.filter(application_id=app_id).order_by("occurred_at").values_list("occurred_at", flat=True)
+            for t in TABLES
+        ]
+        firsts = [q.first() for q in oldest]
+        firsts = [f for f in firsts if f is not None]
+        if not firsts:
+            return {"rows": 0, "since": None}
+        day = min(firsts).astimezone(UTC).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    total = sum(
+        t.model.objects.filter(application_id=app_id, fold_pending=False, occurred_at__gte=start).count()
+        for t in TABLES
+    )
+    done = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
+        for sql in _REBUILD_DELETE:
+            cursor.execute(sql, {"app": app_id, "day": day})
+        for table in TABLES:
+            after = 0
+            while True:
+                params = {
+                    "app": app_id,
+                    "since": start,
+                    "after": after,
+                    "limit": chunk_size,
+                    "all": ALL_ENVIRONMENTS,
+                    "source": str(table.source),
+                    "has_orgs": table.has_orgs,
+                    "now": timezone.now(),
+                    "usage_after": NO_USAGE,
+                }
+                cursor.execute(_FOLD_SQL.format(claim=table.rebuild), params)
+                claimed, _, _, _, last_id = cursor.fetchone()
+                done += claimed
+                if progress is not None:
+                    progress(done, total)
+                if claimed < chunk_size:
+                    break
+                after = last_id
+    return {"rows": done, "since": day}
 
 
 def fold_lag_seconds(*, now: datetime | None = None) -> float:
