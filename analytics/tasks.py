@@ -9,7 +9,7 @@ ANALYTICS_SCAN_DEBOUNCE_SECONDS, to run that long later; `analytics.scan_daily` 
 import logging
 import random
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 
 from apps_registry.models import Application
@@ -44,7 +44,7 @@ def _scan_debounced(app_id: int) -> None:
     time_limit=FOLD_HARD_TIME_LIMIT,
     max_retries=5,
 )
-def fold_pending(self) -> dict:
+def fold_pending(self: Task) -> dict:
     """Fold stored rows into rollups. Idempotent: a row is folded by the transaction clearing its marker."""
     try:
         report = fold.fold_drain(

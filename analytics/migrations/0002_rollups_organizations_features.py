@@ -4,9 +4,11 @@ import django.contrib.postgres.fields
 import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 
-def record_usage_cutoff(apps, schema_editor):
+def record_usage_cutoff(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Rows already stored were counted by the old usage recount: the fold must not count them again."""
     cutoff = apps.get_model("analytics", "UsageCutoff")
     with schema_editor.connection.cursor() as cursor:

@@ -2,9 +2,10 @@
 
 import secrets
 import sys
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from apps_registry.management.commands._output import emit
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         "generated one printed once)."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--company", required=True, help="Company name.")
         parser.add_argument("--username", required=True)
         parser.add_argument("--role", required=True, choices=Membership.Role.values)
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     @transaction.atomic
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         company = Company.objects.filter(name=options["company"]).first()
         if company is None:
             raise CommandError(f"No company {options['company']!r}.")

@@ -1,8 +1,9 @@
 """analytics_rebuild --app UUID [--since YYYY-MM-DD]: recompute an app's rollups from the raw rows still stored."""
 
 from datetime import date
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from analytics.fold import rollups_rebuild
 from apps_registry.management.commands._app import application_from_option
@@ -16,11 +17,11 @@ class Command(BaseCommand):
         "row). Idempotent; days before that keep their rollups; plan usage is not recounted."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--app", required=True, help="Application uuid.")
         parser.add_argument("--since", help="First UTC day to rebuild (YYYY-MM-DD).")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         app = application_from_option(options["app"])
         since = None
         if options["since"]:
