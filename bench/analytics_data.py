@@ -20,10 +20,12 @@ Other benchmarks import `generate(...)` (same arguments) to build the same data 
 """
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -195,6 +197,14 @@ def main() -> int:
     p.add_argument("--fold", action="store_true", help="fold every row into the rollups afterwards")
     p.add_argument("--keep", action="store_true", help="add to an existing database instead of recreating it")
     args = p.parse_args()
+    # One heavy run at a time on this machine (the lock every bench here takes).
+    lock_path = os.environ.get("BENCH_LOCK") or Path(tempfile.gettempdir()) / "saastracker-bench-ingest.lock"
+    lock = open(lock_path, "w")  # noqa: SIM115 (held for the whole run)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log("another bench run is in progress; waiting for it")
+        fcntl.flock(lock, fcntl.LOCK_EX)
     result = generate(db=args.db, events=args.events, days=args.days, orgs=args.orgs, users=args.users, keep=args.keep)
     log(f"inserted {args.events:,} events in {result['insert_seconds']} s")
     if args.fold:
