@@ -4,10 +4,12 @@ import secrets
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
+from rest_framework.exceptions import NotFound
 
 from apps_registry.crypto import hash_key
+from apps_registry.models import Application
 
-from .models import PersonalApiKey
+from .models import Feature, OrgSignal, PersonalApiKey
 
 PERSONAL_KEY_PREFIX = "stp_"
 
@@ -29,3 +31,30 @@ def personal_key_revoke(*, key: PersonalApiKey) -> None:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+
+
+def feature_create(*, app: Application, name: str, events: list[str], path_prefixes: list[str]) -> Feature:
+    """Define a feature; it applies to every day the rollups hold, not only from now on."""
+    feature = Feature(application=app, name=name, events=events, path_prefixes=path_prefixes)
+    feature.full_clean()
+    feature.save()
+    return feature
+
+
+def feature_delete(*, app: Application, name: str) -> bool:
+    """Remove a feature by name; False if it did not exist (so programs can delete idempotently)."""
+    deleted, _ = Feature.objects.filter(application=app, name=name).delete()
+    return bool(deleted)
+
+
+def signal_dismiss(*, app: Application, customer_org_id: str, signal: str) -> OrgSignal:
+    """Dismiss an active signal: it stays dismissed until a scan raises it afresh after it had cleared."""
+    active = OrgSignal.objects.filter(
+        application=app, customer_org_id=customer_org_id, kind=signal, cleared_at__isnull=True
+    ).first()
+    if active is None:
+        raise NotFound("No such active signal.")
+    if active.dismissed_at is None:
+        active.dismissed_at = timezone.now()
+        active.save(update_fields=["dismissed_at"])
+    return active

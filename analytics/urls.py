@@ -2,11 +2,29 @@
 
 from django.urls import path
 
+from .api.activity import ActiveUsersView, ActivityView
 from .api.apps import AppsView
+from .api.features import FeaturesView, FeatureView
+from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
+from .api.pages import PagesView, PageTrendView
 
 app_name = "analytics"
 
 urlpatterns = [
     path("apps/", AppsView.as_view(), name="apps"),
     # Per application: apps/<uuid:app_uuid>/...
+    # issue 10: rollup metrics, features, organizations
+    path("apps/<uuid:app_uuid>/activity", ActivityView.as_view(), name="activity"),
+    path("apps/<uuid:app_uuid>/active-users", ActiveUsersView.as_view(), name="active-users"),
+    path("apps/<uuid:app_uuid>/pages", PagesView.as_view(), name="pages"),
+    path("apps/<uuid:app_uuid>/pages/trend", PageTrendView.as_view(), name="page-trend"),
+    path("apps/<uuid:app_uuid>/features", FeaturesView.as_view(), name="features"),
+    path("apps/<uuid:app_uuid>/features/<str:name>", FeatureView.as_view(), name="feature"),
+    path("apps/<uuid:app_uuid>/organizations", OrganizationsView.as_view(), name="organizations"),
+    path("apps/<uuid:app_uuid>/organizations/<str:customer_org_id>", OrganizationView.as_view(), name="organization"),
+    path(
+        "apps/<uuid:app_uuid>/organizations/<str:customer_org_id>/signals/<str:signal>/dismiss",
+        SignalDismissView.as_view(),
+        name="signal-dismiss",
+    ),
 ]

@@ -526,7 +526,7 @@ class SdkKeyAdmin(CredentialAdmin):
 
 @admin.register(Usage)
 class UsageAdmin(CompanyScopedAdmin):
-    """Counted by the `apps_registry.usage_refresh` beat task; nobody edits it by hand but superusers."""
+    """Counted by the analytics fold as events are folded; nobody edits it by hand but superusers."""
 
     company_path = "company"
     list_display = ("company", "month", "event_count", "limit", "over_limit", "overage_at", "updated_at")

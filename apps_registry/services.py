@@ -1,12 +1,10 @@
 """Writes about tenants: applications, secrets, keys, usage. Raw secrets are returned once, never stored."""
 
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count
 from django.utils import timezone
 
 from .crypto import hash_key, new_api_secret, new_sdk_key
@@ -101,27 +99,16 @@ def sdk_key_touch(*, key_id: int, at: datetime) -> None:
 
 
 def usage_refresh(*, now: datetime | None = None) -> dict[int, int]:
-    """Recount this month's events per company and flag overage the first time the limit is passed.
+    """Flag overage on this month's usage rows the first time the limit is passed; return the counts.
 
-    Runs periodically (beat), never on the request path: counting is a batch aggregate over the
-    stored events, so it is exact and survives restarts, and ingest never waits on it.
+    The counts themselves are kept by the analytics fold, exactly once and incrementally as events
+    are folded (never a scan of the stored events, and never lowered when retention deletes rows).
+    The fold flags overage as it counts; this periodic re-check catches limits lowered since.
     """
-    from ingest.models import Event, SdkEvent  # ingest depends on us, not the reverse
-
     now = now or timezone.now()
     month = month_start(now)
-    start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    counts: dict[int, int] = defaultdict(int)
-    for model in (Event, SdkEvent):
-        rows = model.objects.filter(received_at__gte=start).values_list("company_id").annotate(n=Count("id"))
-        for company_id, n in rows:
-            counts[company_id] += n
-    companies = Company.objects.select_related("plan").in_bulk(list(counts))
-    for company_id, n in counts.items():
-        usage, _ = Usage.objects.update_or_create(
-            company_id=company_id, month=month, defaults={"event_count": n, "updated_at": now}
-        )
-        company = companies.get(company_id)
-        if company is not None and n > company.events_per_month and usage.overage_at is None:
+    usages = list(Usage.objects.filter(month=month).select_related("company__plan"))
+    for usage in usages:
+        if usage.overage_at is None and usage.event_count > usage.company.events_per_month:
             Usage.objects.filter(pk=usage.pk, overage_at__isnull=True).update(overage_at=now)
-    return dict(counts)
+    return {usage.company_id: usage.event_count for usage in usages}

@@ -2,9 +2,10 @@
 
 Rows are written by the APIs and the exporter only; the admin looks, filters by export state and
 can put dead-lettered rows back to pending ("retry export") once the cause is fixed. Each list
-shows the export lag (age of the oldest row not yet exported: pending or being sent) and the
-dead-letter count, scoped to what the user may see, computed on each page view so it is right even
-while the workers are stuck; with no BigQuery configured it says export is off instead.
+shows the export lag (age of the oldest row not yet exported: pending or being sent), the
+dead-letter count and, for events, the analytics rollup lag (age of the oldest row not yet folded
+in), scoped to what the user may see, computed on each page view so they are right even while the
+workers are stuck; with no BigQuery configured it says export is off instead.
 """
 
 from django.contrib import admin, messages
@@ -60,7 +61,12 @@ class OutboxRowAdmin(CompanyScopedAdmin):
             "export_oldest_unexported": oldest,
             "export_dead_count": scoped.filter(export_state=ExportState.DEAD).count(),
             "export_dead_filter": f"?export_state__exact={ExportState.DEAD}",
+            "rollup_lag_seconds": None,
         }
+        if hasattr(self.model, "fold_pending"):  # analytics rollups: age of the oldest row not yet folded in
+            unfolded = scoped.filter(fold_pending=True).order_by("id").values_list("received_at", flat=True).first()
+            extra_context["rollup_lag_seconds"] = int((timezone.now() - unfolded).total_seconds()) if unfolded else 0
+            extra_context["rollup_oldest_pending"] = unfolded
         return super().changelist_view(request, extra_context=extra_context)
 
 

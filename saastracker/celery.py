@@ -8,6 +8,7 @@ BigQuery never delays a webhook, and neither delays the periodic sweeps that rec
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saastracker.settings.dev")
@@ -55,4 +56,7 @@ app.conf.beat_schedule = {
     "retention": {"task": "ingest.retention", "schedule": 3600.0},
     "webhook fan-out sweep": {"task": "webhooks.fanout_pending", "schedule": 3.0, "options": {"expires": 3}},
     "webhook delivery sweep": {"task": "webhooks.sweep_due", "schedule": 5.0, "options": {"expires": 5}},
+    # analytics (issue 10): fold new rows into rollups; rescan org health daily (scores age without events)
+    "analytics fold": {"task": "analytics.fold_pending", "schedule": 2.0, "options": {"expires": 2}},
+    "analytics daily scan": {"task": "analytics.scan_daily", "schedule": crontab(minute=5, hour=0)},
 }

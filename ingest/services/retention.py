@@ -2,7 +2,8 @@
 
 A row is deleted when it is settled (EXPORTED, or SKIPPED for lack of consent) and was received
 more than its company's effective `retention_days` ago. PENDING, SENDING and DEAD rows are kept
-whatever their age: they still owe BigQuery a row. Deletes run in bounded batches (short
+whatever their age: they still owe BigQuery a row; so are events not yet folded into the
+analytics rollups (`fold_pending`), which outlive the raw rows. Deletes run in bounded batches (short
 transactions, no long locks, no bloat spike) until done or the time budget is used; the next run
 continues.
 
@@ -50,6 +51,8 @@ def retention_apply(
         cutoff = now - timedelta(days=company.retention_days)
         for name, model in (("events", Event), ("sdk_events", SdkEvent), ("identify_links", IdentifyLink)):
             old = model.objects.filter(company_id=company.id, received_at__lt=cutoff, export_state__in=SETTLED)
+            if name != "identify_links":  # never delete an event the analytics fold has not counted yet
+                old = old.filter(fold_pending=False)
             counts[name] += _delete_in_batches(old, batch_size=batch_size, deadline=deadline)
     expired = IdempotencyKey.objects.filter(
         created_at__lt=now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)

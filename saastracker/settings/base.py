@@ -176,6 +176,23 @@ WEBHOOK_RETRY_SCHEDULE = [int(s) for s in env_list("WEBHOOK_RETRY_SCHEDULE", "5,
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
 WEBHOOK_DISABLE_AFTER_SECONDS = env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600)
 
+# Analytics (analytics/): the fold, the organizations scan and the health model (documented in the
+# API docs of the organizations endpoints). Weights are relative; a component that cannot be computed
+# (breadth when the app defines no feature) is left out and the others are rescaled.
+ANALYTICS_FOLD_CHUNK_SIZE = env_int("ANALYTICS_FOLD_CHUNK_SIZE", 5000)
+ANALYTICS_SCAN_DEBOUNCE_SECONDS = env_int("ANALYTICS_SCAN_DEBOUNCE_SECONDS", 30)
+ANALYTICS_HEALTH_WEIGHTS = {
+    "recency": float(env("ANALYTICS_HEALTH_WEIGHT_RECENCY", "0.3")),
+    "trend": float(env("ANALYTICS_HEALTH_WEIGHT_TREND", "0.3")),
+    "breadth": float(env("ANALYTICS_HEALTH_WEIGHT_BREADTH", "0.2")),
+    "depth": float(env("ANALYTICS_HEALTH_WEIGHT_DEPTH", "0.2")),
+}
+ANALYTICS_HEALTH_HEALTHY_MIN = env_int("ANALYTICS_HEALTH_HEALTHY_MIN", 70)
+ANALYTICS_HEALTH_WATCH_MIN = env_int("ANALYTICS_HEALTH_WATCH_MIN", 40)
+ANALYTICS_HEALTH_RECENCY_DAYS = env_int("ANALYTICS_HEALTH_RECENCY_DAYS", 30)
+ANALYTICS_HEALTH_DEPTH_USERS = env_int("ANALYTICS_HEALTH_DEPTH_USERS", 5)
+ANALYTICS_HEALTH_DEPTH_SESSIONS_PER_USER = env_int("ANALYTICS_HEALTH_DEPTH_SESSIONS_PER_USER", 4)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],

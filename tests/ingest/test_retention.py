@@ -1,4 +1,4 @@
-"""Retention: settled rows past the company's retention go; unsettled rows and recent ones stay."""
+"""Retention: settled, folded rows past the company's retention go; unsettled, unfolded and recent ones stay."""
 
 import datetime as dt
 
@@ -37,6 +37,12 @@ def test_settled_rows_older_than_the_companys_retention_are_deleted():
         # another company, longer retention
         EventFactory(application=long, received_at=old, export_state=ExportState.EXPORTED),
     ]
+    # (every row above has been folded into the analytics rollups)
+    Event.objects.update(fold_pending=False)
+    SdkEvent.objects.update(fold_pending=False)
+    # not yet folded into the analytics rollups, whatever its age and export state
+    kept.append(EventFactory(application=short, received_at=old, export_state=ExportState.EXPORTED))
+    unfolded_sdk = SdkEventFactory(application=short, received_at=old, export_state=ExportState.EXPORTED)
 
     # When retention runs (in batches smaller than the work)
     counts = retention_apply(now=now, batch_size=1)
@@ -49,6 +55,7 @@ def test_settled_rows_older_than_the_companys_retention_are_deleted():
     assert not SdkEvent.objects.filter(id=gone_sdk.id).exists()
     assert not IdentifyLink.objects.filter(id=gone_link.id).exists()
     assert set(Event.objects.values_list("id", flat=True)) == {e.id for e in kept}
+    assert SdkEvent.objects.filter(id=unfolded_sdk.id).exists()
 
 
 def test_idempotency_keys_expire_after_their_ttl(settings):

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from analytics.fold import fold_drain
 from apps_registry.models import ApiSecret, Usage
-from apps_registry.services import api_secret_revoke, api_secret_rotate, usage_refresh
+from apps_registry.services import api_secret_revoke, api_secret_rotate
 from ingest.models import Event, ExportState, IdempotencyKey
 from ingest.services.v1_events import session_infer
 from tests.factories import ApiSecretFactory, ApplicationFactory, CompanyFactory
@@ -595,8 +596,8 @@ def test_overage_is_flagged_once_and_ingest_keeps_accepting(client, api_secret, 
     ]
     assert answers == [202] * 5
 
-    # And the periodic usage count runs: the overage is flagged
-    usage_refresh()
+    # And the fold counts them (usage is counted as events are folded): the overage is flagged
+    fold_drain()
     usage = Usage.objects.get(company=company)
     assert usage.event_count == 5
     assert usage.overage_at is not None
@@ -604,7 +605,7 @@ def test_overage_is_flagged_once_and_ingest_keeps_accepting(client, api_secret, 
 
     # When more events arrive and the count runs again, ingest still accepts and the flag is not set again
     later = send(client, app_uuid=application.uuid, secret=api_secret, body=event_body(event="late"))
-    usage_refresh(now=timezone.now() + timedelta(seconds=1))
+    fold_drain()
     usage.refresh_from_db()
     assert later.status_code == 202
     assert usage.event_count == 6
@@ -614,7 +615,7 @@ def test_overage_is_flagged_once_and_ingest_keeps_accepting(client, api_secret, 
 def test_under_the_limit_no_overage_is_flagged(client, api_secret, application):
     send(client, app_uuid=application.uuid, secret=api_secret, body=event_body())
 
-    usage_refresh()
+    fold_drain()
 
     assert Usage.objects.get(company=application.company).overage_at is None
 
@@ -632,7 +633,7 @@ def test_a_company_with_several_apps_is_counted_as_one(client):
 
     for app, secret in zip(apps, secrets, strict=True):
         assert send(client, app_uuid=app.uuid, secret=secret, body=event_body()).status_code == 202
-    usage_refresh()
+    fold_drain()
 
     usage = Usage.objects.get(company=company)
     assert usage.event_count == 2

@@ -1,0 +1,139 @@
+"""`apps/{app_uuid}/features`: adoption per feature (GET), define one (POST); `features/{name}` (DELETE).
+
+Features can be kept as code by programs: POST creates, DELETE removes; both need an owner or admin
+of the app's company (or a superuser), by session or personal API key. Members only read.
+"""
+
+import uuid
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ingest.errors import ApiError
+
+from ..models import Feature, Source
+from ..selectors import application_writable, features_list
+from ..services import feature_create, feature_delete
+from .base import AnalyticsView
+from .params import WindowSerializer, parse, window
+
+
+class FeaturesParams(WindowSerializer):
+    source = serializers.ChoiceField(choices=Source.values, default=Source.EVENTS)
+
+
+class FeatureInput(serializers.Serializer):
+    name = serializers.RegexField(r"^[^/]+$", max_length=100, help_text="Unique per app; no `/`.")
+    events = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list)
+    path_prefixes = serializers.ListField(child=serializers.CharField(max_length=2048), required=False, default=list)
+
+
+_FEATURE = {
+    "name": serializers.CharField(),
+    "events": serializers.ListField(child=serializers.CharField()),
+    "path_prefixes": serializers.ListField(child=serializers.CharField()),
+}
+
+
+def _feature_json(feature: Feature) -> dict:
+    return {"name": feature.name, "events": list(feature.events), "path_prefixes": list(feature.path_prefixes)}
+
+
+class FeaturesView(AnalyticsView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        tags=["analytics"],
+        summary="Feature adoption",
+        description=(
+            "Per feature (any of its event names, or any path starting with one of its prefixes): orgs that used it "
+            "at least once in the window / orgs active in the window, and the distinct users who used it. A feature "
+            "defined today applies to every day the rollups hold."
+        ),
+        parameters=[FeaturesParams],
+        responses={
+            200: inline_serializer(
+                "Features",
+                {
+                    "features": inline_serializer(
+                        "FeatureAdoption",
+                        {
+                            **_FEATURE,
+                            "orgs_adopted": serializers.IntegerField(),
+                            "orgs_active": serializers.IntegerField(),
+                            "adoption": serializers.FloatField(),
+                            "users": serializers.IntegerField(),
+                        },
+                        many=True,
+                    )
+                },
+            )
+        },
+    )
+    def get(self, request: Request, app_uuid: uuid.UUID) -> Response:
+        app = self.application(request, app_uuid)
+        params = parse(FeaturesParams, request)
+        date_from, date_to, environment = window(params)
+        return Response(
+            features_list(
+                app=app, date_from=date_from, date_to=date_to, environment=environment, source=params["source"]
+            )
+        )
+
+    @extend_schema(
+        tags=["analytics"],
+        summary="Define a feature (owners, admins, superusers)",
+        request=FeatureInput,
+        responses={
+            201: inline_serializer("Feature", _FEATURE),
+            400: OpenApiResponse(description="Invalid definition"),
+            403: OpenApiResponse(description="Members may only read"),
+            409: OpenApiResponse(description="A feature of that name exists"),
+        },
+    )
+    def post(self, request: Request, app_uuid: uuid.UUID) -> Response:
+        app = self.application(request, app_uuid)
+        if not application_writable(user=request.user, app=app):
+            raise PermissionDenied("Only owners and admins of the company may define features.")
+        serializer = FeatureInput(data=request.data)
+        if not serializer.is_valid():
+            field, messages = next(iter(serializer.errors.items()))
+            raise ApiError(
+                status_code=400,
+                code="validation_failed",
+                message="Invalid feature.",
+                details=[{"field": field, "message": str(messages[0] if isinstance(messages, list) else messages)}],
+            )
+        try:
+            with transaction.atomic():
+                feature = feature_create(app=app, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            if Feature.objects.filter(application=app, name=serializer.validated_data["name"]).exists():
+                raise ApiError(status_code=409, code="conflict", message="A feature of that name exists.") from exc
+            raise ApiError(
+                status_code=400, code="validation_failed", message="; ".join(exc.messages) or "Invalid feature."
+            ) from exc
+        except IntegrityError as exc:
+            raise ApiError(status_code=409, code="conflict", message="A feature of that name exists.") from exc
+        return Response(_feature_json(feature), status=201)
+
+
+class FeatureView(AnalyticsView):
+    @extend_schema(
+        tags=["analytics"],
+        summary="Remove a feature (owners, admins, superusers)",
+        responses={204: None, 403: OpenApiResponse(description="Members may only read"), 404: None},
+    )
+    def delete(self, request: Request, app_uuid: uuid.UUID, name: str) -> Response:
+        app = self.application(request, app_uuid)
+        if not application_writable(user=request.user, app=app):
+            raise PermissionDenied("Only owners and admins of the company may remove features.")
+        if not feature_delete(app=app, name=name):
+            raise NotFound("Unknown feature.")
+        return Response(status=204)
