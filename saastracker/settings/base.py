@@ -171,6 +171,13 @@ WEBHOOK_RETRY_SCHEDULE = [int(s) for s in env_list("WEBHOOK_RETRY_SCHEDULE", "5,
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
 WEBHOOK_DISABLE_AFTER_SECONDS = env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600)
 
+# --- Analytics: Event explorer (issue 11) -----------------------------------------------------
+# Where `POST /api/v1/analytics/apps/<uuid>/query` runs: postgres (raw rows within retention) or
+# bigquery (the exported tables, full history; needs the BigQuery settings above).
+ANALYTICS_QUERY_ENGINE = env("ANALYTICS_QUERY_ENGINE", "postgres")
+# Seconds a query may run before the engine cancels it (answered 504).
+ANALYTICS_QUERY_TIMEOUT = float(env("ANALYTICS_QUERY_TIMEOUT", "10"))
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
