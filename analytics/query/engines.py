@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from ingest.errors import ApiError
 
@@ -79,11 +80,13 @@ def bigquery_rows(compiled: Compiled) -> list[tuple]:
         query_parameters=[_parameter(*p) for p in compiled.params],
         job_timeout_ms=max(1, int(limit * 1000)),
     )
+    # The client's default retries would go on for 10 minutes: retry transient errors within the limit only.
+    retry = DEFAULT_RETRY.with_timeout(limit)
     job = None
     try:
-        job = client.query(compiled.sql, job_config=config, timeout=limit)
-        return [tuple(row.values()) for row in job.result(timeout=limit)]
-    except (concurrent.futures.TimeoutError, requests.exceptions.Timeout) as exc:
+        job = client.query(compiled.sql, job_config=config, timeout=limit, retry=retry, job_retry=None)
+        return [tuple(row.values()) for row in job.result(timeout=limit, retry=retry)]
+    except (concurrent.futures.TimeoutError, requests.exceptions.Timeout, gexc.RetryError) as exc:
         _cancel(job)
         raise _timed_out() from exc
     except gexc.GoogleAPICallError as exc:
