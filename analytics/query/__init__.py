@@ -21,8 +21,8 @@ def engine_configured() -> Engine:
     return "bigquery" if settings.ANALYTICS_QUERY_ENGINE == "bigquery" else "postgres"
 
 
-def query_run(*, app: Application, query: dict, engine: Engine | None = None) -> dict[str, Any]:
-    """Validate, compile and run `query` (the request's JSON) for `app`; the endpoint's JSON answer.
+def query_run(*, app: Application, query: object, engine: Engine | None = None) -> dict[str, Any]:
+    """Validate, compile and run `query` (the request's decoded JSON, any value) for `app`; the answer.
 
     Raises ApiError 400 (invalid query, naming the member), 504 (timeout), 502/503 (BigQuery).
     """

@@ -25,6 +25,7 @@ Emulator workarounds (BigQuery SQL that real BigQuery and the emulator both acce
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -48,7 +49,8 @@ class Compiled:
     params: list[Any] = field(default_factory=list)
     engine: Engine = "postgres"
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
+        """Lets callers unpack `sql, params = compiled`."""
         return iter((self.sql, self.params))
 
 

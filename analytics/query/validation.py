@@ -62,7 +62,7 @@ class _Errors:
         self.details.append({"field": where, "message": message})
 
 
-def query_parse(raw: Any) -> Query:
+def query_parse(raw: object) -> Query:
     """Validate `raw` (decoded JSON) against the query language; raise ApiError 400 listing each error."""
     errors = _Errors()
     if not isinstance(raw, dict):
