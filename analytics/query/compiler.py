@@ -165,24 +165,27 @@ class _BigQuery(_Dialect):
 
 
 def _filter_sql(d: _Dialect, flt: Filter) -> str:
-    expr = d.column(flt.field, flt.prop)
+    def expr() -> str:
+        # Rendered afresh at each use: a property's key is a parameter, one per occurrence.
+        return d.column(flt.field, flt.prop)
+
     type_ = "FLOAT64" if flt.field.kind == "number" else "STRING"
     if flt.op == "is_set":
-        return f"{expr} IS NOT NULL"
+        return f"{expr()} IS NOT NULL"
     if flt.op == "is_not_set":
-        return f"{expr} IS NULL"
+        return f"{expr()} IS NULL"
     if flt.op == "eq":
-        return f"{expr} = {d.param(flt.value, type_)}"
+        return f"{expr()} = {d.param(flt.value, type_)}"
     if flt.op == "neq":  # an unset field is "not equal" too
-        return f"({expr} IS NULL OR {expr} <> {d.param(flt.value, type_)})"
+        return f"({expr()} IS NULL OR {expr()} <> {d.param(flt.value, type_)})"
     if flt.op == "in":
-        return d.in_list(expr, flt.value, type_)  # type: ignore[arg-type]
+        return d.in_list(expr(), flt.value, type_)  # type: ignore[arg-type]
     if flt.op == "not_in":
-        return f"({expr} IS NULL OR NOT ({d.in_list(expr, flt.value, type_)}))"  # type: ignore[arg-type]
+        return f"({expr()} IS NULL OR NOT ({d.in_list(expr(), flt.value, type_)}))"  # type: ignore[arg-type]
     if flt.op == "prefix":
-        return d.starts_with(expr, flt.value)  # type: ignore[arg-type]
+        return d.starts_with(expr(), flt.value)  # type: ignore[arg-type]
     if flt.op == "contains":
-        return d.contains(expr, flt.value)  # type: ignore[arg-type]
+        return d.contains(expr(), flt.value)  # type: ignore[arg-type]
     raise ValueError(flt.op)  # unreachable: validation admits only the ops above
 
 
