@@ -65,7 +65,11 @@ class Event(OutboxRow):
             models.Index(fields=["id"], condition=models.Q(export_state=0), name="event_export_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="event_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="event_company_received"),
-            models.Index(fields=["application", "occurred_at"], name="event_app_occurred"),
+            # Covering: the analytics Event explorer counts events and users per bucket and event
+            # from this index alone (index-only scan), never the wide heap rows.
+            models.Index(
+                fields=["application", "occurred_at"], include=["event", "user_hash"], name="event_app_occurred_cover"
+            ),
             # The analytics Event stream: a page is a range scan of this index, newest first.
             models.Index(fields=["application", "received_at", "id"], name="event_app_received"),
             # Partial: rows being sent or dead are rare, so these cost the insert path nothing.

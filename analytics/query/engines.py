@@ -25,6 +25,7 @@ from ingest.errors import ApiError
 from .compiler import Compiled
 
 logger = logging.getLogger(__name__)
+POSTGRES_WORK_MEM = "64MB"
 
 
 def timeout_seconds() -> float:
@@ -47,8 +48,12 @@ def postgres_rows(compiled: Compiled) -> list[tuple]:
     """Rows of `compiled` on the default database, cancelled by the server after the timeout."""
     try:
         with transaction.atomic(), connection.cursor() as cursor:
+            # Transaction-local: the timeout, no JIT (its compile time is seconds on these statements),
+            # and room to hash-aggregate in memory.
             cursor.execute(
-                "SELECT set_config('statement_timeout', %s, true)", [str(max(1, int(timeout_seconds() * 1000)))]
+                "SELECT set_config('statement_timeout', %s, true), set_config('jit', 'off', true), "
+                "set_config('work_mem', %s, true)",
+                [str(max(1, int(timeout_seconds() * 1000))), POSTGRES_WORK_MEM],
             )
             cursor.execute(compiled.sql, compiled.params)
             return cursor.fetchall()
