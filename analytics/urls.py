@@ -7,6 +7,8 @@ from .api.apps import AppsView
 from .api.features import FeaturesView, FeatureView
 from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
 from .api.pages import PagesView, PageTrendView
+from .api.query import QueryView
+from .api.stream import StreamView
 
 app_name = "analytics"
 
@@ -27,4 +29,7 @@ urlpatterns = [
         SignalDismissView.as_view(),
         name="signal-dismiss",
     ),
+    # Issue 11: Event stream and Event explorer.
+    path("apps/<uuid:app_uuid>/stream", StreamView.as_view(), name="stream"),
+    path("apps/<uuid:app_uuid>/query", QueryView.as_view(), name="query"),
 ]

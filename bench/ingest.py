@@ -15,7 +15,8 @@ What it does, in order:
 
 Needs wrk, PostgreSQL on 127.0.0.1:5432 (trust, user postgres) and Redis on 127.0.0.1:6379.
 Environment (all optional, bench only): BENCH_PG (server URL without database), BENCH_REDIS_URL,
-BENCH_SECRET_KEY, BENCH_FIELD_ENCRYPTION_KEY, BENCH_LOCK, SHARED_BENCH, WEB_CONCURRENCY, WEB_THREADS.
+BENCH_SECRET_KEY, BENCH_FIELD_ENCRYPTION_KEY, BENCH_LOCK, BENCH_DB (database name), SHARED_BENCH,
+WEB_CONCURRENCY, WEB_THREADS.
 The shared bench folder is `../shared/bench` next to the repository (as CI lays it out), else
 /work/shared/bench, or $SHARED_BENCH.
 """
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from common import PG, ROOT, database_prepare, free_port, manage, prod_env, psql, python, stop
 
-DB_NAME = "bench_saastracker"
+DB_NAME = os.environ.get("BENCH_DB", "bench_saastracker")  # a bench-only name: BENCH_DB=<branch>_bench
 EVENTS_PER_BATCH = 20
 TABLES = {"single": "ingest_event", "batch": "ingest_sdkevent"}
 

@@ -68,7 +68,13 @@ class Event(OutboxRow):
             models.Index(fields=["id"], condition=models.Q(fold_pending=True), name="event_fold_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="event_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="event_company_received"),
-            models.Index(fields=["application", "occurred_at"], name="event_app_occurred"),
+            # Covering: the analytics Event explorer counts events and users per bucket and event
+            # from this index alone (index-only scan), never the wide heap rows.
+            models.Index(
+                fields=["application", "occurred_at"], include=["event", "user_hash"], name="event_app_occurred_cover"
+            ),
+            # The analytics Event stream: a page is a range scan of this index, newest first.
+            models.Index(fields=["application", "received_at", "id"], name="event_app_received"),
             # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
             models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="event_export_sending"),
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="event_export_dead"),
@@ -112,6 +118,17 @@ class SdkEvent(OutboxRow):
             models.Index(fields=["id"], condition=models.Q(fold_pending=True), name="sdkevent_fold_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="sdkevent_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="sdkevent_company_received"),
+            # The analytics Event stream and explorer read consented events only: partial indexes.
+            models.Index(
+                fields=["application", "received_at", "id"],
+                condition=models.Q(consent_analytics=True),
+                name="sdkevent_app_received",
+            ),
+            models.Index(
+                fields=["application", "occurred_at"],
+                condition=models.Q(consent_analytics=True),
+                name="sdkevent_app_occurred",
+            ),
             # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
             models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="sdkevent_export_sending"),
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="sdkevent_export_dead"),

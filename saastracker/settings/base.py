@@ -192,6 +192,12 @@ ANALYTICS_HEALTH_WATCH_MIN = env_int("ANALYTICS_HEALTH_WATCH_MIN", 40)
 ANALYTICS_HEALTH_RECENCY_DAYS = env_int("ANALYTICS_HEALTH_RECENCY_DAYS", 30)
 ANALYTICS_HEALTH_DEPTH_USERS = env_int("ANALYTICS_HEALTH_DEPTH_USERS", 5)
 ANALYTICS_HEALTH_DEPTH_SESSIONS_PER_USER = env_int("ANALYTICS_HEALTH_DEPTH_SESSIONS_PER_USER", 4)
+# --- Analytics: Event explorer (issue 11) -----------------------------------------------------
+# Where `POST /api/v1/analytics/apps/<uuid>/query` runs: postgres (raw rows within retention) or
+# bigquery (the exported tables, full history; needs the BigQuery settings above).
+ANALYTICS_QUERY_ENGINE = env("ANALYTICS_QUERY_ENGINE", "postgres")
+# Seconds a query may run before the engine cancels it (answered 504).
+ANALYTICS_QUERY_TIMEOUT = float(env("ANALYTICS_QUERY_TIMEOUT", "10"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],

@@ -1,0 +1,235 @@
+"""One query, two dialects: a `Query` printed as PostgreSQL or BigQuery SQL with bound parameters.
+
+The statement is built once, by `query_compile`, from dialect primitives (a column, a property, a
+time bucket, a parameter, a prefix test...). Each dialect decides only how a primitive is spelled;
+the shape of the statement (filters, grouping, ordering, the extra row that tells truncation) is
+shared, so both engines answer the same question. Client values only ever become parameters.
+
+Written by hand rather than with SQLGlot: the language is a dozen constructs, the two dialects
+differ mostly in parameter style (psycopg `%s` vs BigQuery `@name` with types) and in a few
+functions the BigQuery emulator lacks, and both are easier to control and to read here than as
+transpiler rules and post-processing.
+
+Emulator workarounds (BigQuery SQL that real BigQuery and the emulator both accept):
+- weeks starting Monday: `TIMESTAMP_TRUNC(ts, WEEK(MONDAY))` and `ISOWEEK` fail on the emulator, and its
+  plain `WEEK` starts on Monday where BigQuery's starts on Sunday; so a week bucket is the day
+  minus the days since Monday: `TIMESTAMP_SUB(TIMESTAMP_TRUNC(ts, DAY), INTERVAL
+  MOD(EXTRACT(DAYOFWEEK FROM ts) + 5, 7) DAY)` (DAYOFWEEK: Sunday 1 ... Saturday 7 on both). Integer
+  arithmetic on Unix seconds is no way out: the emulator's `DIV` returns the dividend unchanged;
+- substring test: `STRPOS(x, @p) > 0` rather than `CONTAINS_SUBSTR` (which is case-insensitive
+  and normalises, unlike PostgreSQL's `strpos`);
+- `neq`/`not_in` are written `(x IS NULL OR x <> @p)` rather than `IS DISTINCT FROM`;
+- ordering spells out `NULLS FIRST` (the engines' defaults differ), and PostgreSQL orders text
+  with `COLLATE "C"` (byte order, as BigQuery does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from django.conf import settings
+
+from apps_registry.models import Application
+
+from .fields import Field
+from .validation import Filter, Query
+
+Engine = Literal["postgres", "bigquery"]
+
+
+@dataclass
+class Compiled:
+    """A statement and its parameters for one engine (`params` is a list for psycopg; for BigQuery,
+    a list of (name, type, value) triples: the runner makes the typed query parameters)."""
+
+    sql: str
+    params: list[Any] = field(default_factory=list)
+    engine: Engine = "postgres"
+
+    def __iter__(self) -> Iterator[Any]:
+        """Lets callers unpack `sql, params = compiled`."""
+        return iter((self.sql, self.params))
+
+
+class _Dialect:
+    engine: Engine
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def param(self, value: Any, type_: str) -> str:
+        raise NotImplementedError
+
+    def column(self, fld: Field, prop: str | None) -> str:
+        raise NotImplementedError
+
+    def bucket(self, interval: str) -> str:
+        raise NotImplementedError
+
+    def table(self, source_name: str) -> str:
+        raise NotImplementedError
+
+    def app_match(self, app: Application) -> str:
+        raise NotImplementedError
+
+    def in_list(self, expr: str, values: list, type_: str) -> str:
+        raise NotImplementedError
+
+    def starts_with(self, expr: str, value: str) -> str:
+        return f"STARTS_WITH({expr}, {self.param(value, 'STRING')})"
+
+    def contains(self, expr: str, value: str) -> str:
+        return f"STRPOS({expr}, {self.param(value, 'STRING')}) > 0"
+
+    def order_text(self, alias: str) -> str:
+        return alias
+
+
+class _Postgres(_Dialect):
+    engine: Engine = "postgres"
+
+    def param(self, value: Any, type_: str) -> str:
+        self.params.append(value)
+        return "%s"
+
+    def column(self, fld: Field, prop: str | None) -> str:
+        if prop is None:
+            return fld.pg
+        # Scalars only, as BigQuery's JSON_VALUE: an object or array reads as NULL.
+        key = self.param(prop, "STRING")
+        key2 = self.param(prop, "STRING")
+        return (
+            f"(CASE WHEN jsonb_typeof(properties -> {key}) IN ('string', 'number', 'boolean') "
+            f"THEN properties ->> {key2} END)"
+        )
+
+    def bucket(self, interval: str) -> str:
+        # date_trunc('week', ...) starts weeks on Monday (ISO), as the language wants.
+        return f"date_trunc('{interval}', occurred_at AT TIME ZONE 'UTC')"
+
+    def table(self, source_name: str) -> str:
+        from .fields import SOURCES
+
+        return SOURCES[source_name].pg_table
+
+    def app_match(self, app: Application) -> str:
+        return f"application_id = {self.param(app.pk, 'INT64')}"
+
+    def in_list(self, expr: str, values: list, type_: str) -> str:
+        return f"{expr} = ANY({self.param(list(values), type_)})"
+
+    def starts_with(self, expr: str, value: str) -> str:
+        return f"starts_with({expr}, {self.param(value, 'STRING')})"
+
+    def contains(self, expr: str, value: str) -> str:
+        return f"strpos({expr}, {self.param(value, 'STRING')}) > 0"
+
+    def order_text(self, alias: str) -> str:
+        return f'{alias} COLLATE "C"'
+
+
+class _BigQuery(_Dialect):
+    engine: Engine = "bigquery"
+
+    def param(self, value: Any, type_: str) -> str:
+        name = f"p{len(self.params)}"
+        self.params.append((name, type_, value))
+        return f"@{name}"
+
+    def column(self, fld: Field, prop: str | None) -> str:
+        if prop is None:
+            return fld.bq
+        return f"JSON_VALUE(properties, '$.{prop}')"  # `prop` matched PROPERTY_KEY: letters, digits, _
+
+    def bucket(self, interval: str) -> str:
+        if interval == "week":
+            return (
+                "TIMESTAMP_SUB(TIMESTAMP_TRUNC(occurred_at, DAY), "
+                "INTERVAL MOD(EXTRACT(DAYOFWEEK FROM occurred_at) + 5, 7) DAY)"
+            )
+        return f"TIMESTAMP_TRUNC(occurred_at, {interval.upper()})"
+
+    def table(self, source_name: str) -> str:
+        from .fields import SOURCES
+
+        return f"`{settings.BIGQUERY_PROJECT}.{settings.BIGQUERY_DATASET}.{SOURCES[source_name].bq_table}`"
+
+    def app_match(self, app: Application) -> str:
+        return f"app_uuid = {self.param(str(app.uuid), 'STRING')}"
+
+    def in_list(self, expr: str, values: list, type_: str) -> str:
+        return f"{expr} IN UNNEST({self.param(list(values), 'ARRAY<' + type_ + '>')})"
+
+
+def _filter_sql(d: _Dialect, flt: Filter) -> str:
+    def expr() -> str:
+        # Rendered afresh at each use: a property's key is a parameter, one per occurrence.
+        return d.column(flt.field, flt.prop)
+
+    type_ = "FLOAT64" if flt.field.kind == "number" else "STRING"
+    if flt.op == "is_set":
+        return f"{expr()} IS NOT NULL"
+    if flt.op == "is_not_set":
+        return f"{expr()} IS NULL"
+    if flt.op == "eq":
+        return f"{expr()} = {d.param(flt.value, type_)}"
+    if flt.op == "neq":  # an unset field is "not equal" too
+        return f"({expr()} IS NULL OR {expr()} <> {d.param(flt.value, type_)})"
+    if flt.op == "in":
+        return d.in_list(expr(), flt.value, type_)  # type: ignore[arg-type]
+    if flt.op == "not_in":
+        return f"({expr()} IS NULL OR NOT ({d.in_list(expr(), flt.value, type_)}))"  # type: ignore[arg-type]
+    if flt.op == "prefix":
+        return d.starts_with(expr(), flt.value)  # type: ignore[arg-type]
+    if flt.op == "contains":
+        return d.contains(expr(), flt.value)  # type: ignore[arg-type]
+    raise ValueError(flt.op)  # unreachable: validation admits only the ops above
+
+
+def query_compile(*, app: Application, query: Query, engine: Engine) -> Compiled:
+    """The statement answering `query` for `app` on `engine`; asks for `limit + 1` rows."""
+    d: _Dialect = _Postgres() if engine == "postgres" else _BigQuery()
+    select: list[str] = []
+    keys: list[str] = []
+    order: list[str] = []
+    if query.interval:
+        select.append(f"{d.bucket(query.interval)} AS bucket")
+        keys.append("bucket")
+        order.append("bucket")
+    for i, group in enumerate(query.group_by):
+        select.append(f"{d.column(group.field, group.prop)} AS g{i}")
+        keys.append(f"g{i}")
+    measure = query.source.measures[query.measure]
+    select.append(f"{(measure.pg if engine == 'postgres' else measure.bq) if measure else 'NULL'} AS m")
+    where = [
+        d.app_match(app),
+        f"occurred_at >= {d.param(query.start, 'TIMESTAMP')}",
+        f"occurred_at < {d.param(query.end, 'TIMESTAMP')}",
+    ]
+    if query.source.pg_only_consented:
+        where.append("consent_analytics")  # events without analytics consent are never queried
+    where += [_filter_sql(d, flt) for flt in query.filters]
+    order.append("value DESC")
+    for i, group in enumerate(query.group_by):
+        alias = f"g{i}" if group.field.kind == "number" else d.order_text(f"g{i}")
+        order.append(f"{alias} ASC NULLS FIRST")
+    limit = int(query.limit) + 1  # a validated integer, written as a literal (BigQuery wants a constant)
+    rows = f"SELECT {', '.join(select)} FROM {d.table(query.source.name)} WHERE {' AND '.join(where)}"  # noqa: S608 (whitelisted SQL; values are parameters)
+    if measure is not None:
+        # Distinct values per group in two steps (distinct pairs, then a count): unlike COUNT(DISTINCT),
+        # PostgreSQL can hash-aggregate this in parallel instead of sorting every row of the range.
+        rows = f"SELECT DISTINCT {', '.join([*keys, 'm'])} FROM ({rows}) AS r WHERE m IS NOT NULL"  # noqa: S608
+    sql = (
+        f"SELECT {', '.join([*keys, 'COUNT(*) AS value'])} FROM ({rows}) AS q"  # noqa: S608 (as above)
+        + (f" GROUP BY {', '.join(keys)}" if keys else "")
+        + f" ORDER BY {', '.join(order)} LIMIT {limit}"
+    )
+    return Compiled(sql=sql, params=d.params, engine=engine)
+
+
+def bucket_iso(value: datetime) -> str:
+    """A bucket as ISO 8601 UTC (PostgreSQL hands back naive UTC, BigQuery aware UTC)."""
+    return value.replace(tzinfo=None).isoformat() + "Z"

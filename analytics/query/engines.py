@@ -1,0 +1,113 @@
+"""Run a compiled query on PostgreSQL or BigQuery, under `ANALYTICS_QUERY_TIMEOUT`.
+
+PostgreSQL: a plain `SELECT` (it takes no row locks, so ingest's INSERTs and the exporter's
+`FOR UPDATE SKIP LOCKED` never wait on it) with a transaction-local `statement_timeout`, so the
+server itself cancels a query that runs too long. BigQuery: the job gets the same limit as
+`job_timeout_ms`, the client waits no longer, and a job still running is cancelled.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from typing import Any
+
+import psycopg
+import requests
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+from ingest.errors import ApiError
+
+from .compiler import Compiled
+
+logger = logging.getLogger(__name__)
+POSTGRES_WORK_MEM = "64MB"
+
+
+def timeout_seconds() -> float:
+    return float(settings.ANALYTICS_QUERY_TIMEOUT)
+
+
+def _timed_out() -> ApiError:
+    limit = timeout_seconds()
+    return ApiError(
+        status_code=504,
+        code="query_timeout",
+        message=(
+            f"The query ran longer than {limit:g} s (ANALYTICS_QUERY_TIMEOUT) and was cancelled; "
+            "narrow the time range, add filters or group by fewer fields."
+        ),
+    )
+
+
+def postgres_rows(compiled: Compiled) -> list[tuple]:
+    """Rows of `compiled` on the default database, cancelled by the server after the timeout."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Transaction-local: the timeout, no JIT (its compile time is seconds on these statements),
+            # and room to hash-aggregate in memory.
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, true), set_config('jit', 'off', true), "
+                "set_config('work_mem', %s, true)",
+                [str(max(1, int(timeout_seconds() * 1000))), POSTGRES_WORK_MEM],
+            )
+            cursor.execute(compiled.sql, compiled.params)
+            return cursor.fetchall()
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+            raise _timed_out() from exc
+        raise
+
+
+def _parameter(name: str, type_: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
+    if type_.startswith("ARRAY<"):
+        return bigquery.ArrayQueryParameter(name, type_[6:-1], value)
+    return bigquery.ScalarQueryParameter(name, type_, value)
+
+
+def bigquery_rows(compiled: Compiled) -> list[tuple]:
+    """Rows of `compiled` on the configured BigQuery dataset; the job is cancelled after the timeout."""
+    from ingest.bigquery import client_get, is_enabled
+
+    if not is_enabled():
+        raise ApiError(
+            status_code=503,
+            code="engine_unavailable",
+            message="ANALYTICS_QUERY_ENGINE is bigquery but BIGQUERY_PROJECT is not set.",
+        )
+    limit = timeout_seconds()
+    client = client_get()
+    config = bigquery.QueryJobConfig(
+        query_parameters=[_parameter(*p) for p in compiled.params],
+        job_timeout_ms=max(1, int(limit * 1000)),
+    )
+    # The client's default retries would go on for 10 minutes: retry transient errors within the limit only.
+    retry = DEFAULT_RETRY.with_timeout(limit)
+    job = None
+    try:
+        job = client.query(compiled.sql, job_config=config, timeout=limit, retry=retry, job_retry=None)
+        return [tuple(row.values()) for row in job.result(timeout=limit, retry=retry)]
+    except (concurrent.futures.TimeoutError, requests.exceptions.Timeout, gexc.RetryError) as exc:
+        _cancel(job)
+        raise _timed_out() from exc
+    except gexc.GoogleAPICallError as exc:
+        if "timeout" in str(exc).lower() or isinstance(exc, gexc.DeadlineExceeded):
+            _cancel(job)
+            raise _timed_out() from exc
+        logger.exception("BigQuery query failed")
+        raise ApiError(
+            status_code=502, code="engine_error", message="BigQuery could not run the query; retry later."
+        ) from exc
+
+
+def _cancel(job: bigquery.QueryJob | None) -> None:
+    if job is None:
+        return
+    try:
+        job.cancel(timeout=2)
+    except (gexc.GoogleAPICallError, requests.exceptions.RequestException):
+        logger.warning("could not cancel BigQuery job %s", job.job_id, exc_info=True)

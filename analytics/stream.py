@@ -1,0 +1,185 @@
+"""The Event stream: an application's stored events, newest first, read straight from PostgreSQL.
+
+An event is in the stream as soon as its 2xx has been sent (the row is committed before the
+answer). Order is (received_at, id) descending, and `next` is a keyset cursor on that pair: a
+page is one index range scan (`event_app_received` / `sdkevent_app_received`) that starts where
+the previous page ended, so its cost does not grow with the table or with how far back it is,
+and events that arrive meanwhile (newer than every page already read) never shift a later page:
+no gaps, no repeats. SDK events without analytics consent are kept for audit only and never shown
+(the SDK index is partial on consent, so they are not even scanned).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from django.db import connection
+
+from apps_registry.models import Application
+from ingest.errors import ApiError
+from ingest.models import Event, SdkEvent
+
+Source = Literal["events", "sdk_events"]
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+_EVENT_COLUMNS = [
+    "event_id",
+    "event",
+    "user_hash",
+    "customer_org_id",
+    "path",
+    "session_id",
+    "session_inferred",
+    "plan",
+    "environment",
+    "occurred_at",
+    "received_at",
+    "properties",
+]
+_SDK_COLUMNS = [
+    "event_id",
+    "event_name",
+    "schema_version",
+    "ts_ms",
+    "occurred_at",
+    "received_at",
+    "anon_id",
+    "user_id",
+    "platform",
+    "os",
+    "app_version",
+    "sdk_version",
+    "locale",
+    "bundle_version",
+    "country",
+    "session_id",
+    "properties",
+]
+# Filters per source: query parameter -> SQL condition over the table (one %s per occurrence).
+_FILTERS: dict[str, dict[str, str]] = {
+    "events": {
+        "event": "event = %s",
+        "customer_org_id": "customer_org_id = %s",
+        "environment": "environment = %s",
+        "user": "user_hash = %s",
+    },
+    "sdk_events": {
+        "event": "event_name = %s",
+        "user": "(user_id = %s OR anon_id::text = %s)",
+    },
+}
+
+
+def cursor_encode(received_at: datetime, row_id: int) -> str:
+    raw = f"{received_at.astimezone(UTC).isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def cursor_decode(cursor: str) -> tuple[datetime, int]:
+    """The (received_at, id) a cursor points below; ApiError 400 naming `before` when it is not ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, row_id = raw.partition("|")
+        received_at = datetime.fromisoformat(stamp)
+        if received_at.tzinfo is None:
+            raise ValueError("naive")
+        position = int(row_id)
+        if not 0 < position < 2**63:
+            raise ValueError("out of range")
+    except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError) as exc:
+        raise ApiError(
+            status_code=400,
+            code="validation_failed",
+            message="The stream request failed validation.",
+            details=[{"field": "before", "message": "Not a cursor this API issued (use `next` as given)."}],
+        ) from exc
+    return received_at, position
+
+
+def stream_sql(
+    *,
+    app: Application,
+    source: Source,
+    limit: int,
+    before: str | None,
+    filters: dict[str, str] | None = None,
+) -> tuple[str, list[Any]]:
+    """The page's one statement: an index range scan on (application, received_at, id), newest first."""
+    table = Event._meta.db_table if source == "events" else SdkEvent._meta.db_table
+    columns = _EVENT_COLUMNS if source == "events" else _SDK_COLUMNS
+    where = ["application_id = %s"]
+    params: list[Any] = [app.pk]
+    if source == "sdk_events":
+        where.append("consent_analytics")
+    if before is not None:
+        received_at, row_id = cursor_decode(before)
+        where.append("(received_at, id) < (%s, %s)")
+        params += [received_at, row_id]
+    for name, value in (filters or {}).items():
+        condition = _FILTERS[source][name]
+        where.append(condition)
+        params += [value] * condition.count("%s")
+    sql = (
+        f"SELECT id, {', '.join(columns)} FROM {table} "  # noqa: S608 (fixed names; values are parameters)
+        f"WHERE {' AND '.join(where)} ORDER BY received_at DESC, id DESC LIMIT %s"
+    )
+    params.append(limit + 1)
+    return sql, params
+
+
+def stream_filters_allowed(source: Source) -> list[str]:
+    return list(_FILTERS[source])
+
+
+def stream_page_get(
+    *,
+    app: Application,
+    source: Source,
+    limit: int,
+    before: str | None,
+    event: str | None,
+    customer_org_id: str | None,
+    environment: str | None,
+    user: str | None,
+) -> dict[str, Any]:
+    """One page of the stream: `{"events": [...], "next": cursor | None}`, in one query."""
+    given = {"event": event, "customer_org_id": customer_org_id, "environment": environment, "user": user}
+    filters = {name: value for name, value in given.items() if value is not None}
+    wrong = [name for name in filters if name not in _FILTERS[source]]
+    if wrong:
+        raise ApiError(
+            status_code=400,
+            code="validation_failed",
+            message="The stream request failed validation.",
+            details=[{"field": name, "message": f"Not a filter of {source}."} for name in wrong],
+        )
+    limit = max(1, min(limit, MAX_LIMIT))
+    sql, params = stream_sql(app=app, source=source, limit=limit, before=before, filters=filters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [col.name for col in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    page = rows[:limit]
+    next_cursor = cursor_encode(page[-1]["received_at"], page[-1]["id"]) if len(rows) > limit else None
+    return {"events": [_event_json(row) for row in page], "next": next_cursor}
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _event_json(row: dict[str, Any]) -> dict[str, Any]:
+    row.pop("id")
+    for key in ("occurred_at", "received_at"):
+        row[key] = _iso(row[key])
+    for key in ("event_id", "session_id", "anon_id"):
+        if key in row:
+            row[key] = str(row[key])
+    if isinstance(row["properties"], str):  # Django's psycopg adapter hands jsonb over as text
+        row["properties"] = orjson.loads(row["properties"])
+    return row
