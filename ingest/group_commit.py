@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 
-from saastracker.metrics import GROUP_COMMIT_ROWS
+from saastracker.metrics import group_commit_record
 
 CursorFactory = Callable[[], AbstractContextManager[Any]]
 
@@ -94,7 +94,7 @@ class GroupCommit:
             del self._queue[: self.max_rows]
         try:
             self._execute([waiter.row for waiter in group])
-            GROUP_COMMIT_ROWS.observe(len(group))
+            group_commit_record(len(group))
             for waiter in group:
                 waiter.stored = True
         except (OperationalError, InterfaceError) as exc:  # the connection failed: outcome unknown

@@ -82,6 +82,11 @@ WEBHOOK_ATTEMPTS = Counter(
 TASK_RUNS = Counter("saastracker_celery_task_runs", "Celery task runs, by task and final state.", ["task", "state"])
 TASK_FAILURES = Counter("saastracker_celery_task_failures", "Celery task runs that raised, by task name.", ["task"])
 
+def group_commit_record(rows: int) -> None:
+    if settings.METRICS_ENABLED:
+        GROUP_COMMIT_ROWS.observe(rows)
+
+
 # The API each ingest URL name belongs to (others are not ingest endpoints).
 INGEST_APIS = {"v1-events": "v1", "sdk-events": "sdk", "sdk-identify": "identify"}
 _DURATION_ENDPOINTS = {*INGEST_APIS, "sdk-health"}
@@ -89,6 +94,8 @@ _DURATION_ENDPOINTS = {*INGEST_APIS, "sdk-health"}
 
 def request_record(*, endpoint: str, status: int, duration: float, response: HttpResponse) -> None:
     """Count one answered request; for ingest endpoints also its events and its duration."""
+    if not settings.METRICS_ENABLED:
+        return
     HTTP_REQUESTS.labels(endpoint, str(status)).inc()
     HTTP_DURATION.labels(endpoint if endpoint in _DURATION_ENDPOINTS else "other").observe(duration)
     api = INGEST_APIS.get(endpoint)

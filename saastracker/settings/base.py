@@ -199,6 +199,8 @@ LOG_FORMAT = env("LOG_FORMAT", "text")
 LOG_LEVEL = env("LOG_LEVEL", "INFO") or "INFO"
 ACCESS_LOG = env_bool("ACCESS_LOG", True)
 LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+# METRICS_ENABLED=0 stops counting on the request path (to measure what metrics cost; /metrics stays).
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 # GET /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback clients only.
 METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
 # Scrape-time gauges read from the database (see saastracker/metrics.py): callables returning
