@@ -82,6 +82,7 @@ WEBHOOK_ATTEMPTS = Counter(
 TASK_RUNS = Counter("saastracker_celery_task_runs", "Celery task runs, by task and final state.", ["task", "state"])
 TASK_FAILURES = Counter("saastracker_celery_task_failures", "Celery task runs that raised, by task name.", ["task"])
 
+
 def group_commit_record(rows: int) -> None:
     if settings.METRICS_ENABLED:
         GROUP_COMMIT_ROWS.observe(rows)
