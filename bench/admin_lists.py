@@ -54,7 +54,8 @@ user.save()
 
 # Each statement inserts rows [lo, hi): ids, times and values derived from the row number, so a
 # rerun is deterministic. Indexed uuids grow with the row number (sequential b-tree inserts; random
-# ones made the load four times slower) and cost the same to look up. Times run over the last 30 days, newest at the highest id, as ingest does.
+# ones made the load four times slower) and cost the same to look up. Times run over the last 30
+# days, newest at the highest id, as ingest does.
 _T0 = "now() - interval '30 days'"
 _EVENTS = """
 insert into ingest_event (id, company_id, application_id, received_at, export_state, export_attempts,
@@ -62,7 +63,8 @@ insert into ingest_event (id, company_id, application_id, received_at, export_st
   session_inferred, plan, environment, occurred_at, properties)
 select i, a.cs[1 + i % @COMPANIES], a.ids[1 + i % @COMPANIES], @T0 + i * interval '259 milliseconds',
   case when i % 100000 = 7 then 2 else 1 end, 0,
-  '', false, lpad(to_hex(i), 32, 'e')::uuid, (array['page_view','signup_completed','onboarding_flow_started','click'])[1 + i % 4],
+  '', false, lpad(to_hex(i), 32, '0')::uuid,
+  (array['page_view','signup_completed','onboarding_flow_started','click'])[1 + i % 4],
   md5('u' || (i % 200000)), 'org_' || (i % 50000), '/p/' || (i % 100), md5('s' || (i / 20))::uuid, true, 'growth',
   'production', @T0 + i * interval '259 milliseconds', '{"k": 1}'::jsonb
 from generate_series(@LO, @HI - 1) i
@@ -74,7 +76,7 @@ insert into ingest_sdkevent (id, company_id, application_id, received_at, export
   app_version, sdk_version, locale, bundle_version, country, session_id, properties, consent_analytics)
 select i, a.cs[1 + i % @COMPANIES], a.ids[1 + i % @COMPANIES], @T0 + i * interval '259 milliseconds',
   case when i % 100000 = 7 then 2 else 1 end, 0,
-  '', false, lpad(to_hex(i), 32, 'b')::uuid, 1, (array['screen_view','tap','purchase','app_open'])[1 + i % 4], 0,
+  '', false, lpad(to_hex(i), 32, '0')::uuid, 1, (array['screen_view','tap','purchase','app_open'])[1 + i % 4], 0,
   @T0 + i * interval '259 milliseconds', md5('a' || (i % 300000))::uuid,
   case when i % 3 = 0 then 'user_' || (i % 100000) end, (array['ios','android'])[1 + i % 2], '17.1', '2.3.0',
   '1.4.0', 'en_US', 1.0, 'US', md5('t' || (i / 20))::uuid, null, true
@@ -85,8 +87,8 @@ _IDENTIFY = """
 insert into ingest_identifylink (id, company_id, application_id, received_at, export_state, export_attempts,
   export_error, webhook_pending, link_id, anon_id, user_id, last_seen_at)
 select i, a.cs[1 + i % @COMPANIES], a.ids[1 + i % @COMPANIES], @T0 + i * interval '259 milliseconds',
-  1, 0, '', false, lpad(to_hex(i), 32, 'c')::uuid,
-  lpad(to_hex(i), 32, 'a')::uuid, 'user_' || (i % 2000000), @T0 + i * interval '259 milliseconds'
+  1, 0, '', false, lpad(to_hex(i), 32, '0')::uuid,
+  lpad(to_hex(i), 32, '0')::uuid, 'user_' || (i % 2000000), @T0 + i * interval '259 milliseconds'
 from generate_series(@LO, @HI - 1) i
 cross join (select array_agg(id order by id) ids, array_agg(company_id order by id) cs from apps_registry_application) a
 """
