@@ -66,6 +66,8 @@ class Event(OutboxRow):
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="event_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="event_company_received"),
             models.Index(fields=["application", "occurred_at"], name="event_app_occurred"),
+            # The admin's search by org id, newest first (see ingest/admin.py).
+            models.Index(fields=["customer_org_id", "id"], name="event_org_id"),
             # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
             models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="event_export_sending"),
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="event_export_dead"),
@@ -135,6 +137,8 @@ class IdentifyLink(OutboxRow):
             models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="identify_export_sending"),
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="identify_export_dead"),
             models.Index(fields=["company", "received_at"], name="identify_company_received"),
+            # The admin's search by user id, newest first (see ingest/admin.py).
+            models.Index(fields=["user_id", "id"], name="identify_user_id"),
         ]
 
     def __str__(self) -> str:
