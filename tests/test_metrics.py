@@ -2,6 +2,8 @@
 
 import gzip
 import json
+import re
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -159,3 +161,18 @@ def fold_lag_example():
 
 def broken_example():
     raise RuntimeError("database down")
+
+
+@pytest.mark.django_db
+def test_the_dashboard_and_alerts_use_only_metrics_the_service_exposes(client):
+    exposed = {family.name for family in text_string_to_metric_families(client.get("/metrics").content.decode())}
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    used = set()
+    for name in ("grafana-dashboard.json", "alerts.yml"):
+        used |= set(re.findall(r"saastracker_[a-z_]+", (docs / name).read_text()))
+
+    def family(name: str) -> str:
+        return re.sub(r"_(total|bucket|sum|count)$", "", name)
+
+    # the fold lag comes from the analytics app's collector (the documented hook), when it exists
+    assert {family(n) for n in used} - exposed <= {"saastracker_analytics_fold_lag_seconds"}
