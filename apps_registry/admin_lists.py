@@ -18,7 +18,7 @@ import json
 import uuid
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
@@ -87,16 +87,15 @@ class IndexOrderedChangeList(ChangeList):
     """Ignores `?o=`: the list keeps its model admin's (index-backed) ordering whatever is asked."""
 
     def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[Any]:
-        ordering = list(self.model_admin.get_ordering(request) or self._get_default_ordering())
-        return self._get_deterministic_ordering(ordering)
+        return list(self.model_admin.get_ordering(request) or ["-pk"])  # every list here orders by its key
 
 
 class LargeListMixin:
     """Estimated counts, no column sorting, no full count, no search of unindexed text."""
 
-    paginator = EstimatedCountPaginator
+    paginator: ClassVar[type] = EstimatedCountPaginator
     show_full_result_count = False
-    sortable_by: tuple[str, ...] = ()
+    sortable_by: ClassVar[list[str] | tuple[str, ...] | None] = ()
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return IndexOrderedChangeList
@@ -117,4 +116,4 @@ class LargeListMixin:
 
 def model_ids(model: type[Model]) -> list[int]:
     """All primary keys of a small table (applications): lets a search use an (application, x) index."""
-    return list(model.objects.values_list("pk", flat=True))
+    return list(model._default_manager.values_list("pk", flat=True))

@@ -133,9 +133,11 @@ def table_rows(table: str) -> int:
     return int(psql(f"{PG}/{DB_NAME}", f"select count(*) from {table}"))  # noqa: S608 (constant names)
 
 
-def data_generate(rows: int) -> None:
+def data_generate(rows: int, tables: list[str] | None = None) -> None:
     """Fill every table up to `rows` rows, a million at a time (resumable: it continues where it stopped)."""
     for table, statement in TABLES.items():
+        if tables and table not in tables:
+            continue
         have = table_rows(table)
         while have < rows:
             hi = min(rows, have - have % CHUNK + CHUNK)
@@ -154,13 +156,16 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument(
+        "--tables", nargs="*", choices=list(TABLES), help="generate only these (run several in parallel)"
+    )
     args = parser.parse_args()
     env = prod_env(db_name=DB_NAME, port=0, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
     say(f"migrating {DB_NAME} ...")
     database_prepare(env, DB_NAME)
     manage(env, "shell", "--no-imports", "-c", _SETUP_SNIPPET.replace('int(__import__("sys").argv[1])', str(COMPANIES)))
     say(f"generating {args.rows:,} rows per table (resumable) ...")
-    data_generate(args.rows)
+    data_generate(args.rows, args.tables)
     if args.generate_only:
         return 0
     return pages_measure(env, repeat=args.repeat)

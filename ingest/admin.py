@@ -6,6 +6,8 @@ shows the export lag (age of the oldest pending row) and the dead-letter count, 
 user may see.
 """
 
+from typing import Any, ClassVar
+
 from django.contrib import admin, messages
 from django.utils import timezone
 
@@ -24,7 +26,7 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
 
     company_path = "company"
     change_list_template = "admin/ingest/outbox_change_list.html"
-    list_filter = ("export_state", "webhook_pending", ReceivedWithin)
+    list_filter: ClassVar[tuple[Any, ...]] = ("export_state", "webhook_pending", ReceivedWithin)
     list_select_related = ("application",)
     actions = ("retry_export",)
     ordering = ("-id",)

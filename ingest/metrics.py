@@ -23,10 +23,10 @@ def export_collect() -> Iterable[Metric]:
     )
     now = timezone.now()
     for table, model in MODELS.items():
-        pending = model.objects.filter(export_state=ExportState.PENDING)
+        pending = model._default_manager.filter(export_state=ExportState.PENDING)
         rows.add_metric([table, "pending"], pending.count())
-        rows.add_metric([table, "dead"], model.objects.filter(export_state=ExportState.DEAD).count())
-        rows.add_metric([table, "sending"], model.objects.filter(export_state=ExportState.SENDING).count())
+        rows.add_metric([table, "dead"], model._default_manager.filter(export_state=ExportState.DEAD).count())
+        rows.add_metric([table, "sending"], model._default_manager.filter(export_state=ExportState.SENDING).count())
         oldest = pending.order_by("id").values_list("received_at", flat=True).first()
         lag.add_metric([table], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
     return [rows, lag]

@@ -195,7 +195,7 @@ SPECTACULAR_SETTINGS = {
 # --- Logs and metrics ------------------------------------------------------------------------
 # LOG_FORMAT: `text` (readable lines; the default here and in dev) or `json` (one object per line;
 # the default in prod). ACCESS_LOG: one INFO line per request with status and duration.
-LOG_FORMAT = env("LOG_FORMAT", "text")
+LOG_FORMAT = env("LOG_FORMAT", "text") or "text"
 LOG_LEVEL = env("LOG_LEVEL", "INFO") or "INFO"
 ACCESS_LOG = env_bool("ACCESS_LOG", True)
 LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
