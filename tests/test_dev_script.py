@@ -50,7 +50,10 @@ def _clean_copy(target: Path) -> None:
 
 
 def _dev_start(folder: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_", "BIGQUERY_"))}
+    # A clean environment for the services: nothing of the test run's settings (Celery, for one,
+    # leaves CELERY_LOG_LEVEL=<number> in os.environ once it has set up logging in this process).
+    prefixes = ("DJANGO_", "DATABASE_", "REDIS_", "BIGQUERY_", "CELERY_", "METRICS_", "PROMETHEUS_", "LOG_", "TEST_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(PORT=str(port), METRICS_DIR=str(folder / ".embedded" / "metrics"))
     with log.open("w") as out:
         proc = subprocess.Popen(  # noqa: S603 - the script under test
@@ -87,8 +90,9 @@ def _emulator_count(folder: Path, event_id: str) -> int:
     job = client.query(
         sql,
         job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("id", "STRING", event_id)]),
+        timeout=10,
     )
-    return next(iter(job.result(timeout=30)))["n"]
+    return next(iter(job.result(timeout=10)))["n"]
 
 
 @pytest.fixture
@@ -133,6 +137,7 @@ def test_scripts_dev_exports_a_signed_event_to_the_emulator_and_keeps_it_across_
         # Then within 30 s it is in the emulator's events table
         deadline = time.monotonic() + 30
         while _emulator_count(folder, event_id) != 1:
+            assert proc.poll() is None, (tmp_path / "dev.log").read_text()
             assert time.monotonic() < deadline, "the event did not reach BigQuery within 30 s"
             time.sleep(1)
     finally:
