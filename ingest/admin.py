@@ -8,22 +8,29 @@ in), scoped to what the user may see, computed on each page view so they are rig
 workers are stuck; with no BigQuery configured it says export is off instead.
 """
 
+from typing import Any, ClassVar
+
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from apps_registry.admin_lists import LargeListMixin, as_uuid, model_ids, time_window_filter
 from apps_registry.admin_scoping import CompanyScopedAdmin, account_company_id
+from apps_registry.models import Application
 
 from . import bigquery
 from .models import Event, ExportState, IdentifyLink, SdkEvent
 from .services.export import export_oldest_unexported_get, export_retry_dead
 
+ReceivedWithin = time_window_filter("received_at", title="received", parameter="received")
 
-class OutboxRowAdmin(CompanyScopedAdmin):
+
+class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
+    """Lists newest first by primary key; see apps_registry/admin_lists.py for what keeps them fast."""
+
     company_path = "company"
     change_list_template = "admin/ingest/outbox_change_list.html"
-    list_filter = ("export_state", "webhook_pending")
+    list_filter: ClassVar[tuple[Any, ...]] = ("export_state", "webhook_pending", ReceivedWithin)
     list_select_related = ("application",)
-    show_full_result_count = False
     actions = ("retry_export",)
     ordering = ("-id",)
 
@@ -73,17 +80,34 @@ class OutboxRowAdmin(CompanyScopedAdmin):
 @admin.register(Event)
 class EventAdmin(OutboxRowAdmin):
     list_display = ("event", "customer_org_id", "application", "occurred_at", "received_at", "export_state")
-    search_fields = ("=event_id", "=customer_org_id", "=user_hash")
+    search_fields = ("=event_id", "=customer_org_id")
+    search_help_text = "An event id (UUID) or an exact customer org id."
+
+    def search_lookups(self, term: str) -> dict:
+        event_id = as_uuid(term)
+        return {"event_id": event_id} if event_id else {"customer_org_id": term}  # unique / (org, id) index
 
 
 @admin.register(SdkEvent)
 class SdkEventAdmin(OutboxRowAdmin):
     list_display = ("event_name", "platform", "application", "occurred_at", "received_at", "export_state")
-    list_filter = ("export_state", "consent_analytics", "platform", "webhook_pending")
-    search_fields = ("=event_id", "=user_id")
+    list_filter = ("export_state", "consent_analytics", "platform", "webhook_pending", ReceivedWithin)
+    search_fields = ("=event_id",)
+    search_help_text = "An SDK event id (UUID)."
+
+    def search_lookups(self, term: str) -> dict | None:
+        # event_id is unique per application: naming every application lets the unique
+        # (application, event_id) index answer, with no index of its own on the insert path.
+        event_id = as_uuid(term)
+        return {"application_id__in": model_ids(Application), "event_id": event_id} if event_id else None
 
 
 @admin.register(IdentifyLink)
 class IdentifyLinkAdmin(OutboxRowAdmin):
     list_display = ("anon_id", "user_id", "application", "received_at", "export_state")
-    search_fields = ("=user_id",)
+    search_fields = ("=link_id", "=user_id")
+    search_help_text = "A link id (UUID) or an exact user id."
+
+    def search_lookups(self, term: str) -> dict:
+        link_id = as_uuid(term)
+        return {"link_id": link_id} if link_id else {"user_id": term}  # unique / (user_id, id) index

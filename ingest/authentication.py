@@ -25,6 +25,7 @@ from apps_registry.selectors import (
     sdk_key_credentials_get,
 )
 from apps_registry.services import sdk_key_touch
+from saastracker.logs import context_bind
 
 from .errors import ApiError
 
@@ -70,8 +71,9 @@ class HmacSignatureAuthentication(BaseAuthentication):
             raise unknown_app()
         signature = request.META.get("HTTP_X_SIGNATURE", "")
         if not signature_matches(creds.live_secrets(time.time()), request._request.body, signature):
-            logger.info("invalid signature for app %s (signature prefix %s…)", app_uuid, signature[:6])
+            logger.info("invalid signature for app %s", app_uuid)
             raise invalid_signature()
+        context_bind(app_uuid=str(app_uuid))
         return None, creds
 
     def authenticate_header(self, request) -> str:
@@ -88,6 +90,7 @@ class SdkKeyAuthentication(BaseAuthentication):
         creds = sdk_key_credentials_get(key=key) if key else None
         if creds is None or not creds.is_active:
             raise ApiError(status_code=401, code="unauthorized", message="Missing, unknown or revoked x-api-key.")
+        context_bind(app_uuid=str(creds.app_uuid))
         # last_used_at is written at most every five minutes per key and process.
         now = time.monotonic()
         if now - _last_touch.get(creds.key_id, -_TOUCH_EVERY_SECONDS) >= _TOUCH_EVERY_SECONDS:

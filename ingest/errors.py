@@ -58,6 +58,7 @@ def exception_handler(exc, context):
     """DRF's hook: every error leaves through here in the same shape."""
     if isinstance(exc, ApiError):
         response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        response.error_code = exc.code  # type: ignore[attr-defined]  # read by the metrics middleware
         for name, value in exc.extra_headers.items():
             response[name] = value
         return response
@@ -65,6 +66,7 @@ def exception_handler(exc, context):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response = Response(error_body(code, message), status=exc.status_code)
+        response.error_code = code  # type: ignore[attr-defined]  # read by the metrics middleware
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             response["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):

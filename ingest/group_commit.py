@@ -33,6 +33,8 @@ from .db import connection_lost, write_outcome_record
 
 logger = logging.getLogger(__name__)
 
+from saastracker.metrics import group_commit_record
+
 CursorFactory = Callable[[], AbstractContextManager[Any]]
 # Given rows whose commit is in doubt: which of them are stored (one bool per row), or None if unknown.
 StoredLookup = Callable[[list[Sequence[Any]]], list[bool] | None]
@@ -112,6 +114,7 @@ class GroupCommit:
             del self._queue[: self.max_rows]
         try:
             self._execute([waiter.row for waiter in group])
+            group_commit_record(len(group))
             for waiter in group:
                 waiter.stored = True
         except Exception as exc:

@@ -75,6 +75,8 @@ class Event(OutboxRow):
             ),
             # The analytics Event stream: a page is a range scan of this index, newest first.
             models.Index(fields=["application", "received_at", "id"], name="event_app_received"),
+            # The admin's search by org id, newest first (see ingest/admin.py).
+            models.Index(fields=["customer_org_id", "id"], name="event_org_id"),
             # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
             models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="event_export_sending"),
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="event_export_dead"),
@@ -158,6 +160,8 @@ class IdentifyLink(OutboxRow):
             models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="identify_export_sending"),
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="identify_export_dead"),
             models.Index(fields=["company", "received_at"], name="identify_company_received"),
+            # The admin's search by user id, newest first (see ingest/admin.py).
+            models.Index(fields=["user_id", "id"], name="identify_user_id"),
         ]
 
     def __str__(self) -> str:

@@ -6,8 +6,9 @@ BigQuery never delays a webhook, and neither delays the periodic sweeps that rec
 """
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
 
@@ -60,3 +61,29 @@ app.conf.beat_schedule = {
     "analytics fold": {"task": "analytics.fold_pending", "schedule": 2.0, "options": {"expires": 2}},
     "analytics daily scan": {"task": "analytics.scan_daily", "schedule": crontab(minute=5, hour=0)},
 }
+
+
+# Every log line of a task carries its id and name; runs and failures are counted by task name.
+
+
+@signals.task_prerun.connect
+def _task_context_start(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    from saastracker.logs import context_reset
+
+    context_reset(task_id=task_id or "", task_name=getattr(task, "name", "") or "")
+
+
+@signals.task_postrun.connect
+def _task_context_end(task: Any = None, state: str | None = None, **_: Any) -> None:
+    from saastracker.logs import context_clear
+    from saastracker.metrics import TASK_RUNS
+
+    TASK_RUNS.labels(getattr(task, "name", "unknown"), state or "UNKNOWN").inc()
+    context_clear()
+
+
+@signals.task_failure.connect
+def _task_failed(sender: Any = None, **_: Any) -> None:
+    from saastracker.metrics import TASK_FAILURES
+
+    TASK_FAILURES.labels(getattr(sender, "name", "unknown")).inc()

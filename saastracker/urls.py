@@ -1,8 +1,10 @@
-"""Root URLs: the two ingest protocols, the analytics read API, the OpenAPI document and the admin."""
+"""Root URLs: the two ingest protocols, the analytics read API, the OpenAPI document, the admin and the metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from saastracker.metrics import metrics_view
 
 urlpatterns = [
     path("", include("ingest.urls")),
@@ -10,4 +12,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
 ]

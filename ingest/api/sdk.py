@@ -130,7 +130,10 @@ class SdkEventsView(SdkView):
         sdk_events_ingest(app_id=creds.app_id, company_id=creds.company_id, rows=batch.rows, received_at=received_at)
         # Encoded here rather than by DRF's renderer: the same JSON, without a json.dumps pass per request.
         body = _encode({"accepted": len(batch.rows), "rejected": batch.rejected, "errors": batch.errors})
-        return HttpResponse(body, content_type="application/json")
+        response = HttpResponse(body, content_type="application/json")
+        response.events_accepted = len(batch.rows)  # type: ignore[attr-defined]  # counted by the metrics middleware
+        response.events_rejected = batch.rejected  # type: ignore[attr-defined]
+        return response
 
 
 class SdkIdentifyView(SdkView):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from saastracker.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -52,6 +54,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "saastracker.middleware.RequestContextMiddleware",  # outermost: request id, request log line, metrics
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -63,7 +66,7 @@ MIDDLEWARE = [
 ]
 # The ingest APIs (/v1/, /api/v1/ingest/) are served with this shorter stack (see saastracker/wsgi.py):
 # they use no session, cookie, CSRF token, message or frame, and every middleware costs at ingest rates.
-INGEST_MIDDLEWARE = ["django.middleware.security.SecurityMiddleware"]
+INGEST_MIDDLEWARE = ["saastracker.middleware.RequestContextMiddleware", "django.middleware.security.SecurityMiddleware"]
 
 ROOT_URLCONF = "saastracker.urls"
 WSGI_APPLICATION = "saastracker.wsgi.application"
@@ -157,6 +160,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A publish must never hang a request when the broker is down: the sweepers recover the work.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_TASK_PUBLISH_RETRY = False
+# Workers log through LOGGING below (JSON lines in production, with task id and name), not Celery's format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {}  # filled in by each app's tasks (see saastracker/celery.py)
 
 # --- BigQuery --------------------------------------------------------------------------------
@@ -221,11 +226,17 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
-}
+# --- Logs and metrics ------------------------------------------------------------------------
+# LOG_FORMAT: `text` (readable lines; the default here and in dev) or `json` (one object per line;
+# the default in prod). ACCESS_LOG: one INFO line per request with status and duration.
+LOG_FORMAT = env("LOG_FORMAT", "text") or "text"
+LOG_LEVEL = env("LOG_LEVEL", "INFO") or "INFO"
+ACCESS_LOG = env_bool("ACCESS_LOG", True)
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+# METRICS_ENABLED=0 stops counting on the request path (to measure what metrics cost; /metrics stays).
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# GET /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback clients only.
+METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
+# Scrape-time gauges read from the database (see saastracker/metrics.py): callables returning
+# prometheus_client Metric families. Other apps add theirs here (e.g. the analytics fold lag).
+METRICS_SCRAPE_COLLECTORS = ["ingest.metrics.export_collect", "webhooks.metrics.webhooks_collect"]

@@ -4,8 +4,10 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from saastracker.logs import logging_config
+
 from .base import *  # noqa: F403
-from .base import env_bool, env_int
+from .base import LOG_LEVEL, env, env_bool, env_int
 
 
 def _required(name: str) -> str:
@@ -25,5 +27,9 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# The health and probe endpoints are probed over plain HTTP by load balancers and orchestrators.
-SECURE_REDIRECT_EXEMPT = [r"^api/v1/ingest/health$", r"^livez$", r"^readyz$"]
+# The health, probe and metrics endpoints are probed and scraped over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/ingest/health$", r"^livez$", r"^readyz$", r"^metrics$"]
+
+# JSON lines for log collectors; LOG_FORMAT=text for people reading a terminal.
+LOG_FORMAT = env("LOG_FORMAT", "json") or "json"
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
