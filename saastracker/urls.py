@@ -1,7 +1,8 @@
-"""Root URLs: the two ingest protocols, the analytics read API, the OpenAPI document and the admin."""
+"""Root URLs: the two ingest protocols, the analytics read API and pages, the OpenAPI document and the admin."""
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
@@ -10,4 +11,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("app/", include("analytics.pages.urls")),
+    path("", RedirectView.as_view(pattern_name="pages:home", permanent=False), name="root"),
 ]
