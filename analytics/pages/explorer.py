@@ -1,7 +1,8 @@
 """The explorer form: URL parameters <-> the query language's JSON, and a chart of the answer.
 
 The URL holds the whole query (`?source=&measure=&interval=&g1=&g2=&f1_field=&f1_op=&f1_value=...`),
-so a result can be bookmarked and shared. The form does no validation of its own beyond shaping the
+so a result can be bookmarked and shared; the page's range and environment filter apply (SDK events
+have no environment). The form does no validation of its own beyond shaping the
 JSON: the query language (`analytics.query`) validates it and names the offending member.
 """
 
@@ -66,6 +67,8 @@ class ExplorerForm:
             elif row["op"] not in VALUELESS_OPS:
                 condition["value"] = row["value"]
             conditions.append(condition)
+        if self.filters.environment and self.source == "events":
+            conditions.append({"field": "environment", "op": "eq", "value": self.filters.environment})
         return {
             "source": self.source,
             "measure": self.measure,

@@ -180,7 +180,6 @@ def overview(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
         )
         active = _read("active_users_get", app=app, environment=filters.environment, source=source_name)
         chart = _series_chart(activity["series"], [("events", "Events"), ("users", "Active users")])
-        chart["datasets"][1]["axis"] = "y2"
         return {"activity": activity, "active": active, "source": source_name, "chart": chart}
 
     return _render(request, "analytics/pages/overview.html", app, filters, "overview", load)

@@ -29,7 +29,7 @@
         borderColor: color,
         backgroundColor: spec.kind === "line" ? color + "22" : color,
         fill: spec.kind === "line" && spec.datasets.length === 1,
-        tension: 0.25,
+        tension: 0,
         pointRadius: spec.labels.length > 45 ? 0 : 2,
         borderWidth: 2,
         yAxisID: ds.axis || "y",
