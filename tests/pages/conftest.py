@@ -139,7 +139,7 @@ def console() -> ConsoleGuard:
 
 
 @pytest.fixture
-def page(context, console: ConsoleGuard):  # noqa: ANN201 - Playwright's Page
+def page(context, console: ConsoleGuard):
     """pytest-playwright's page, watched: a console error or a page error fails the test."""
     page = context.new_page()
     page.on("console", lambda msg: console.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
@@ -156,7 +156,7 @@ class Screenshots:
         self.folder = folder
         self.taken: list[Path] = []
 
-    def take(self, page, name: str) -> Path:  # noqa: ANN001 - Playwright's Page
+    def take(self, page, name: str) -> Path:
         path = self.folder / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         self.taken.append(path)
@@ -172,6 +172,6 @@ def screenshots() -> Screenshots:
     return Screenshots(SCREENSHOTS)
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's reporter
+def pytest_terminal_summary(terminalreporter) -> None:
     if SCREENSHOTS.exists() and any(SCREENSHOTS.glob("*.png")):
         terminalreporter.write_line(f"Screenshots of the pages: {SCREENSHOTS}")
