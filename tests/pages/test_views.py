@@ -166,3 +166,19 @@ def test_explorer_form_becomes_the_query_language(rf):
     ]
     assert query["from"] == f"{filters.date_from.isoformat()}T00:00:00Z"
     assert query["limit"] == 50
+
+
+def test_a_refused_request_shows_the_error_state_not_a_crash(member_client, application):
+    from analytics import selectors
+
+    if not hasattr(selectors, "organizations_list"):
+        pytest.skip("the organizations selector (issue 10) is not installed")
+
+    response = member_client.get(f"/app/{application.uuid}/organizations/?cursor=not-a-cursor")
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'class="panel error-state"' in body
+    assert "cursor" in body
+    # The rest of the page still works: navigation and filters are there
+    assert f'href="/app/{application.uuid}/stream/"' in body

@@ -20,6 +20,10 @@
       return;
     }
     canvas.dataset.drawn = "1";
+    var loading = canvas.parentNode.querySelector(".chart-loading");
+    if (loading) {
+      loading.remove();
+    }
     var horizontal = spec.kind === "hbar";
     var datasets = spec.datasets.map(function (ds, i) {
       var color = PALETTE[i % PALETTE.length];
@@ -129,6 +133,12 @@
         evt.detail.parameters.seen = seen;
       }
     });
+    list.addEventListener("htmx:afterRequest", function (evt) {
+      // 204: the server could not read the stream this time; the next poll tries again.
+      var failed = !evt.detail.successful || evt.detail.xhr.status !== 200;
+      status.classList.toggle("stream-retrying", failed && !paused);
+      status.querySelector(".state").textContent = paused ? "Paused" : failed ? "Retrying…" : "Live";
+    });
     list.addEventListener("htmx:afterSwap", function () {
       var empty = document.getElementById("stream-empty");
       if (empty && list.querySelector("li[data-received]")) {
@@ -137,12 +147,19 @@
     });
   }
 
-  /* Explorer: show the fields of the chosen source only. */
+  /* Explorer: show the fields of the chosen source only; say that a submitted query is running. */
   function wireExplorer() {
     var source = document.getElementById("q-source");
     if (!source) {
       return;
     }
+    var form = document.getElementById("explorer-form");
+    form.addEventListener("submit", function () {
+      var run = document.getElementById("q-run");
+      run.textContent = "Running…";
+      run.setAttribute("aria-busy", "true");
+      form.setAttribute("aria-busy", "true");
+    });
     function sync() {
       document.querySelectorAll("[data-source-field]").forEach(function (option) {
         var show = option.dataset.sourceField === source.value;
