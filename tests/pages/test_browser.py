@@ -300,3 +300,22 @@ def test_layout_holds_at_1024_pixels_and_is_keyboard_usable(page: Page, world: W
     page.get_by_role("link", name="Organizations").focus()
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/organizations/"))
+
+
+def test_app_picker_and_settings_links_to_the_admin(page: Page, world: World):
+    second = ApplicationFactory(company=world.app.company, name="Acme Mobile")
+    log_in(page, world.base, world.member)
+    page.goto(world.url("?range=7"))
+
+    # The picker opens with the keyboard and keeps the filters
+    page.locator("#app-picker summary").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name="Acme Analytics · Acme Mobile").click()
+    expect(page).to_have_url(f"{world.base}/app/{second.uuid}/?range=7")
+
+    # Settings live in the admin (for staff members): the application's webhooks and credentials
+    page.locator("#settings-menu summary").click()
+    webhooks = page.get_by_role("link", name="Webhooks")
+    expect(webhooks).to_have_attribute("href", re.compile(rf"application__id__exact={second.pk}"))
+    page.keyboard.press("Escape")
+    expect(webhooks).to_be_hidden()

@@ -85,16 +85,26 @@
     (root || document).querySelectorAll("canvas[data-chart]").forEach(drawChart);
   }
 
-  /* The app picker navigates as soon as another application is chosen; its button stays for keyboards. */
-  function wireAppPicker() {
-    var picker = document.getElementById("app-picker");
-    if (!picker) {
-      return;
-    }
-    picker.addEventListener("change", function () {
-      if (picker.value) {
-        window.location.href = picker.value;
+  /* Menus (<details>): Escape or a click elsewhere closes them. */
+  function wireMenus() {
+    var menus = document.querySelectorAll("details.menu");
+    document.addEventListener("click", function (evt) {
+      menus.forEach(function (menu) {
+        if (menu.open && !menu.contains(evt.target)) {
+          menu.open = false;
+        }
+      });
+    });
+    document.addEventListener("keydown", function (evt) {
+      if (evt.key !== "Escape") {
+        return;
       }
+      menus.forEach(function (menu) {
+        if (menu.open) {
+          menu.open = false;
+          menu.querySelector("summary").focus();
+        }
+      });
     });
   }
 
@@ -173,7 +183,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts(document);
-    wireAppPicker();
+    wireMenus();
     wireStream();
     wireExplorer();
   });
