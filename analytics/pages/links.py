@@ -15,7 +15,7 @@ def _admin_url(name: str, *args: object, query: str = "") -> str | None:
 
 def admin_links(*, app: Application, user: AbstractBaseUser | AnonymousUser) -> dict[str, str | None]:
     """The admin pages of this app's settings; none for users who cannot open the admin."""
-    if not user.is_active or not user.is_staff:
+    if not user.is_active or not getattr(user, "is_staff", False):
         return {}
     return {
         "application": _admin_url("apps_registry_application_change", app.pk),

@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.terminal import TerminalReporter
 from django.conf import settings
 from django.test import Client
+from playwright.sync_api import BrowserContext, Page
 
 from apps_registry.models import Membership
 from tests.factories import ApplicationFactory, CompanyFactory, MembershipFactory
@@ -43,7 +45,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture
-def outsider_client(db) -> Client:
+def outsider_client(db: None) -> Client:
     """Logged in as the owner of another company (with an application of its own)."""
     other = CompanyFactory()
     ApplicationFactory(company=other)
@@ -59,7 +61,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def pages_server(django_db_setup, django_db_blocker) -> Iterator[str]:
+def pages_server(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
     """`scripts/serve` (granian, the production entry point) on a free port, on the test database."""
     if not Path(CHROMIUM).exists():
         message = f"no Chromium at {CHROMIUM} (scripts/test installs Debian's chromium)"
@@ -142,7 +144,7 @@ def console() -> ConsoleGuard:
 
 
 @pytest.fixture
-def page(context, console: ConsoleGuard):
+def page(context: BrowserContext, console: ConsoleGuard) -> Iterator[Page]:
     """pytest-playwright's page, watched: a console error or a page error fails the test."""
     page = context.new_page()
     page.on("console", lambda msg: console.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
@@ -159,7 +161,7 @@ class Screenshots:
         self.folder = folder
         self.taken: list[Path] = []
 
-    def take(self, page, name: str) -> Path:
+    def take(self, page: Page, name: str) -> Path:
         path = self.folder / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         self.taken.append(path)
@@ -175,6 +177,6 @@ def screenshots() -> Screenshots:
     return Screenshots(SCREENSHOTS)
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
     if SCREENSHOTS.exists() and any(SCREENSHOTS.glob("*.png")):
         terminalreporter.write_line(f"Screenshots of the pages: {SCREENSHOTS}")
