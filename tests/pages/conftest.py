@@ -156,15 +156,17 @@ def page(context: BrowserContext, console: ConsoleGuard) -> Iterator[Page]:
     assert not unexpected, f"browser console errors: {unexpected}"
 
 
+TAKEN: list[Path] = []  # this run's screenshots, for the summary line
+
+
 class Screenshots:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.taken: list[Path] = []
 
     def take(self, page: Page, name: str) -> Path:
         path = self.folder / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
-        self.taken.append(path)
+        TAKEN.append(path)
         if os.environ.get("PAGES_SCREENSHOTS_UPDATE_DOCS"):
             DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
@@ -178,5 +180,5 @@ def screenshots() -> Screenshots:
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
-    if SCREENSHOTS.exists() and any(SCREENSHOTS.glob("*.png")):
-        terminalreporter.write_line(f"Screenshots of the pages: {SCREENSHOTS}")
+    if TAKEN:
+        terminalreporter.write_line(f"Screenshots of the pages ({len(TAKEN)}): {SCREENSHOTS}")
