@@ -144,13 +144,14 @@ def _render(
     filters: PageFilters,
     section: str,
     load: Callable[[], dict],
+    extra: dict | None = None,
 ) -> HttpResponse:
     """Render a page from `load()`'s figures, or its error state when they cannot be read."""
     try:
         data, error = load(), None
     except PageError as exc:
         data, error = {}, str(exc)
-    return render(request, template, _context(request, app, filters, section, error=error, **data))
+    return render(request, template, _context(request, app, filters, section, error=error, **(extra or {}), **data))
 
 
 @login_required
@@ -303,15 +304,7 @@ def organizations(request: HttpRequest, app: Application, filters: PageFilters) 
         "signals": ORG_SIGNALS,
         "filtered": bool(bucket or signal or search),
     }
-    try:
-        data, error = load(), None
-    except PageError as exc:
-        data, error = {}, str(exc)
-    return render(
-        request,
-        "analytics/pages/organizations.html",
-        _context(request, app, filters, "organizations", error=error, **extra, **data),
-    )
+    return _render(request, "analytics/pages/organizations.html", app, filters, "organizations", load, extra)
 
 
 @require_http_methods(["GET", "POST"])
@@ -419,12 +412,7 @@ def stream(request: HttpRequest, app: Application, filters: PageFilters) -> Http
         "poll_url": reverse("pages:stream_rows", args=[app.uuid]) + "?" + urlencode(params),
         "poll_ms": settings.PAGES_STREAM_POLL_MS,
     }
-    try:
-        data, error = load(), None
-    except PageError as exc:
-        data, error = {}, str(exc)
-    context = _context(request, app, filters, "stream", error=error, **extra, **data)
-    return render(request, "analytics/pages/stream.html", context)
+    return _render(request, "analytics/pages/stream.html", app, filters, "stream", load, extra)
 
 
 @require_GET
