@@ -1,7 +1,9 @@
 """Root URLs: the two ingest protocols, the analytics read API, the OpenAPI document, the admin and the metrics."""
+"""Root URLs: the two ingest protocols, the analytics read API and pages, the OpenAPI document and the admin."""
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from saastracker.metrics import metrics_view
@@ -13,4 +15,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
+    path("app/", include("analytics.pages.urls")),
+    path("", RedirectView.as_view(pattern_name="pages:home", permanent=False), name="root"),
 ]

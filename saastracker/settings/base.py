@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
     "rest_framework",
     "drf_spectacular",
     "apps_registry",
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "analytics.pages.middleware.content_security_policy",
 ]
 # The ingest APIs (/v1/, /api/v1/ingest/) are served with this shorter stack (see saastracker/wsgi.py):
 # they use no session, cookie, CSRF token, message or frame, and every middleware costs at ingest rates.
@@ -120,6 +124,14 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# --- Analytics pages (/app/) ---------------------------------------------------------------
+# The product's login page; the admin keeps its own. Logout and password change live beside it.
+LOGIN_URL = "pages:login"
+LOGIN_REDIRECT_URL = "pages:home"
+LOGOUT_REDIRECT_URL = "pages:login"
+# How often the event stream page asks for new events (milliseconds); new events show within 5 s.
+PAGES_STREAM_POLL_MS = env_int("PAGES_STREAM_POLL_MS", 2000)
 
 # --- Secrets at rest -------------------------------------------------------------------------
 # Fernet key(s), comma-separated: the first encrypts, all decrypt (key rotation).

@@ -1,7 +1,7 @@
 """Tests: real PostgreSQL and Redis; a database of the suite's own."""
 
 from .base import *  # noqa: F403
-from .base import DATABASES, MIDDLEWARE, env, env_bool
+from .base import DATABASES, env, env_bool
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", "test_saastracker")}
@@ -17,5 +17,7 @@ REDIS_URL = env("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 CELERY_BROKER_URL = env("TEST_CELERY_BROKER_URL", REDIS_URL)
 
-# Static files are not collected for tests; WhiteNoise would warn on every request.
-MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]
+# Static files are not collected for tests: WhiteNoise serves them from the apps' static folders
+# (the browser tests run the real server, which has no other way to serve Chart.js and htmx).
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

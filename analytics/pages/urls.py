@@ -1,0 +1,41 @@
+"""The pages under `/app/`; an application's pages under `/app/<app_uuid>/`."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path, reverse_lazy
+
+from . import views
+
+app_name = "pages"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="analytics/pages/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password/",
+        auth_views.PasswordChangeView.as_view(
+            template_name="analytics/pages/password_change_form.html",
+            success_url=reverse_lazy("pages:password_change_done"),
+        ),
+        name="password_change",
+    ),
+    path(
+        "password/done/",
+        auth_views.PasswordChangeDoneView.as_view(template_name="analytics/pages/password_change_done.html"),
+        name="password_change_done",
+    ),
+    path("<uuid:app_uuid>/", views.overview, name="overview"),
+    path("<uuid:app_uuid>/pages/", views.pages, name="pages"),
+    path("<uuid:app_uuid>/pages/trend/", views.page_trend, name="page_trend"),
+    path("<uuid:app_uuid>/features/", views.features, name="features"),
+    path("<uuid:app_uuid>/organizations/", views.organizations, name="organizations"),
+    path("<uuid:app_uuid>/organizations/<path:customer_org_id>/", views.organization, name="organization"),
+    path("<uuid:app_uuid>/stream/", views.stream, name="stream"),
+    path("<uuid:app_uuid>/stream/rows/", views.stream_rows, name="stream_rows"),
+    path("<uuid:app_uuid>/explorer/", views.explorer, name="explorer"),
+    path("<uuid:app_uuid>/explorer.csv", views.explorer_csv, name="explorer_csv"),
+]
