@@ -1,5 +1,4 @@
-"""Root URLs: the two ingest protocols, the analytics read API, the OpenAPI document, the admin and the metrics."""
-"""Root URLs: the two ingest protocols, the analytics read API and pages, the OpenAPI document and the admin."""
+"""Root URLs: the two ingest protocols, the analytics read API and pages, the OpenAPI document, the admin and the metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
