@@ -29,11 +29,11 @@ from typing import Any
 import orjson
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
+from saastracker.metrics import group_commit_record
+
 from .db import connection_lost, write_outcome_record
 
 logger = logging.getLogger(__name__)
-
-from saastracker.metrics import group_commit_record
 
 CursorFactory = Callable[[], AbstractContextManager[Any]]
 # Given rows whose commit is in doubt: which of them are stored (one bool per row), or None if unknown.

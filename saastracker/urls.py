@@ -1,4 +1,4 @@
-"""Root URLs: the two ingest protocols, the analytics read API and pages, the OpenAPI document, the admin and the metrics."""
+"""Root URLs: ingest, the analytics API and pages, the OpenAPI document, the admin and the metrics."""
 
 from django.contrib import admin
 from django.urls import include, path

@@ -4,13 +4,11 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0004_admin_search_indexes'),
-        ('ingest', '0004_analytics_stream_explorer_indexes'),
-        ('ingest', '0004_fold_pending_marker'),
-        ('ingest', '0004_write_probe'),
+        ("ingest", "0004_admin_search_indexes"),
+        ("ingest", "0004_analytics_stream_explorer_indexes"),
+        ("ingest", "0004_fold_pending_marker"),
+        ("ingest", "0004_write_probe"),
     ]
 
-    operations = [
-    ]
+    operations = []
