@@ -5,6 +5,8 @@ company, account admins (owner/admin members) their own company. Personal keys a
 to their own user, whatever the role, so any staff member can create and revoke their keys.
 """
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -12,8 +14,6 @@ from django.http import HttpRequest, HttpResponse
 from apps_registry.admin_scoping import (
     CompanyScopedAdmin,
     ObjectPagesMixin,
-    account_company_id,
-    is_superuser,
     is_support,
 )
 
@@ -30,15 +30,23 @@ class PersonalApiKeyAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     fields = ("name",)
     actions = ("revoke_selected",)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[PersonalApiKey]:
-        qs = admin.ModelAdmin.get_queryset(self, request).select_related("user")
-        user = request.user
-        if is_superuser(user) or is_support(user):
-            return qs
-        company_id = account_company_id(user)
-        if company_id is not None:
-            return qs.filter(Q(user__membership__company_id=company_id) | Q(user=user))
-        return qs.filter(user=user)
+    # A key belongs to a user, not to a company: everyone manages their own keys, account admins
+    # also those of their company's members, support reads all and superusers manage all.
+
+    def read_scope(self, request: HttpRequest) -> Q | None:
+        scope = super().read_scope(request)
+        return None if scope is None else scope | Q(user=request.user)
+
+    def write_scope(self, request: HttpRequest) -> Q | None:
+        scope = super().write_scope(request)
+        return None if scope is None else scope | Q(user=request.user)
+
+    def may_write_object(self, request: HttpRequest, obj: PersonalApiKey) -> bool:
+        return obj.user_id == request.user.pk or super().may_write_object(request, obj)
+
+    def save_form(self, request: HttpRequest, form: Any, change: bool) -> Any:
+        form.instance.user = request.user  # a key is always the requesting user's own
+        return super().save_form(request, form, change)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_active and request.user.is_staff

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from analytics.models import PersonalApiKey
+from analytics.models import Feature, Organization, OrgSignal, PersonalApiKey
 from analytics.services import new_personal_key
 from apps_registry import crypto
 from apps_registry.models import ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
@@ -221,3 +221,33 @@ class PersonalApiKeyFactory(DjangoModelFactory):
         obj = super()._create(model_class, *args, **kwargs)
         obj.raw_key = raw
         return obj
+
+
+class FeatureFactory(DjangoModelFactory):
+    class Meta:
+        model = Feature
+
+    application = factory.SubFactory(ApplicationFactory)
+    name = factory.Sequence(lambda n: f"feature {n}")
+    events = factory.LazyFunction(lambda: ["report_exported"])
+    path_prefixes = factory.LazyFunction(lambda: ["/reports"])
+
+
+class OrganizationFactory(DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    application = factory.SubFactory(ApplicationFactory)
+    customer_org_id = factory.Sequence(lambda n: f"org_{n}")
+    first_seen = factory.LazyFunction(lambda: timezone.now() - timedelta(days=40))
+    last_seen = factory.LazyFunction(timezone.now)
+
+
+class OrgSignalFactory(DjangoModelFactory):
+    class Meta:
+        model = OrgSignal
+
+    application = factory.SubFactory(ApplicationFactory)
+    customer_org_id = factory.Sequence(lambda n: f"org_{n}")
+    kind = OrgSignal.Kind.USAGE_DROP
+    active_since = factory.LazyFunction(timezone.now)
