@@ -30,11 +30,11 @@ from .sdk_openapi import (
 
 CONTENT_ENCODING = OpenApiParameter(
     "Content-Encoding",
-    str,
+    # What `check_request_shape` accepts: gzip or identity in any case, blanks around, or empty (identity).
+    {"type": "string", "pattern": "^[ \\t]*([gG][zZ][iI][pP]|[iI][dD][eE][nN][tT][iI][tT][yY])?[ \\t]*$"},
     OpenApiParameter.HEADER,
     required=False,
-    enum=["gzip", "identity"],
-    description="gzip is accepted; the 1 MiB limit applies to the decompressed body.",
+    description="gzip or identity (empty or absent: identity); the 1 MiB limit applies to the decompressed body.",
 )
 
 

@@ -95,7 +95,7 @@ def as_a_client_sends_it(case) -> dict:
     extra: dict = {}
     if isinstance(case.body, dict) and type(case.body.get("ts_epoch")) is int and case.body["ts_epoch"] >= 0:
         case.body["ts_epoch"] = min(case.body["ts_epoch"], int(time.time()) + TS_MAX_FUTURE_SECONDS - 60)
-    if (header(case, "content-encoding") or "").lower() == "gzip":
+    if (header(case, "content-encoding") or "").strip().lower() == "gzip":
         extra["data"] = gzip.compress(body_bytes(case))
     return extra
 
