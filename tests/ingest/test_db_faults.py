@@ -115,7 +115,7 @@ def stack() -> Iterator[Stack]:
             [str(ROOT / "scripts" / "serve")],
             cwd=ROOT,
             env=env,
-            stdout=(pg.root / "server.log").open("w"),  # kept if the test fails: see pg.root
+            stdout=(pg.root / "server.log").open("w"),  # next to the cluster's own log, for debugging a run
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
