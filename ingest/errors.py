@@ -8,7 +8,9 @@ A 5xx never carries internals: unexpected exceptions are logged and answered wit
 
 import logging
 
+from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -42,6 +44,7 @@ _DRF_CODES = {
     exceptions.AuthenticationFailed: "unauthorized",
     exceptions.NotAuthenticated: "unauthorized",
     exceptions.NotFound: "not_found",
+    exceptions.PermissionDenied: "forbidden",
     exceptions.Throttled: "rate_limited",
     exceptions.ParseError: "bad_request",
 }
@@ -56,6 +59,12 @@ def error_body(code: str, message: str, details: list | None = None) -> dict:
 
 def exception_handler(exc, context):
     """DRF's hook: every error leaves through here in the same shape."""
+    # Django's own 404/403 (e.g. DRF's `?format=` negotiation raises Http404) are client errors,
+    # as DRF's default handler treats them, never a 500.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
     if isinstance(exc, ApiError):
         response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
         response.error_code = exc.code  # type: ignore[attr-defined]  # read by the metrics middleware

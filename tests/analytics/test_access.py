@@ -57,3 +57,9 @@ def test_another_companys_app_is_unknown(application, outsider):
     ApplicationFactory(company=application.company)
     with pytest.raises(NotFound):
         application_readable_get(user=outsider, app_uuid=application.uuid)
+
+
+def test_an_unknown_format_suffix_is_a_404_not_a_500(api_client, application, member_key):
+    response = api_client.get(APPS_URL + "?format=AAA", HTTP_AUTHORIZATION=f"Bearer {member_key}")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
