@@ -212,12 +212,15 @@ def explain(meta: dict, first_url: str, back_url: str, by_event: dict, users: di
     from django.db import connection
 
     from analytics.query import query_compile
+    from analytics.query.engines import POSTGRES_WORK_MEM
     from analytics.query.validation import query_parse
     from analytics.stream import stream_sql
     from apps_registry.models import Application
 
     app = Application.objects.get(uuid=meta["app_uuid"])
     with connection.cursor() as cursor:
+        # The explorer's own session settings (analytics/query/engines.py), for the plans to match.
+        cursor.execute("SELECT set_config('jit', 'off', false), set_config('work_mem', %s, false)", [POSTGRES_WORK_MEM])
         for title, (sql, params) in {
             "stream, first page": stream_sql(app=app, source="events", limit=200, before=None),
             "stream, 10,000 back": stream_sql(

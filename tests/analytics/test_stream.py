@@ -7,7 +7,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.factories import ApplicationFactory, EventFactory, SdkEventFactory
+from apps_registry.models import Membership
+from tests.factories import (
+    ApplicationFactory,
+    EventFactory,
+    MembershipFactory,
+    PersonalApiKeyFactory,
+    SdkEventFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -230,3 +237,13 @@ def test_isolation(api_client, application, outsider, member):
     assert api_client.get(url(application)).status_code == 401
     api_client.force_login(member)
     assert api_client.get(url(application)).status_code == 200
+
+
+@pytest.mark.parametrize("role", list(Membership.Role))
+def test_every_role_reads_by_key_and_another_companys_key_gets_404(api_client, application, outsider, role):
+    EventFactory(application=application)
+    own = PersonalApiKeyFactory(user=MembershipFactory(company=application.company, role=role).user).raw_key
+    foreign = PersonalApiKeyFactory(user=outsider).raw_key
+
+    assert api_client.get(url(application), HTTP_AUTHORIZATION=f"Bearer {own}").status_code == 200
+    assert api_client.get(url(application), HTTP_AUTHORIZATION=f"Bearer {foreign}").status_code == 404
