@@ -39,7 +39,8 @@ class EstimatedCountPaginator(Paginator):
         queryset = self.object_list
         if not isinstance(queryset, QuerySet):
             return super().count
-        exact = queryset.order_by()[: EXACT_COUNT_UP_TO + 1].count()
+        # Newest first, as the lists read: a filter on recent rows stops after the bound, not after a scan.
+        exact = queryset.order_by("-pk")[: EXACT_COUNT_UP_TO + 1].count()
         if exact <= EXACT_COUNT_UP_TO:
             return exact
         return max(exact, _planner_estimate(queryset))
