@@ -10,16 +10,18 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .models import ExportState
-from .services.export import MODELS
+from .services.export import MODELS, export_oldest_unexported_get
 
 
 def export_collect() -> Iterable[Metric]:
-    """Rows pending and dead-lettered per export table, and the export lag (age of the oldest pending row)."""
+    """Rows pending, sending and dead-lettered per export table, and the export lag (issue 9, item 10)."""
     rows = GaugeMetricFamily(
         "saastracker_export_rows", "Stored rows still owed to BigQuery, by table and state.", labels=["table", "state"]
     )
     lag = GaugeMetricFamily(
-        "saastracker_export_lag_seconds", "Age of the oldest row pending export, per table (0: none).", labels=["table"]
+        "saastracker_export_lag_seconds",
+        "Age of the oldest row not yet exported (pending or being sent), per table (0: none).",
+        labels=["table"],
     )
     now = timezone.now()
     for table, model in MODELS.items():
@@ -27,6 +29,6 @@ def export_collect() -> Iterable[Metric]:
         rows.add_metric([table, "pending"], pending.count())
         rows.add_metric([table, "dead"], model._default_manager.filter(export_state=ExportState.DEAD).count())
         rows.add_metric([table, "sending"], model._default_manager.filter(export_state=ExportState.SENDING).count())
-        oldest = pending.order_by("id").values_list("received_at", flat=True).first()
+        oldest = export_oldest_unexported_get(queryset=model._default_manager.all())
         lag.add_metric([table], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
     return [rows, lag]

@@ -3,13 +3,15 @@
 import gzip
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.models import Event, ExportState
-from tests.factories import ApiSecretFactory, ApplicationFactory, SdkKeyFactory
+from tests.factories import ApiSecretFactory, ApplicationFactory, EventFactory, SdkEventFactory, SdkKeyFactory
 from tests.ingest.sdk_helpers import sdk_event
 from tests.ingest.v1_helpers import event_body, sign
 from webhooks.tasks import sweep_due
@@ -176,3 +178,18 @@ def test_the_dashboard_and_alerts_use_only_metrics_the_service_exposes(client):
 
     # the fold lag comes from the analytics app's collector (the documented hook), when it exists
     assert {family(n) for n in used} - exposed <= {"saastracker_analytics_fold_lag_seconds"}
+
+
+@pytest.mark.django_db
+def test_export_lag_counts_rows_in_flight_and_the_fold_lag_is_scraped(client):
+    # Given an old row being sent to BigQuery (not pending) and an old row not yet folded into the rollups
+    old = timezone.now() - timedelta(minutes=10)
+    EventFactory(export_state=ExportState.SENDING, received_at=old)
+    SdkEventFactory(received_at=old - timedelta(minutes=5))
+
+    scraped = samples(client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode())
+
+    # Then the export lag covers the row in flight, and the fold lag the oldest unfolded row
+    assert value(scraped, "saastracker_export_lag_seconds", table="events") >= 600
+    assert value(scraped, "saastracker_export_rows", table="events", state="sending") == 1
+    assert value(scraped, "saastracker_analytics_fold_lag_seconds") >= 900

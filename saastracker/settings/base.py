@@ -251,4 +251,8 @@ METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
 # Scrape-time gauges read from the database (see saastracker/metrics.py): callables returning
 # prometheus_client Metric families. Other apps add theirs here (e.g. the analytics fold lag).
-METRICS_SCRAPE_COLLECTORS = ["ingest.metrics.export_collect", "webhooks.metrics.webhooks_collect"]
+METRICS_SCRAPE_COLLECTORS = [
+    "ingest.metrics.export_collect",
+    "webhooks.metrics.webhooks_collect",
+    "analytics.metrics.fold_collect",
+]
