@@ -6,6 +6,7 @@ in the session, a message cookie or a log); everywhere else they are masked.
 """
 
 from datetime import timedelta
+from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -273,7 +274,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         initial = super().get_changeform_initial_data(request)
         company_id = account_company_id(request.user)
         if company_id is not None and not is_superuser(request.user):
-            initial.setdefault("company", company_id)
+            initial.setdefault("company", company_id)  # type: ignore[arg-type]  # a form's initial takes any value
         return initial
 
     def has_delete_permission(self, request, obj=None) -> bool:
@@ -282,11 +283,11 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
 
     @admin.display(description="live secrets", ordering="live_secret_count")
     def live_secrets(self, obj: Application) -> int:
-        return obj.live_secret_count
+        return obj.live_secret_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="live SDK keys", ordering="live_key_count")
     def live_sdk_keys(self, obj: Application) -> int:
-        return obj.live_key_count
+        return obj.live_key_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="ingest URL (POST /v1/events)")
     def ingest_endpoint(self, obj: Application) -> str:
@@ -380,7 +381,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def rotate_secret_view(self, request, object_id):
-        obj = self.get_object_for_write(request, object_id)
+        obj = cast(Application, self.get_object_for_write(request, object_id))
         form = RotateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             hours = form.cleaned_data["expire_old_in_hours"]
@@ -397,7 +398,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def new_sdk_key_view(self, request, object_id):
-        obj = self.get_object_for_write(request, object_id)
+        obj = cast(Application, self.get_object_for_write(request, object_id))
         if request.method == "POST":
             key = sdk_key_create(application=obj)
             self.log_change(request, obj, "Created an SDK key.")
@@ -411,7 +412,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def revoke_secret_view(self, request, object_id, secret_id):
-        obj = self.get_object_for_write(request, object_id)
+        obj = cast(Application, self.get_object_for_write(request, object_id))
         secret = obj.secrets.filter(pk=secret_id).first()
         if secret is None:
             raise Http404("No such secret.")
@@ -429,7 +430,7 @@ class ApplicationAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         )
 
     def revoke_sdk_key_view(self, request, object_id, key_id):
-        obj = self.get_object_for_write(request, object_id)
+        obj = cast(Application, self.get_object_for_write(request, object_id))
         key = obj.sdk_keys.filter(pk=key_id).first()
         if key is None:
             raise Http404("No such SDK key.")

@@ -31,6 +31,7 @@ from django.contrib.admin.utils import get_fields_from_path, quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q, QuerySet
+from django.db.models.options import Options
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -100,7 +101,8 @@ def _applied_when_used(spec_class: type) -> type:
     """
 
     def has_output(self: Any) -> bool:
-        return bool(self.used_parameters) or super(cls, self).has_output()
+        # mypy cannot follow a class made by type() into super().
+        return bool(self.used_parameters) or super(cls, self).has_output()  # type: ignore[arg-type]
 
     cls = type(f"AppliedWhenUsed{spec_class.__name__}", (spec_class,), {"has_output": has_output})
     return cls
@@ -180,11 +182,12 @@ class CompanyScopedAdmin(admin.ModelAdmin):
         if self.company_path == "pk":
             return obj.pk
         *hops, last = self.company_path.split("__")
+        node: Any = obj
         for hop in hops:
-            obj = getattr(obj, hop, None)
-            if obj is None:
+            node = getattr(node, hop, None)
+            if node is None:
                 return None
-        return getattr(obj, f"{last}_id", None)
+        return getattr(node, f"{last}_id", None)
 
     def may_write_object(self, request: HttpRequest, obj: models.Model) -> bool:
         role = admin_role(request.user)
@@ -261,13 +264,14 @@ class CompanyScopedAdmin(admin.ModelAdmin):
         admin, "select all" across companies) is refused as a whole: acting on part of what was
         selected would be a surprise too.
         """
+        actions: dict[str, Any] = super().get_actions(request)  # the stubs allow None values; Django never has one
         return {
             name: (
                 func if tuple(getattr(func, "allowed_permissions", ())) == ("view",) else self._guard(func),
                 name,
                 desc,
             )
-            for name, (func, name, desc) in super().get_actions(request).items()
+            for name, (func, name, desc) in actions.items()
         }
 
     def _guard(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -287,10 +291,11 @@ class CompanyScopedAdmin(admin.ModelAdmin):
 
     # --- Choices: filters, foreign keys, autocomplete ------------------------------------------
 
-    def get_list_filter(self, request: HttpRequest) -> Sequence[Any]:
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
         """Relation filters list only objects related to visible rows; every filter applies when used."""
         scoped: list[Any] = []
-        for item in super().get_list_filter(request):
+        declared: Sequence[Any] = super().get_list_filter(request)
+        for item in declared:
             if isinstance(item, (tuple, list)):
                 path, spec_class = item
                 if issubclass(spec_class, admin.RelatedFieldListFilter):
@@ -363,6 +368,9 @@ class ReadOnlyScopedInline(admin.TabularInline):
 
 class ObjectPagesMixin:
     """The pages behind per-object admin buttons: a confirmation form and a show-once page."""
+
+    admin_site: admin.AdminSite  # provided by the ModelAdmin this is mixed into
+    opts: Options
 
     def _change_url(self, obj: models.Model) -> str:
         return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[quote(obj.pk)])

@@ -11,8 +11,8 @@ workers are stuck; with no BigQuery configured it says export is off instead.
 from typing import Any, ClassVar
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from apps_registry.admin_lists import LargeListMixin, as_uuid, model_ids, time_window_filter
@@ -49,21 +49,21 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
     actions = ("retry_export",)
     ordering = ("-id",)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_retry_permission(self, request) -> bool:
+    def has_retry_permission(self, request: HttpRequest) -> bool:
         """Support staff look only; superusers and account admins may retry their rows."""
         return request.user.is_superuser or account_company_id(request.user) is not None
 
     @admin.action(description="Retry export of selected dead-letter rows", permissions=["retry"])
-    def retry_export(self, request, queryset):
+    def retry_export(self, request: HttpRequest, queryset: QuerySet) -> None:
         ids = list(queryset.filter(export_state=ExportState.DEAD).values_list("id", flat=True))
         count = export_retry_dead(model=self.model, ids=ids)
         if count:
@@ -72,7 +72,7 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
             outbox.kick(export=True)
         self.message_user(request, f"{count} row(s) back to pending export.", messages.SUCCESS)
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         scoped = self.get_queryset(request)
         enabled = bigquery.is_enabled()
         oldest = export_oldest_unexported_get(queryset=scoped) if enabled else None

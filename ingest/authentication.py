@@ -17,6 +17,7 @@ import uuid
 
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
 
 from apps_registry.selectors import (
     AppCredentials,
@@ -60,7 +61,7 @@ def signature_matches(secrets: list[bytes], body: bytes, signature: str) -> bool
 
 
 class HmacSignatureAuthentication(BaseAuthentication):
-    def authenticate(self, request) -> tuple[None, AppCredentials]:
+    def authenticate(self, request: Request) -> tuple[None, AppCredentials]:
         raw_uuid = request.META.get("HTTP_X_APP_UUID", "")
         try:
             app_uuid = uuid.UUID(raw_uuid.strip())
@@ -76,7 +77,7 @@ class HmacSignatureAuthentication(BaseAuthentication):
         context_bind(app_uuid=str(app_uuid))
         return None, creds
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return "HMAC-SHA256"
 
 
@@ -85,7 +86,7 @@ _last_touch: dict[int, float] = {}
 
 
 class SdkKeyAuthentication(BaseAuthentication):
-    def authenticate(self, request) -> tuple[None, SdkKeyCredentials]:
+    def authenticate(self, request: Request) -> tuple[None, SdkKeyCredentials]:
         key = request.META.get("HTTP_X_API_KEY", "")
         creds = sdk_key_credentials_get(key=key) if key else None
         if creds is None or not creds.is_active:
@@ -98,5 +99,5 @@ class SdkKeyAuthentication(BaseAuthentication):
             sdk_key_touch(key_id=creds.key_id, at=timezone.now())
         return None, creds
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return "x-api-key"

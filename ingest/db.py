@@ -12,24 +12,26 @@ import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, InterfaceError, OperationalError, connections
-from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.postgresql.base import DatabaseWrapper, ServerBindingCursor
 
 logger = logging.getLogger(__name__)
 
 _PREPARE_ONLY_WHEN_ASKED = 2**31  # Django's own cursors bind client-side and never prepare anyway
 
 
+# django-stubs declare ServerBindingCursor without its psycopg.Cursor base, and make_cursor() as taking
+# Django's CursorWrapper where it takes (and wraps) a DB-API cursor: hence the ignores below.
 class _PreparedCursor(ServerBindingCursor):
     """Server-side binding, every statement prepared on first use per connection."""
 
     def execute(
         self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
     ) -> Any:
-        return super().execute(query, params, prepare=True, binary=binary)
+        return super().execute(query, params, prepare=True, binary=binary)  # type: ignore[misc]  # see above
 
 
 def prepared_cursor() -> Any:
@@ -41,8 +43,8 @@ def prepared_cursor() -> Any:
     if pg.prepare_threshold is None:  # Django's default disables preparing; allow it only when asked
         pg.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
     with db.wrap_database_errors:
-        raw = _PreparedCursor(pg)
-    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+        raw = _PreparedCursor(pg)  # type: ignore[call-arg]  # psycopg.Cursor(connection), see above
+    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)  # type: ignore[arg-type]  # see above
 
 
 # --- In-doubt commits ---------------------------------------------------------------------------
@@ -79,7 +81,7 @@ def in_doubt_lookup(
     """
     if within is None:
         within = settings.DB_IN_DOUBT_SECONDS
-    db = connections[using]
+    db = cast(DatabaseWrapper, connections[using])  # PostgreSQL's: its `Database` is psycopg
     if db.in_atomic_block:  # the caller's transaction is lost with its connection: nothing of it committed
         return None
     old_pid, failed_at = _backend_pid(db), datetime.now(UTC)

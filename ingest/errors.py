@@ -7,6 +7,7 @@ A 5xx never carries internals: unexpected exceptions are logged and answered wit
 """
 
 import logging
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, InterfaceError, OperationalError
@@ -20,7 +21,15 @@ logger = logging.getLogger(__name__)
 class ApiError(exceptions.APIException):
     """An error with a machine code, a message and optional per-field details."""
 
-    def __init__(self, *, status_code: int, code: str, message: str, details: list | None = None, headers=None):
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        code: str,
+        message: str,
+        details: list | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.status_code = status_code
         self.code = code
         self.message = message
@@ -51,13 +60,13 @@ _DRF_CODES = {
 
 
 def error_body(code: str, message: str, details: list | None = None) -> dict:
-    body = {"error": code, "message": message}
+    body: dict[str, Any] = {"error": code, "message": message}
     if details is not None:
         body["details"] = details
     return body
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's hook: every error leaves through here in the same shape."""
     # Django's own 404/403 (e.g. DRF's `?format=` negotiation raises Http404) are client errors,
     # as DRF's default handler treats them, never a 500.
@@ -76,8 +85,9 @@ def exception_handler(exc, context):
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response = Response(error_body(code, message), status=exc.status_code)
         response.error_code = code  # type: ignore[attr-defined]  # read by the metrics middleware
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            response["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        # drf-stubs omit Throttled.wait (set in its __init__), hence the ignores.
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:  # type: ignore[attr-defined]
+            response["Retry-After"] = str(max(1, int(exc.wait + 0.999)))  # type: ignore[attr-defined]
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
             response.status_code = status.HTTP_401_UNAUTHORIZED
         return response

@@ -10,7 +10,7 @@ stuck on BigQuery) logs lag and backlog, skips unconsented rows, and kicks expor
 import logging
 import random
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from ingest.services import export as export_service
 from ingest.services import retention as retention_service
@@ -71,7 +71,7 @@ def _fanout() -> None:
     time_limit=export_service.EXPORT_HARD_TIME_LIMIT,
     max_retries=MAX_RETRIES,
 )
-def export_pending(self, fanout: bool = True) -> dict:
+def export_pending(self: Task, fanout: bool = True) -> dict:
     """Drain pending rows to BigQuery; back off and retry while BigQuery is down, pushing back or hung.
 
     While one task backs off, fresh kicks (one a second per web process) return at once: the
@@ -142,7 +142,7 @@ def export_sweep() -> dict:
     time_limit=1800,
     max_retries=3,
 )
-def retention(self) -> dict:
+def retention(self: Task) -> dict:
     """Delete exported rows past each company's retention, and expired idempotency keys."""
     try:
         return retention_service.retention_apply()

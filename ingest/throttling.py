@@ -11,14 +11,20 @@ not wait on Redis at all. Small limits lease exactly what is asked: their counti
 import logging
 import threading
 import time
+from typing import cast
 
 from django.conf import settings
 from redis.exceptions import RedisError
+from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
 
+from apps_registry.selectors import AppCredentials, SdkKeyCredentials
 from saastracker.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
+
+_Credentials = AppCredentials | SdkKeyCredentials  # what request.auth holds on the ingest APIs
 
 _LUA_BUCKET = """
 local now = redis.call('TIME')
@@ -87,9 +93,11 @@ def take_token(bucket: str, *, rate: float, burst: float, cost: float = 1) -> fl
 class ApplicationRateThrottle(BaseThrottle):
     """Throttle per application (request.auth carries the app), configurable in settings."""
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request: Request, view: APIView) -> bool:
         self._wait = take_token(
-            f"rl:app:{request.auth.app_id}", rate=settings.RATE_LIMIT_PER_SECOND, burst=settings.RATE_LIMIT_BURST
+            f"rl:app:{cast(_Credentials, request.auth).app_id}",
+            rate=settings.RATE_LIMIT_PER_SECOND,
+            burst=settings.RATE_LIMIT_BURST,
         )
         return self._wait <= 0
 

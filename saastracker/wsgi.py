@@ -7,6 +7,8 @@ API docs) keeps the full `MIDDLEWARE` stack. Both handlers share the URLconf and
 """
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.handlers.exception import convert_exception_to_response
@@ -22,11 +24,11 @@ INGEST_PATH_PREFIXES = ("/v1/", "/api/v1/ingest/", "/livez", "/readyz")  # probe
 class IngestWSGIHandler(WSGIHandler):
     """Django's handler with `settings.INGEST_MIDDLEWARE` (synchronous middleware only)."""
 
-    def load_middleware(self, is_async=False):
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response)
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware: list[Callable[..., Any]] = []
+        self._template_response_middleware: list[Callable[..., Any]] = []
+        self._exception_middleware: list[Callable[..., Any]] = []
+        handler = convert_exception_to_response(self._get_response)  # type: ignore[attr-defined]  # private, not in the stubs
         for path in reversed(settings.INGEST_MIDDLEWARE):
             middleware = import_string(path)(handler)
             if hasattr(middleware, "process_view"):

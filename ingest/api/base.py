@@ -5,8 +5,14 @@ DRF runs authentication before it looks up the handler, so without this a GET wo
 an answer into a 406.
 """
 
+from collections.abc import Iterable
+from typing import Any
+
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from ..errors import ApiError
@@ -15,14 +21,17 @@ from ..errors import ApiError
 class JsonOnlyNegotiation(BaseContentNegotiation):
     """We only ever answer JSON, whatever the client accepts."""
 
-    def select_parser(self, request, parsers):
-        return parsers[0] if parsers else None
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
 
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
-def content_length(request) -> int | None:
+def content_length(request: Request) -> int | None:
     try:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -36,15 +45,16 @@ class IngestView(APIView):
     max_body_bytes: int = 64 * 1024
     require_json = True
 
-    def initial(self, request, *args, **kwargs):
-        method = request.method.lower()
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        http_method = request.method or ""  # never None once Django has parsed the request
+        method = http_method.lower()
         if method not in self.http_method_names or not hasattr(self, method):
-            raise MethodNotAllowed(request.method)
+            raise MethodNotAllowed(http_method)
         if method == "post":
             self.check_request_shape(request)
         super().initial(request, *args, **kwargs)
 
-    def check_request_shape(self, request) -> None:
+    def check_request_shape(self, request: Request) -> None:
         if self.require_json:
             media_type = (request.META.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
             if media_type != "application/json":

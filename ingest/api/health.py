@@ -74,7 +74,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
     """Ready for traffic: every dependency of storing an event is there. 503 names what is not."""
     checks = readiness()
     failing = sorted(name for name, ok in checks.items() if not ok)
-    body = {
+    body: dict[str, object] = {
         "status": "unavailable" if failing else "ok",
         "checks": {name: "ok" if ok else "failing" for name, ok in checks.items()},
     }

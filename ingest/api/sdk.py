@@ -5,13 +5,17 @@ validator and one service call, and shapes the answer; it never touches the ORM 
 """
 
 import zlib
+from typing import cast
 
 import msgspec
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
 from rest_framework.response import Response
+
+from apps_registry.selectors import SdkKeyCredentials
 
 from ..authentication import SdkKeyAuthentication
 from ..errors import ApiError
@@ -76,10 +80,10 @@ class SdkView(IngestView):
     http_method_names = ["post"]
 
     @property
-    def max_body_bytes(self) -> int:
+    def max_body_bytes(self) -> int:  # type: ignore[override]  # read per request from settings; never assigned
         return settings.INGEST_SDK_MAX_BODY_BYTES
 
-    def check_request_shape(self, request) -> None:
+    def check_request_shape(self, request: Request) -> None:
         super().check_request_shape(request)
         encoding = (request.META.get("HTTP_CONTENT_ENCODING") or "identity").strip().lower()
         if encoding not in ("identity", "gzip"):
@@ -87,17 +91,17 @@ class SdkView(IngestView):
                 status_code=415, code="unsupported_media_type", message="Content-Encoding must be gzip or absent."
             )
 
-    def raw_body(self, request) -> bytes:
+    def raw_body(self, request: Request) -> bytes:
         body = request._request.body
         if (request.META.get("HTTP_CONTENT_ENCODING") or "").strip().lower() != "gzip":
             return body
         try:
-            body = gunzip_capped(body, limit=self.max_body_bytes)
+            unzipped = gunzip_capped(body, limit=self.max_body_bytes)
         except zlib.error:
             raise ApiError(status_code=400, code="bad_request", message="The body is not valid gzip.") from None
-        if body is None:
+        if unzipped is None:
             raise self.too_large()
-        return body
+        return unzipped
 
 
 def _rejected(exc: EnvelopeRejected) -> ApiError:
@@ -120,13 +124,13 @@ class SdkEventsView(SdkView):
         examples=BATCH_EXAMPLES,
         responses=BATCH_RESPONSES,
     )
-    def post(self, request) -> HttpResponse:
+    def post(self, request: Request) -> HttpResponse:
         received_at = timezone.now()
         try:
             batch = batch_validate(self.raw_body(request), max_events=settings.INGEST_SDK_MAX_EVENTS)
         except EnvelopeRejected as exc:
             raise _rejected(exc) from None
-        creds = request.auth
+        creds = cast(SdkKeyCredentials, request.auth)  # set by SdkKeyAuthentication
         sdk_events_ingest(app_id=creds.app_id, company_id=creds.company_id, rows=batch.rows, received_at=received_at)
         # Encoded here rather than by DRF's renderer: the same JSON, without a json.dumps pass per request.
         body = _encode({"accepted": len(batch.rows), "rejected": batch.rejected, "errors": batch.errors})
@@ -146,7 +150,7 @@ class SdkIdentifyView(SdkView):
         request={"application/json": IdentifySerializer},
         responses=IDENTIFY_RESPONSES,
     )
-    def post(self, request) -> Response:
+    def post(self, request: Request) -> Response:
         seen_at = timezone.now()
         try:
             parsed, errors = identify_check(self.raw_body(request))
@@ -160,7 +164,7 @@ class SdkIdentifyView(SdkView):
                 details=errors,
             )
         anon_id, user_id = parsed
-        creds = request.auth
+        creds = cast(SdkKeyCredentials, request.auth)  # set by SdkKeyAuthentication
         _, created = identify_link_record(
             app_id=creds.app_id, company_id=creds.company_id, anon_id=anon_id, user_id=user_id, seen_at=seen_at
         )

@@ -4,8 +4,11 @@ The serializers here mirror `ingest.schemas.sdk`, which is what actually validat
 `tests/ingest/test_openapi.py` checks the document lists the status codes the views answer.
 """
 
+from typing import Any
+
 from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
@@ -66,7 +69,7 @@ class SdkKeyScheme(OpenApiAuthenticationExtension):
     target_class = "ingest.authentication.SdkKeyAuthentication"
     name = "SdkKey"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, str]:
         return {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The application's SDK key."}
 
 
@@ -107,13 +110,14 @@ class SdkEventSerializer(serializers.Serializer):
     ts_ms = serializers.IntegerField(min_value=0, max_value=MAX_TS_MS, help_text="Unix milliseconds.")
     user = EventUserSerializer()
     device = EventDeviceSerializer()
-    context = EventContextSerializer()
+    context = EventContextSerializer()  # type: ignore[assignment]  # a declared field (the metaclass pops it), not Field.context
     properties = NullablePropertiesField(required=False, allow_null=True)
     privacy = EventPrivacySerializer()
 
 
 class SdkBatchSerializer(serializers.Serializer):
-    events = SdkEventSerializer(
+    # many=True makes a ListSerializer, which takes max_length; the stubs type the child's __init__.
+    events = SdkEventSerializer(  # type: ignore[call-arg]
         many=True, max_length=500, help_text="At most 500 events; the body at most 1 MiB decompressed."
     )
 
@@ -128,7 +132,10 @@ class EventErrorSerializer(serializers.Serializer):
 class SdkBatchResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(help_text="Valid events, stored now or already stored before.")
     rejected = serializers.IntegerField()
-    errors = EventErrorSerializer(many=True, help_text="Every wrong field of every rejected event.")
+    errors = EventErrorSerializer(
+        many=True,  # type: ignore[assignment]  # a declared field, not Serializer.errors
+        help_text="Every wrong field of every rejected event.",
+    )
 
 
 class IdentifySerializer(serializers.Serializer):
@@ -178,8 +185,10 @@ EVENT_EXAMPLE = {
 }
 
 
-def _error(status: int, code: str, message: str, description: str, details=None) -> OpenApiResponse:
-    body = {"error": code, "message": message}
+def _error(
+    status: int, code: str, message: str, description: str, details: list[dict[str, Any]] | None = None
+) -> OpenApiResponse:
+    body: dict[str, Any] = {"error": code, "message": message}
     if details is not None:
         body["details"] = details
     return OpenApiResponse(

@@ -7,12 +7,14 @@ body. The answer is rendered with orjson directly: DRF's renderer is measurable 
 
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 import orjson
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.http import HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -23,6 +25,9 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+from rest_framework.request import Request
+
+from apps_registry.selectors import AppCredentials
 
 from ..authentication import HmacSignatureAuthentication
 from ..schemas import v1 as schema
@@ -38,7 +43,7 @@ class HmacSignatureScheme(OpenApiAuthenticationExtension):
     target_class = "ingest.authentication.HmacSignatureAuthentication"
     name = "hmacSignature"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, str]:
         return {
             "type": "apiKey",
             "in": "header",
@@ -172,12 +177,12 @@ class V1EventsView(IngestView):
             )
         ],
     )
-    def post(self, request):
+    def post(self, request: Request) -> HttpResponse:
         received = time.time()
         key = schema.idempotency_key_check(request.META.get("HTTP_IDEMPOTENCY_KEY"))
         event = schema.v1_event_parse(request._request.body, now=received)
         result = v1_event_ingest(
-            credentials=request.auth,
+            credentials=cast(AppCredentials, request.auth),  # set by HmacSignatureAuthentication
             event=event,
             received_at=datetime.fromtimestamp(received, tz=UTC),
             idempotency_key=key,

@@ -121,7 +121,7 @@ def _path(node: tuple | str) -> str:
     while type(node) is tuple:
         node, segment = node
         segments.append(f"[{segment}]" if type(segment) is int else "." + readable(segment))
-    return node + "".join(reversed(segments))
+    return node + "".join(reversed(segments))  # type: ignore[operator]  # a str once every pair is unwrapped
 
 
 def value_problems(value: Any, path: str, *, max_depth: int | None = MAX_DEPTH) -> list[tuple[str, str]]:

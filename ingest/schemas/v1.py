@@ -104,8 +104,8 @@ def _string(
     if _NUL in value:
         errors.append({"field": name, "message": "must not contain NUL characters"})
         return None
-    if not strict and (message := string_problem(value)) is not None:
-        errors.append({"field": name, "message": message})
+    if not strict and (problem := string_problem(value)) is not None:
+        errors.append({"field": name, "message": problem})
         return None
     return value
 
@@ -175,7 +175,8 @@ def v1_event_validate(data: dict, *, now: float, may_contain_nul: bool = True, s
 
     if errors:
         raise validation_failed(errors)
-    return V1Event(event, user_hash, customer_org_id, path, session_id, plan, environment, ts_epoch, properties)
+    # The required fields (event, user_hash, customer_org_id) are all set when nothing failed.
+    return V1Event(event, user_hash, customer_org_id, path, session_id, plan, environment, ts_epoch, properties)  # type: ignore[arg-type]
 
 
 def v1_event_parse(body: bytes, *, now: float | None = None) -> V1Event:

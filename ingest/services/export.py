@@ -70,7 +70,11 @@ LEASE_MARGIN_SECONDS = 60
 DRAIN_BUDGET_SECONDS = 60.0
 MAX_ERROR_LENGTH = 2000
 
-MODELS = {"events": Event, "sdk_events": SdkEvent, "identify_links": IdentifyLink}
+MODELS: dict[str, type[Event | SdkEvent | IdentifyLink]] = {
+    "events": Event,
+    "sdk_events": SdkEvent,
+    "identify_links": IdentifyLink,
+}
 
 
 def lease_seconds() -> int:
@@ -222,7 +226,7 @@ def _landed_keys(client: bq.Client, spec: TableSpec, batch_id: uuid.UUID) -> set
         raise _Unknown(_error_text(exc)) from exc
 
 
-def _deliver(client, chunk: _Chunk, rows: list[_Row]) -> None:
+def _deliver(client: bq.Client, chunk: _Chunk, rows: list[_Row]) -> None:
     """Send `rows` and record each one's fate in `chunk`; bisects on whole-call row errors."""
     if not rows:
         return
@@ -328,7 +332,7 @@ def _settle(
         logger.error("bigquery %s row %s rejected permanently, dead-lettered: %s", spec.name, pk, reason)
 
 
-def _export_chunk(client, spec: TableSpec, limit: int) -> ExportReport:
+def _export_chunk(client: bq.Client, spec: TableSpec, limit: int) -> ExportReport:
     report = ExportReport()
     chunk = _claim(spec, limit)
     if chunk is None:
@@ -526,7 +530,7 @@ def export_status_get(*, now: datetime | None = None, count_limit: int = 1_000_0
     )
 
 
-def export_retry_dead(*, model, ids: list[int]) -> int:
+def export_retry_dead(*, model: type[Event | SdkEvent | IdentifyLink], ids: list[int]) -> int:
     """Put dead-lettered rows back to pending (admin action). Returns how many."""
     return model.objects.filter(id__in=ids, export_state=ExportState.DEAD).update(
         export_state=ExportState.PENDING, export_error=""

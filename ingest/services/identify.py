@@ -9,6 +9,7 @@ there, 503 only if it is not.
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.db import DatabaseError, connection
 
@@ -37,7 +38,7 @@ def identify_link_record(
     *, app_id: int, company_id: int, anon_id: str, user_id: str, seen_at: datetime
 ) -> tuple[uuid.UUID, bool]:
     """(link_id, created): one round trip; wakes the webhook fan-out only for a new link."""
-    params = {
+    params: dict[str, Any] = {
         "company_id": company_id,
         "app_id": app_id,
         "at": seen_at,

@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Subquery
+from django.db.models import QuerySet, Subquery
 from django.utils import timezone
 
 from apps_registry.models import Company
@@ -28,7 +28,7 @@ SETTLED = (ExportState.EXPORTED, ExportState.SKIPPED)
 BATCH_SIZE = 5000
 
 
-def _delete_in_batches(queryset, *, batch_size: int, deadline: float) -> int:
+def _delete_in_batches(queryset: QuerySet, *, batch_size: int, deadline: float) -> int:
     deleted = 0
     model = queryset.model
     while time.monotonic() < deadline:
@@ -52,7 +52,7 @@ def retention_apply(
         for name, model in (("events", Event), ("sdk_events", SdkEvent), ("identify_links", IdentifyLink)):
             old = model.objects.filter(company_id=company.id, received_at__lt=cutoff, export_state__in=SETTLED)
             if name != "identify_links":  # never delete an event the analytics fold has not counted yet
-                old = old.filter(fold_pending=False)
+                old = old.filter(fold_pending=False)  # type: ignore[misc]  # Event and SdkEvent have it
             counts[name] += _delete_in_batches(old, batch_size=batch_size, deadline=deadline)
     expired = IdempotencyKey.objects.filter(
         created_at__lt=now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)

@@ -5,6 +5,7 @@ Each variable read here is documented in `.env.example`.
 
 import os
 from pathlib import Path
+from typing import overload
 
 import dj_database_url
 
@@ -13,7 +14,12 @@ from saastracker.logs import logging_config
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: None = None) -> str | None: ...
 def env(name: str, default: str | None = None) -> str | None:
+    """A variable with a default is never None, so the type checker need not be told so at every use."""
     return os.environ.get(name, default)
 
 
@@ -119,7 +125,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT: Path | None = BASE_DIR / "staticfiles"  # None in tests (see test.py)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
