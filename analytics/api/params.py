@@ -14,7 +14,11 @@ WindowSerializer = type(
     "WindowSerializer",
     (serializers.Serializer,),
     {
-        "from": serializers.DateField(required=False, help_text="First UTC day (YYYY-MM-DD), default 29 days ago."),
+        "from": serializers.DateField(
+            required=False,
+            help_text=f"First UTC day (YYYY-MM-DD), default 29 days before `to`. Not after `to`, and the window "
+            f"is at most {MAX_WINDOW_DAYS} days (else a 400).",
+        ),
         "to": serializers.DateField(required=False, help_text="Last UTC day, inclusive (YYYY-MM-DD), default today."),
         "environment": serializers.CharField(
             required=False, allow_blank=True, max_length=32, help_text="Only this environment; all when absent."

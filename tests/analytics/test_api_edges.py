@@ -1,0 +1,31 @@
+"""Answers of the analytics API outside its happy paths: always the one JSON error shape, never a 500."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_options_with_format_csv_is_a_405_not_a_500(api_client, application, member_key):
+    # Given the explorer, whose CSV renderer only knows result tables
+    url = f"/api/v1/analytics/apps/{application.uuid}/query?format=csv"
+
+    # When a client asks for OPTIONS as CSV (DRF answered its metadata through the CSV renderer: a 500)
+    response = api_client.options(url, HTTP_AUTHORIZATION=f"Bearer {member_key}")
+
+    # Then OPTIONS is not offered, in the error shape
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert "OPTIONS" not in response["Allow"]
+
+
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_a_path_that_names_no_uuid_is_a_json_404(api_client, application, member_key, method):
+    # Given an app_uuid that is not a uuid (no route matches), sent with or without a body
+    response = getattr(api_client, method)(
+        "/api/v1/analytics/apps/null,null/features/x", HTTP_AUTHORIZATION=f"Bearer {member_key}"
+    )
+
+    # Then it is a 404 in the one error shape, not Django's HTML page nor its CSRF page
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"error": "not_found", "message": "Not found."}
