@@ -83,7 +83,19 @@ def analytics_errors_hook(result: dict, generator: object, request: object, publ
         for method, operation in item.items():
             if method in _METHODS:
                 _document_errors(operation, method)
+                if operation.get("operationId") not in _HAND_PARSED:
+                    _empty_means_absent(operation)
     return result
+
+
+# Parsed by hand rather than by `params.parse` (a DRF serializer, which reads `?to=` as no `to`).
+_HAND_PARSED = {"analytics_stream", "analytics_query"}
+
+
+def _empty_means_absent(operation: dict) -> None:
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "query" and not parameter.get("required"):
+            parameter["allowEmptyValue"] = True
 
 
 def _document_errors(operation: dict, method: str) -> None:
