@@ -40,7 +40,10 @@ def window(params: dict) -> tuple[date, date, str | None]:
     """(from, to, environment) with the defaults; at most MAX_WINDOW_DAYS days, from ≤ to."""
     default_from, default_to = default_window()
     date_to = params.get("to") or default_to
-    date_from = params.get("from") or (date_to - (default_to - default_from))
+    try:
+        date_from = params.get("from") or (date_to - (default_to - default_from))
+    except OverflowError:  # `to` in the first days of year 1: the window starts on the first day there is
+        date_from = date.min
     if date_from > date_to:
         raise invalid_parameter("from", "Must not be after `to`.")
     if date_to - date_from >= timedelta(days=MAX_WINDOW_DAYS):

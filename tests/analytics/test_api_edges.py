@@ -29,3 +29,15 @@ def test_a_path_that_names_no_uuid_is_a_json_404(api_client, application, member
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"error": "not_found", "message": "Not found."}
+
+
+def test_a_window_ending_in_the_first_days_of_year_1_is_answered_not_a_500(api_client, application, member_key):
+    # Given `to` so early that the default window (29 days before it) would start before year 1
+    url = f"/api/v1/analytics/apps/{application.uuid}/pages?to=0001-01-01"
+
+    # When the pages are asked for (computing the default `from` overflowed: a 500)
+    response = api_client.get(url, HTTP_AUTHORIZATION=f"Bearer {member_key}")
+
+    # Then the window starts on the first day there is
+    assert response.status_code == 200
+    assert response.json() == {"pages": []}
