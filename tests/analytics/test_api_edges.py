@@ -2,6 +2,9 @@
 
 import pytest
 
+from apps_registry.models import Membership
+from tests.factories import MembershipFactory, PersonalApiKeyFactory
+
 pytestmark = pytest.mark.django_db
 
 
@@ -41,3 +44,21 @@ def test_a_window_ending_in_the_first_days_of_year_1_is_answered_not_a_500(api_c
     # Then the window starts on the first day there is
     assert response.status_code == 200
     assert response.json() == {"pages": []}
+
+
+@pytest.mark.parametrize(
+    "body", [{"name": 0, "events": ["a"]}, {"name": "f", "events": [0]}, {"name": "f", "path_prefixes": [True]}]
+)
+def test_a_feature_is_defined_with_strings_only(api_client, application, body):
+    # Given an admin's key (owners and admins may define features)
+    admin = MembershipFactory(company=application.company, role=Membership.Role.ADMIN).user
+    key = PersonalApiKeyFactory(user=admin).raw_key
+
+    # When a number or a boolean stands where the document says string (DRF's CharField took it as text)
+    response = api_client.post(
+        f"/api/v1/analytics/apps/{application.uuid}/features", body, format="json", HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
+
+    # Then it is refused, naming the member
+    assert response.status_code == 400
+    assert response.json()["error"] == "validation_failed"
