@@ -1,9 +1,10 @@
 """Where each analytics request goes: one module per endpoint group under `analytics/api/`."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from .api.activity import ActiveUsersView, ActivityView
 from .api.apps import AppsView
+from .api.base import not_found
 from .api.features import FeaturesView, FeatureView
 from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
 from .api.pages import PagesView, PageTrendView
@@ -32,4 +33,6 @@ urlpatterns = [
     # Issue 11: Event stream and Event explorer.
     path("apps/<uuid:app_uuid>/stream", StreamView.as_view(), name="stream"),
     path("apps/<uuid:app_uuid>/query", QueryView.as_view(), name="query"),
+    # Last: anything else (an app_uuid that is no uuid, a name with a `/`) is a 404 in the error shape.
+    re_path(r"", not_found, name="not-found"),
 ]

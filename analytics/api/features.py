@@ -28,10 +28,26 @@ class FeaturesParams(WindowSerializer):
     source = serializers.ChoiceField(choices=Source.values, default=Source.EVENTS)
 
 
+class _Text(serializers.CharField):
+    """A JSON string only: DRF's CharField takes `0` or `true` as "0" or "True", which the document refuses."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _Pattern(serializers.RegexField):
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class FeatureInput(serializers.Serializer):
-    name = serializers.RegexField(r"^[^/]+$", max_length=100, help_text="Unique per app; no `/`.")
-    events = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list)
-    path_prefixes = serializers.ListField(child=serializers.CharField(max_length=2048), required=False, default=list)
+    name = _Pattern(r"^[^/]+$", max_length=100, help_text="Unique per app; no `/`.")
+    events = serializers.ListField(child=_Text(max_length=255), required=False, default=list)
+    path_prefixes = serializers.ListField(child=_Text(max_length=2048), required=False, default=list)
 
 
 _FEATURE = {

@@ -14,7 +14,11 @@ WindowSerializer = type(
     "WindowSerializer",
     (serializers.Serializer,),
     {
-        "from": serializers.DateField(required=False, help_text="First UTC day (YYYY-MM-DD), default 29 days ago."),
+        "from": serializers.DateField(
+            required=False,
+            help_text=f"First UTC day (YYYY-MM-DD), default 29 days before `to`. Not after `to`, and the window "
+            f"is at most {MAX_WINDOW_DAYS} days (else a 400).",
+        ),
         "to": serializers.DateField(required=False, help_text="Last UTC day, inclusive (YYYY-MM-DD), default today."),
         "environment": serializers.CharField(
             required=False, allow_blank=True, max_length=32, help_text="Only this environment; all when absent."
@@ -36,7 +40,10 @@ def window(params: dict) -> tuple[date, date, str | None]:
     """(from, to, environment) with the defaults; at most MAX_WINDOW_DAYS days, from ≤ to."""
     default_from, default_to = default_window()
     date_to = params.get("to") or default_to
-    date_from = params.get("from") or (date_to - (default_to - default_from))
+    try:
+        date_from = params.get("from") or (date_to - (default_to - default_from))
+    except OverflowError:  # `to` in the first days of year 1: the window starts on the first day there is
+        date_from = date.min
     if date_from > date_to:
         raise invalid_parameter("from", "Must not be after `to`.")
     if date_to - date_from >= timedelta(days=MAX_WINDOW_DAYS):

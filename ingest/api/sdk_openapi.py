@@ -22,7 +22,9 @@ PROPERTIES_HELP = (
     "-2^63 to 2^64-1, finite numbers; no NUL (\\u0000) and no unpaired surrogate in keys or strings. "
     "A value beyond these is refused and named (`properties.a.b[2]`)."
 )
-NOT_BLANK = r"\S"  # what `str.strip()` leaves something of: Python's \s is exactly str.isspace()
+# What `str.strip()` leaves something of: a character that is not `str.isspace()`, spelled out because
+# the document's regex is ECMA 262, whose `\s` leaves out \x1c-\x1f and \x85 (schemathesis sent "\x1d").
+NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def property_value_hook(result: dict, generator: object, request: object, public: bool) -> dict:

