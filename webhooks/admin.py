@@ -6,15 +6,16 @@ support reads everything, nobody but the one-time page after create/rotate sees 
 
 import json
 from datetime import timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern, URLResolver, path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -23,6 +24,9 @@ from apps_registry.admin_scoping import CompanyScopedAdmin, ObjectPagesMixin, Re
 
 from . import services, signing
 from .models import WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups  # a stubs-only alias for what get_fields returns
 
 RECENT_MESSAGES = 20
 
@@ -78,8 +82,8 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     )
     actions = ("send_test_action", "reenable_action")
 
-    def get_fields(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> list[str]:
-        fields = ["company", "application", "url", "event_types", "description", "is_active"]
+    def get_fields(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> "_FieldGroups":
+        fields: _FieldGroups = ["company", "application", "url", "event_types", "description", "is_active"]
         if obj is None:
             return fields
         return [*fields, *self.readonly_fields]
@@ -164,7 +168,7 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         # get_object_for_write is typed for any model; this admin's objects are endpoints
         return cast(WebhookEndpoint, self.get_object_for_write(request, object_id))
 
-    def get_urls(self) -> list[URLPattern | URLResolver]:
+    def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
             path("<path:object_id>/send-test/", view(self.send_test_view), name="webhooks_webhookendpoint_send_test"),
@@ -298,7 +302,7 @@ class WebhookMessageAdmin(LargeListMixin, CompanyScopedAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # messages come from events, tests and resends, never from a form
 
-    def has_delete_permission(self, request: HttpRequest, obj: WebhookMessage | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False  # the delivery log is the record of what was sent
 
     @admin.action(description="Resend the selected messages (same webhook-id)", permissions=["change"])
@@ -307,7 +311,7 @@ class WebhookMessageAdmin(LargeListMixin, CompanyScopedAdmin):
             services.message_resend(message=message)
         self.message_user(request, f"{queryset.count()} message(s) queued again.")
 
-    def get_urls(self) -> list[URLPattern | URLResolver]:
+    def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
             path("<path:object_id>/resend/", view(self.resend_view), name="webhooks_webhookmessage_resend"),
