@@ -8,6 +8,7 @@ to their own user, whatever the role, so any staff member can create and revoke 
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
@@ -41,7 +42,8 @@ class PersonalApiKeyAdmin(ObjectPagesMixin, CompanyScopedAdmin):
         scope = super().write_scope(request)
         return None if scope is None else scope | Q(user=request.user)
 
-    def may_write_object(self, request: HttpRequest, obj: PersonalApiKey) -> bool:
+    # this admin is only ever given its own objects, which carry user_id
+    def may_write_object(self, request: HttpRequest, obj: PersonalApiKey) -> bool:  # type: ignore[override]
         return obj.user_id == request.user.pk or super().may_write_object(request, obj)
 
     def save_form(self, request: HttpRequest, form: Any, change: bool) -> Any:
@@ -51,16 +53,16 @@ class PersonalApiKeyAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_active and request.user.is_staff
 
-    def has_view_permission(self, request: HttpRequest, obj: PersonalApiKey | None = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return self.has_module_permission(request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return self.has_module_permission(request) and not (is_support(request.user) and not request.user.is_superuser)
 
-    def has_change_permission(self, request: HttpRequest, obj: PersonalApiKey | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False  # keys are created and revoked, never edited
 
-    def has_delete_permission(self, request: HttpRequest, obj: PersonalApiKey | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False  # revoked keys stay listed, for the audit trail
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
@@ -68,10 +70,12 @@ class PersonalApiKeyAdmin(ObjectPagesMixin, CompanyScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: PersonalApiKey, form: object, change: bool) -> None:
         """A key is always the requesting user's own; the raw key goes to the show-once page only."""
-        key, raw = personal_key_create(user=request.user, name=obj.name)
+        # the admin serves logged-in staff only, never AnonymousUser
+        key, raw = personal_key_create(user=request.user, name=obj.name)  # type: ignore[arg-type]
         obj.pk, obj.prefix, obj.user, obj.created_at = key.pk, key.prefix, key.user, key.created_at
         obj._state.adding, obj._state.db = False, key._state.db
-        request._new_personal_key = raw
+        # a per-request note for response_add, which shows the raw key once
+        request._new_personal_key = raw  # type: ignore[attr-defined]
 
     def response_add(
         self, request: HttpRequest, obj: PersonalApiKey, post_url_continue: str | None = None

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
@@ -203,7 +204,7 @@ class _Table:
     rebuild: str
     source: str
     has_orgs: bool
-    model: type
+    model: type[Event] | type[SdkEvent]
 
 
 TABLES = (
@@ -242,7 +243,7 @@ def _usage_after(table: _Table) -> int:
 def fold_chunk(*, table: _Table, limit: int = CHUNK_SIZE, now: datetime | None = None) -> tuple[int, int, set[int]]:
     """Fold up to `limit` pending rows of one table in one transaction: (claimed, counted, app ids)."""
     now = now or timezone.now()
-    params = {
+    params: dict[str, Any] = {
         "limit": limit,
         "all": ALL_ENVIRONMENTS,
         "source": str(table.source),
@@ -310,8 +311,7 @@ def rollups_rebuild(
             t.model.objects.filter(application_id=app_id).order_by("occurred_at").values_list("occurred_at", flat=True)
             for t in TABLES
         ]
-        firsts = [q.first() for q in oldest]
-        firsts = [f for f in firsts if f is not None]
+        firsts = [f for f in (q.first() for q in oldest) if f is not None]
         if not firsts:
             return {"rows": 0, "since": None}
         day = min(firsts).astimezone(UTC).date()
@@ -328,7 +328,7 @@ def rollups_rebuild(
         for table in TABLES:
             after = 0
             while True:
-                params = {
+                params: dict[str, Any] = {
                     "app": app_id,
                     "since": start,
                     "after": after,
@@ -357,5 +357,5 @@ def fold_lag_seconds(*, now: datetime | None = None) -> float:
         model.objects.filter(fold_pending=True).order_by("id").values_list("received_at", flat=True).first()
         for model in (Event, SdkEvent)
     ]
-    oldest = [o for o in oldest if o is not None]
-    return max(0.0, (now - min(oldest)).total_seconds()) if oldest else 0.0
+    waiting = [o for o in oldest if o is not None]
+    return max(0.0, (now - min(waiting)).total_seconds()) if waiting else 0.0

@@ -43,7 +43,7 @@ EXPANSION_RATIO = 1.3
 EXPANSION_HEALTH_MIN = 70
 
 
-def _rows(sql: str, params: list) -> list[tuple]:
+def _rows(sql: str, params: list | dict) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()

@@ -4,7 +4,7 @@ import base64
 import uuid
 from datetime import date, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -17,7 +17,7 @@ from .fold import PATH_KEY_LENGTH
 from .models import ALL_ENVIRONMENTS, Feature, Organization, OrgSignal, Source
 
 
-def applications_readable(*, user: AbstractBaseUser | AnonymousUser | None) -> QuerySet[Application]:
+def applications_readable(*, user: User | AnonymousUser | None) -> QuerySet[Application]:
     """Applications of the user's company (any role); every application for a superuser."""
     apps = Application.objects.select_related("company")
     if user is None or not user.is_authenticated or not user.is_active:
@@ -30,7 +30,7 @@ def applications_readable(*, user: AbstractBaseUser | AnonymousUser | None) -> Q
     return apps.filter(company_id=membership)
 
 
-def application_readable_get(*, user: AbstractBaseUser | AnonymousUser | None, app_uuid: uuid.UUID) -> Application:
+def application_readable_get(*, user: User | AnonymousUser | None, app_uuid: uuid.UUID) -> Application:
     """The application, or 404 — the same answer for another company's app as for an unknown one."""
     app = applications_readable(user=user).filter(uuid=app_uuid).first()
     if app is None:
@@ -38,7 +38,7 @@ def application_readable_get(*, user: AbstractBaseUser | AnonymousUser | None, a
     return app
 
 
-def application_writable(*, user: AbstractBaseUser | AnonymousUser | None, app: Application) -> bool:
+def application_writable(*, user: User | AnonymousUser | None, app: Application) -> bool:
     """Owners and admins of the app's company, and superusers, may change its analytics settings."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False

@@ -2,7 +2,7 @@
 
 import secrets
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
@@ -20,7 +20,7 @@ def new_personal_key() -> tuple[str, str]:
     return f"{prefix}_{secrets.token_urlsafe(32)}", prefix
 
 
-def personal_key_create(*, user: AbstractBaseUser, name: str = "") -> tuple[PersonalApiKey, str]:
+def personal_key_create(*, user: User, name: str = "") -> tuple[PersonalApiKey, str]:
     """Return the stored key and the raw key, which is shown once and never again."""
     raw, prefix = new_personal_key()
     key = PersonalApiKey.objects.create(user=user, name=name, prefix=prefix, key_hash=hash_key(raw))

@@ -6,13 +6,16 @@ support reads everything, nobody but the one-time page after create/rotate sees 
 
 import json
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.urls import path, reverse
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -21,6 +24,9 @@ from apps_registry.admin_scoping import CompanyScopedAdmin, ObjectPagesMixin, Re
 
 from . import services, signing
 from .models import WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups  # a stubs-only alias for what get_fields returns
 
 RECENT_MESSAGES = 20
 
@@ -41,8 +47,8 @@ class WebhookEndpointForm(forms.ModelForm):
             raise forms.ValidationError("Use an http:// or https:// URL.")
         return url
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data  # ModelForm.clean returns cleaned_data
         company, application = cleaned.get("company"), cleaned.get("application")
         if company and application and application.company_id != company.pk:
             self.add_error("application", "This application belongs to another company.")
@@ -76,8 +82,8 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     )
     actions = ("send_test_action", "reenable_action")
 
-    def get_fields(self, request, obj=None):
-        fields = ["company", "application", "url", "event_types", "description", "is_active"]
+    def get_fields(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> "_FieldGroups":
+        fields: _FieldGroups = ["company", "application", "url", "event_types", "description", "is_active"]
         if obj is None:
             return fields
         return [*fields, *self.readonly_fields]
@@ -129,12 +135,15 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
 
     # A new endpoint gets its secret here; the raw value is shown once on the next page.
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
         if not change:
-            request._new_webhook_secret = services.endpoint_secret_set(endpoint=obj)
+            # a per-request note for response_add, which shows the raw secret once
+            request._new_webhook_secret = services.endpoint_secret_set(endpoint=obj)  # type: ignore[attr-defined]
         super().save_model(request, obj, form, change)
 
-    def response_add(self, request, obj, post_url_continue=None):
+    def response_add(
+        self, request: HttpRequest, obj: WebhookEndpoint, post_url_continue: str | None = None
+    ) -> HttpResponse:
         secret = getattr(request, "_new_webhook_secret", None)
         if secret is None:
             return super().response_add(request, obj, post_url_continue)
@@ -143,19 +152,23 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
     # Changelist actions.
 
     @admin.action(description="Send a test event to the selected endpoints", permissions=["change"])
-    def send_test_action(self, request, queryset):
+    def send_test_action(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint in queryset:
             services.endpoint_send_test(endpoint=endpoint)
         self.message_user(request, f"Queued a test event for {queryset.count()} endpoint(s).")
 
     @admin.action(description="Re-enable the selected endpoints", permissions=["change"])
-    def reenable_action(self, request, queryset):
+    def reenable_action(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         resumed = sum(services.endpoint_reenable(endpoint=e) for e in queryset)
         self.message_user(request, f"Re-enabled {queryset.count()} endpoint(s); {resumed} message(s) resumed.")
 
     # Per-endpoint actions: a confirmation page (GET) and the action (POST).
 
-    def get_urls(self):
+    def _endpoint_for_write(self, request: HttpRequest, object_id: str) -> WebhookEndpoint:
+        # get_object_for_write is typed for any model; this admin's objects are endpoints
+        return cast(WebhookEndpoint, self.get_object_for_write(request, object_id))
+
+    def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
             path("<path:object_id>/send-test/", view(self.send_test_view), name="webhooks_webhookendpoint_send_test"),
@@ -169,11 +182,11 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _secret_once(self, request, obj, *, title, secret):
+    def _secret_once(self, request: HttpRequest, obj: WebhookEndpoint, *, title: str, secret: str) -> HttpResponse:
         return self._show_once(request, obj, template="admin/webhooks/secret_once.html", title=title, secret=secret)
 
-    def send_test_view(self, request, object_id):
-        obj = self.get_object_for_write(request, object_id)
+    def send_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self._endpoint_for_write(request, object_id)
         if request.method == "POST":
             message = services.endpoint_send_test(endpoint=obj)
             self.log_change(request, obj, f"Sent test message {message.pk}.")
@@ -189,8 +202,8 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
             button="Send test event",
         )
 
-    def rotate_secret_view(self, request, object_id):
-        obj = self.get_object_for_write(request, object_id)
+    def rotate_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self._endpoint_for_write(request, object_id)
         if request.method == "POST":
             secret = services.endpoint_rotate_secret(endpoint=obj)
             self.log_change(request, obj, "Rotated the signing secret.")
@@ -204,8 +217,8 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
             button="Rotate secret",
         )
 
-    def reenable_view(self, request, object_id):
-        obj = self.get_object_for_write(request, object_id)
+    def reenable_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self._endpoint_for_write(request, object_id)
         if request.method == "POST":
             resumed = services.endpoint_reenable(endpoint=obj)
             self.log_change(request, obj, "Re-enabled the endpoint.")
@@ -219,8 +232,8 @@ class WebhookEndpointAdmin(ObjectPagesMixin, CompanyScopedAdmin):
             button="Re-enable",
         )
 
-    def recover_view(self, request, object_id):
-        obj = self.get_object_for_write(request, object_id)
+    def recover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self._endpoint_for_write(request, object_id)
         form = RecoverForm(request.POST or None, initial={"since": timezone.now() - timedelta(days=1)})
         if request.method == "POST" and form.is_valid():
             since = form.cleaned_data["since"]
@@ -286,27 +299,28 @@ class WebhookMessageAdmin(LargeListMixin, CompanyScopedAdmin):
     def pretty_payload(self, obj: WebhookMessage) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # messages come from events, tests and resends, never from a form
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False  # the delivery log is the record of what was sent
 
     @admin.action(description="Resend the selected messages (same webhook-id)", permissions=["change"])
-    def resend_action(self, request, queryset):
+    def resend_action(self, request: HttpRequest, queryset: QuerySet[WebhookMessage]) -> None:
         for message in queryset:
             services.message_resend(message=message)
         self.message_user(request, f"{queryset.count()} message(s) queued again.")
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
             path("<path:object_id>/resend/", view(self.resend_view), name="webhooks_webhookmessage_resend"),
             *super().get_urls(),
         ]
 
-    def resend_view(self, request, object_id):
-        obj = self.get_object_for_write(request, object_id)
+    def resend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        # get_object_for_write is typed for any model; this admin's objects are messages
+        obj = cast(WebhookMessage, self.get_object_for_write(request, object_id))
         if request.method != "POST":
             raise PermissionDenied
         services.message_resend(message=obj)

@@ -17,11 +17,13 @@ import random
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -175,7 +177,7 @@ def endpoint_send_test(*, endpoint: WebhookEndpoint, event_type: str | None = No
     """An example message of one of the endpoint's types, marked `"test": true`, delivered as usual."""
     event_type = event_type or (endpoint.event_types[0] if endpoint.event_types else WebhookEventType.USER_IDENTIFIED)
     now = timezone.now()
-    data = {"test": True, "app_uuid": str(endpoint.application.uuid) if endpoint.application_id else None}
+    data = {"test": True, "app_uuid": str(endpoint.application.uuid) if endpoint.application is not None else None}
     with transaction.atomic():
         message = WebhookMessage.objects.create(
             id=message_id_new(),
@@ -297,7 +299,14 @@ def _deliver_or_enqueue(messages: list[WebhookMessage], inline_max: int) -> None
         _enqueue_batches(ids)
 
 
-def _messages_for_rows(rows, *, prefix, trigger, data, at_field) -> list[WebhookMessage]:
+def _messages_for_rows(
+    rows: list[Any],  # Event, SdkEvent or IdentifyLink rows, one model per call (see _SOURCES)
+    *,
+    prefix: str,
+    trigger: Callable[[Any], str | None],
+    data: Callable[[Any], dict[str, Any]],
+    at_field: str,
+) -> list[WebhookMessage]:
     endpoints = list(
         WebhookEndpoint.objects.filter(company_id__in={row.company_id for row in rows}, is_active=True).only(
             "id", "company_id", "application_id", "event_types"
@@ -484,7 +493,7 @@ def _record(results: list[tuple[WebhookMessage, transport.HttpResult]], *, lease
     its attempts to the log.
     """
     now = timezone.now()
-    outcomes = []
+    outcomes: list[str] = []
     retries: list[tuple[str, float]] = []
     with transaction.atomic():
         _relaxed_durability()
@@ -528,7 +537,9 @@ def _record(results: list[tuple[WebhookMessage, transport.HttpResult]], *, lease
     return outcomes
 
 
-def _record_failure(message, result, *, lease_until: datetime, now: datetime) -> tuple[str, float | None]:
+def _record_failure(
+    message: WebhookMessage, result: transport.HttpResult, *, lease_until: datetime, now: datetime
+) -> tuple[str, float | None]:
     endpoint = message.endpoint
     if result.refused:
         return _record_refused(message, result, lease_until=lease_until, now=now)
@@ -537,6 +548,7 @@ def _record_failure(message, result, *, lease_until: datetime, now: datetime) ->
         attempt_count=attempt_count, status=result.status, retry_after=result.headers.get("retry-after")
     )
     countdown = None
+    outcome: str
     if delay is None:
         outcome, state, next_attempt_at = WebhookMessage.State.FAILED, WebhookMessage.State.FAILED, None
     else:

@@ -81,13 +81,21 @@ def post(*, url: str, body: bytes, headers: dict[str, str], timeout: float, allo
         headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
-    pool_kwargs = {"timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
+    pool_timeout = urllib3.Timeout(total=timeout)
+    pool: urllib3.HTTPConnectionPool
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
-            ip, port, server_hostname=host, assert_hostname=host, ca_certs=certifi.where(), **pool_kwargs
+            ip,
+            port,
+            server_hostname=host,
+            assert_hostname=host,
+            ca_certs=certifi.where(),
+            timeout=pool_timeout,
+            retries=False,
+            maxsize=1,
         )
     else:
-        pool = urllib3.HTTPConnectionPool(ip, port, **pool_kwargs)
+        pool = urllib3.HTTPConnectionPool(ip, port, timeout=pool_timeout, retries=False, maxsize=1)
     try:
         response = pool.urlopen(
             "POST",

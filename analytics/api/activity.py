@@ -18,7 +18,7 @@ class ActivityParams(WindowSerializer):
     source = serializers.ChoiceField(choices=Source.values, default=Source.EVENTS)
 
 
-_COUNTS = {
+_COUNTS: dict[str, serializers.Field] = {
     "events": serializers.IntegerField(),
     "users": serializers.IntegerField(),
     "orgs": serializers.IntegerField(),
@@ -66,7 +66,8 @@ class ActivityView(AnalyticsView):
 
 class ActiveUsersParams(serializers.Serializer):
     environment = serializers.CharField(required=False, allow_blank=True, max_length=32)
-    source = serializers.ChoiceField(choices=Source.values, default=Source.EVENTS)
+    # the stubs see Field.source (a str) here; on a Serializer class this declares the "source" field
+    source = serializers.ChoiceField(choices=Source.values, default=Source.EVENTS)  # type: ignore[assignment]
 
 
 class ActiveUsersView(AnalyticsView):

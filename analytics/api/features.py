@@ -50,7 +50,7 @@ class FeatureInput(serializers.Serializer):
     path_prefixes = serializers.ListField(child=_Text(max_length=2048), required=False, default=list)
 
 
-_FEATURE = {
+_FEATURE: dict[str, serializers.Field] = {
     "name": serializers.CharField(),
     "events": serializers.ListField(child=serializers.CharField()),
     "path_prefixes": serializers.ListField(child=serializers.CharField()),

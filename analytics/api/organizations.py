@@ -27,7 +27,7 @@ class OrganizationsParams(WindowSerializer):
 _SIGNAL = inline_serializer(
     "OrgSignal", {"signal": serializers.CharField(), "active_since": serializers.DateTimeField()}, many=True
 )
-_ORG = {
+_ORG: dict[str, serializers.Field] = {
     "customer_org_id": serializers.CharField(),
     "events": serializers.IntegerField(),
     "users": serializers.IntegerField(),

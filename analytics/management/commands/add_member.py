@@ -36,7 +36,7 @@ class Command(BaseCommand):
         user = user_model.objects.filter(username=options["username"]).first()
         password = None
         created = user is None
-        if created:
+        if user is None:
             stdin = options.get("stdin") or sys.stdin
             password = stdin.readline().rstrip("\n") if options["password_stdin"] else None
             if options["password_stdin"] and not password:

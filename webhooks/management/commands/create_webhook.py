@@ -1,7 +1,9 @@
 """create_webhook --app UUID --url URL --events a,b,c [--json]: subscribe an endpoint; the secret is printed once."""
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps_registry.management.commands._app import application_from_option
 from apps_registry.management.commands._output import emit
@@ -11,7 +13,7 @@ from webhooks.services import endpoint_create
 class Command(BaseCommand):
     help = "Create a webhook endpoint for an application and print its signing secret once."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--app", required=True, help="Application uuid (only its events are sent).")
         parser.add_argument("--url", required=True, help="Where to POST the webhooks (http or https).")
         parser.add_argument(
@@ -22,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="", help="Shown in the admin.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         app = application_from_option(options["app"])
         events = [e.strip() for e in options["events"].split(",") if e.strip()]
         try:
