@@ -361,6 +361,8 @@ def banner(env, demo, demo_is_new, admin_creds, admin_is_new, worker_ready) -> N
         say(f"  password:   {admin_creds['password']}   (shown once; also stored in {ADMIN_FILE})")
     else:
         say(f"  username:   {admin_creds['username']}   password: stored in {ADMIN_FILE}")
+    say(f"Analytics:    http://127.0.0.1:{port}/app/{demo['app_uuid']}/   (log in as the admin above)")
+    say("              Event stream: each event as soon as it is stored; dashboards within seconds")
     say(f"API docs:     http://127.0.0.1:{port}/api/docs/")
     base = env["PUBLIC_INGEST_BASE_URL"].rstrip("/")
     say(f"Ingest URL:   {base}/v1/events")
