@@ -58,7 +58,7 @@ class StreamView(AnalyticsView):
             ),
             OpenApiParameter(
                 "limit",
-                OpenApiTypes.INT,
+                {"type": "integer", "minimum": 1},
                 OpenApiParameter.QUERY,
                 description=f"Events per page, 1 to {MAX_LIMIT} (larger values are capped).",
                 default=DEFAULT_LIMIT,

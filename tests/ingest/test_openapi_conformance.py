@@ -147,7 +147,10 @@ def body_is_negative(case) -> bool:
 KNOWN_MISMATCHES = {
     ("POST", "/api/v1/analytics/apps/{app_uuid}/query"): "the body is documented as any object, not the query language",
     ("POST", "/api/v1/analytics/apps/{app_uuid}/features"): "`events` or `path_prefixes` non-empty is only in words",
-    ("GET", "/api/v1/analytics/apps/{app_uuid}/stream"): "`limit` is documented without its minimum of 1",
+    ("GET", "/api/v1/analytics/apps/{app_uuid}/stream"): (
+        "only in words: `customer_org_id`/`environment` are refused on `sdk_events`, and `before` must be a cursor"
+        " this server issued"
+    ),
 }
 
 
