@@ -35,6 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from common import ROOT, free_port, manage, prod_env, stop
 
 sys.path.append(str(ROOT))  # appended: `ingest` below must stay this folder's bench/ingest.py
@@ -85,12 +86,14 @@ def scenario_restart(args) -> int:
         ingest_bench.wrk_run(shared, workdir / "requests", "single", int(env["PORT"]), _short(args))  # warm-up
         for phase in ("before", "restart", "after", "after2"):
             restarter = None
-            if phase == "restart":
+            if phase == "restart" and args.restart_mode != "none":
                 restarter = threading.Timer(3.0, pg.restart, kwargs={"mode": args.restart_mode})
                 restarter.start()
             before = stored_single(pg, app["app_id"])
             pg.psql("select pg_stat_statements_reset()", DB_NAME)
+            cpu_before = (tree_cpu(proc.pid), tree_cpu(postmaster_pid(pg)))
             run = ingest_bench.wrk_run(shared, workdir / "requests", "single", int(env["PORT"]), args)
+            cpu_after = (tree_cpu(proc.pid), tree_cpu(postmaster_pid(pg)))
             if restarter is not None:
                 restarter.join()
             time.sleep(0.5)
@@ -106,6 +109,12 @@ def scenario_restart(args) -> int:
                 # Per stored event: statements PostgreSQL ran and planned (from pg_stat_statements).
                 # A drop in group size or a lost statement cache after the restart shows here.
                 **per_event_statements(pg, stored),
+                # CPU per request of the web workers and of PostgreSQL (all its processes): unlike req/s,
+                # barely moved by other load on the machine. Not comparable in the `restart` phase
+                # (the old server's processes are gone by its end).
+                "web_cpu_ms_per_req": round(1000 * (cpu_after[0] - cpu_before[0]) / max(run["requests"], 1), 3),
+                "pg_cpu_ms_per_req": round(1000 * (cpu_after[1] - cpu_before[1]) / max(run["requests"], 1), 3),
+                "load_avg_1m": round(os.getloadavg()[0], 1),
             }
             print(f"{phase}: {json.dumps(phases[phase])}", flush=True)
     finally:
@@ -116,6 +125,27 @@ def scenario_restart(args) -> int:
     print("BENCH_JSON " + json.dumps({"baseline": baseline, **phases, "after2_over_before": ratio}))
     missing = sum(p["missing"] for p in phases.values())
     return 1 if missing or ratio < 0.85 else 0
+
+
+def postmaster_pid(pg: PrivatePostgres) -> int:
+    return int((pg.data / "postmaster.pid").read_text().split()[0])
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def per_event_statements(pg: PrivatePostgres, events: int) -> dict:
@@ -259,7 +289,12 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--n", type=int, default=100_000, help="distinct single events generated (restart)")
     p.add_argument("--no-baseline", action="store_true")
-    p.add_argument("--restart-mode", choices=["fast", "immediate"], default="fast", help="pg_ctl stop mode (restart)")
+    p.add_argument(
+        "--restart-mode",
+        choices=["fast", "immediate", "none"],
+        default="fast",
+        help="pg_ctl stop mode (restart); `none` is the control run: the same four phases, no restart",
+    )
     p.add_argument("--crashes", type=int, default=5)
     p.add_argument("--senders", type=int, default=32)
     p.add_argument("--protocol", choices=["v1", "sdk", "both"], default="both")

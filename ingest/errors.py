@@ -59,6 +59,9 @@ _DRF_CODES = {
 }
 
 
+UNAVAILABLE_MESSAGE = "The database is unavailable; retry with backoff."
+
+
 def error_body(code: str, message: str, details: list | None = None) -> dict:
     body: dict[str, Any] = {"error": code, "message": message}
     if details is not None:
@@ -93,7 +96,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return response
     if isinstance(exc, OperationalError | InterfaceError | DatabaseError):
         logger.exception("database unavailable while handling %s", context["request"].path)
-        response = Response(error_body("unavailable", "The event could not be stored; retry with backoff."), status=503)
+        # Ingest views say what was not done (the event was not stored); reads say only what failed.
+        message = getattr(context.get("view"), "unavailable_message", UNAVAILABLE_MESSAGE)
+        response = Response(error_body("unavailable", message), status=503)
         response["Retry-After"] = "5"
         return response
     logger.exception("unhandled error on %s", context["request"].path)

@@ -44,6 +44,7 @@ class IngestView(APIView):
     content_negotiation_class = JsonOnlyNegotiation
     max_body_bytes: int = 64 * 1024
     require_json = True
+    unavailable_message = "The event could not be stored; retry with backoff."  # see errors.exception_handler
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         http_method = request.method or ""  # never None once Django has parsed the request

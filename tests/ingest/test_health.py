@@ -64,6 +64,30 @@ def test_events_are_refused_with_503_not_500_when_the_database_is_down(api_clien
     assert response.status_code == 503
     assert response["Retry-After"]
     assert "Traceback" not in response.content.decode()
+    assert response.json()["message"] == "The event could not be stored; retry with backoff."
+
+
+@pytest.fixture
+def reader_key(transactional_db):
+    """A member's personal API key for the analytics read API, made while the database is up."""
+    from tests.factories import ApplicationFactory, MembershipFactory, PersonalApiKeyFactory
+
+    application = ApplicationFactory()
+    user = MembershipFactory(company=application.company).user
+    return application, PersonalApiKeyFactory(user=user).raw_key
+
+
+def test_a_read_while_the_database_is_down_is_503_without_mentioning_events(api_client, reader_key, request):
+    application, key = reader_key
+    request.getfixturevalue("database_down")
+
+    response = api_client.get(
+        f"/api/v1/analytics/apps/{application.uuid}/activity", HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
+
+    assert response.status_code == 503
+    assert response["Retry-After"]
+    assert response.json() == {"error": "unavailable", "message": "The database is unavailable; retry with backoff."}
 
 
 def test_health_recovers_when_the_database_is_back(api_client, transactional_db):
