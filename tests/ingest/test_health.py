@@ -81,9 +81,7 @@ def test_a_read_while_the_database_is_down_is_503_without_mentioning_events(api_
     application, key = reader_key
     request.getfixturevalue("database_down")
 
-    response = api_client.get(
-        f"/api/v1/analytics/apps/{application.uuid}/activity", HTTP_AUTHORIZATION=f"Bearer {key}"
-    )
+    response = api_client.get(f"/api/v1/analytics/apps/{application.uuid}/activity", HTTP_AUTHORIZATION=f"Bearer {key}")
 
     assert response.status_code == 503
     assert response["Retry-After"]
