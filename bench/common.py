@@ -77,3 +77,50 @@ def stop(proc: subprocess.Popen | None, timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def worker_start(env: dict, log: Path, celery_app, *, timeout: float = 60) -> subprocess.Popen:
+    """`scripts/worker` in its own process group, returned once it answers a ping."""
+    import time
+
+    worker = subprocess.Popen(
+        [str(ROOT / "scripts" / "worker")],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while not celery_app.control.ping(timeout=0.5):
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise SystemExit(f"celery worker did not start; see {log}")
+    return worker
+
+
+def sdk_event(
+    *, event_name: str = "session_start", event_id: str | None = None, properties: dict | None = None
+) -> dict:
+    """One consented SDK event as a mobile SDK would send it (fresh anon id and session)."""
+    import time
+    import uuid
+
+    return {
+        "schema_version": 1,
+        "event_id": event_id or str(uuid.uuid4()),
+        "event_name": event_name,
+        "ts_ms": int(time.time() * 1000),
+        "user": {"anon_id": str(uuid.uuid4())},
+        "device": {
+            "platform": "ios",
+            "os": "17.0",
+            "app_version": "1.0.0",
+            "sdk_version": "1.0.0",
+            "bundle_version": 3,
+            "locale": "en_US",
+            "country": "US",
+        },
+        "context": {"session_id": str(uuid.uuid4())},
+        "properties": properties or {},
+        "privacy": {"consent": {"analytics": True}},
+    }

@@ -36,7 +36,7 @@ import uuid
 from pathlib import Path
 
 import psutil
-from common import ROOT, free_port, manage, prod_env, stop
+from common import ROOT, free_port, manage, prod_env, sdk_event, stop
 
 sys.path.append(str(ROOT))  # appended: `ingest` below must stay this folder's bench/ingest.py
 import ingest as ingest_bench
@@ -184,7 +184,7 @@ class Sender(threading.Thread):
             marker = str(uuid.uuid4())
             if sdk:
                 kind, url = "sdk", "/api/v1/ingest/events"
-                body = json.dumps({"events": [_sdk_event(marker)]}).encode()
+                body = json.dumps({"events": [sdk_event(event_id=marker)]}).encode()
                 headers = {"Content-Type": "application/json", "x-api-key": self.app["sdk_key"]}
             else:
                 kind, url = "v1", "/v1/events"
@@ -208,28 +208,6 @@ class Sender(threading.Thread):
             if status >= 500:
                 time.sleep(0.01)  # a client backs off a little
         conn.close()
-
-
-def _sdk_event(event_id: str) -> dict:
-    return {
-        "schema_version": 1,
-        "event_id": event_id,
-        "event_name": "session_start",
-        "ts_ms": int(time.time() * 1000),
-        "user": {"anon_id": str(uuid.uuid4())},
-        "device": {
-            "platform": "ios",
-            "os": "17.0",
-            "app_version": "1.0.0",
-            "sdk_version": "1.0.0",
-            "bundle_version": 3,
-            "locale": "en_US",
-            "country": "US",
-        },
-        "context": {"session_id": str(uuid.uuid4())},
-        "properties": {},
-        "privacy": {"consent": {"analytics": True}},
-    }
 
 
 def scenario_crash(args) -> int:

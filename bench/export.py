@@ -39,7 +39,7 @@ if (
     os.environ["BENCH_REEXEC"] = "1"
     os.execv(str(VENV_PY), [str(VENV_PY), *sys.argv])  # noqa: S606 (our own venv, same arguments)
 
-from common import PG, free_port, stop  # noqa: E402 - after the re-exec into the venv
+from common import PG, free_port, stop, worker_start  # noqa: E402 - after the re-exec into the venv
 
 DB_NAME = "bench_export"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
@@ -212,18 +212,7 @@ def main() -> int:
                 time.sleep(0.2)
         call_command("bigquery_setup")
 
-        worker = subprocess.Popen(
-            [str(ROOT / "scripts" / "worker")],
-            cwd=ROOT,
-            env=env,
-            stdout=(OUT / "export-worker.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while not celery_app.control.ping(timeout=0.5):
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit("celery worker did not start; see bench/out/export-worker.log")
+        worker = worker_start(env, OUT / "export-worker.log", celery_app)
         log("emulator and worker (2 processes) up; kicking export")
 
         celery_app.send_task("ingest.export_pending")

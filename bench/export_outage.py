@@ -37,7 +37,7 @@ if (
     os.environ["BENCH_REEXEC"] = "1"
     os.execv(str(VENV_PY), [str(VENV_PY), *sys.argv])  # noqa: S606 (our own venv, same arguments)
 
-from common import PG, free_port, prod_env, stop  # noqa: E402 - after the re-exec into the venv
+from common import PG, free_port, prod_env, stop, worker_start  # noqa: E402 - after the re-exec into the venv
 from export import EVENTS_SQL, SDK_SQL  # noqa: E402
 
 DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_export_outage")
@@ -157,18 +157,7 @@ def main() -> int:
     try:
         emulator = emulator_start(bq_port, env, logs / "emulator.log")
         call_command("bigquery_setup", stdout=open(os.devnull, "w"))  # noqa: SIM115
-        worker = subprocess.Popen(
-            [str(ROOT / "scripts" / "worker")],
-            cwd=ROOT,
-            env=env,
-            stdout=(logs / "worker.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while not celery_app.control.ping(timeout=0.5):
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit(f"celery worker did not start; see {logs}/worker.log")
+        worker = worker_start(env, logs / "worker.log", celery_app)
         log(f"BigQuery up: {args.rate} events/s for {args.before:g} s")
         load(args.before)
         stop(emulator)

@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from common import PG, ROOT, database_prepare, free_port, prod_env, python, stop
+from common import PG, ROOT, database_prepare, free_port, prod_env, python, sdk_event, stop
 
 DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_webhooks")
 BAR_P50, BAR_P99 = 1.0, 3.0
@@ -241,25 +241,7 @@ def request_for(protocol: str, tenant: dict, base_url: str, bench_id: str) -> tu
         body = json.dumps(event, separators=(",", ":")).encode()
         signature = hmac.new(tenant["api_secret"].encode(), body, hashlib.sha256).hexdigest()
         return f"{base_url}/v1/events", body, {"x-app-uuid": tenant["app_uuid"], "x-signature": signature}
-    event = {
-        "schema_version": 1,
-        "event_id": str(uuid.uuid4()),
-        "event_name": "onboarding_flow_started",
-        "ts_ms": int(time.time() * 1000),
-        "user": {"anon_id": str(uuid.uuid4())},
-        "device": {
-            "platform": "ios",
-            "os": "17.0",
-            "app_version": "1.0.0",
-            "sdk_version": "1.0.0",
-            "bundle_version": 3,
-            "locale": "en_US",
-            "country": "US",
-        },
-        "context": {"session_id": str(uuid.uuid4())},
-        "properties": {"bench_id": bench_id},
-        "privacy": {"consent": {"analytics": True}},
-    }
+    event = sdk_event(event_name="onboarding_flow_started", properties={"bench_id": bench_id})
     body = json.dumps({"events": [event]}, separators=(",", ":")).encode()
     return f"{base_url}/api/v1/ingest/events", body, {"x-api-key": tenant["sdk_key"]}
 

@@ -1,7 +1,7 @@
 """Scrape-time gauges of the export outbox, read from PostgreSQL (see saastracker/metrics.py).
 
-Each query uses a partial index (pending, dead, sending rows), so a scrape stays cheap however
-many rows are stored; an exact count of a very large backlog still walks that backlog's index.
+The same reads as the admin and the maintenance sweep (`export_backlog_get`): partial indexes, and
+a pending count that stops at a million rows, so a scrape stays cheap however large the backlog.
 """
 
 from collections.abc import Iterable
@@ -9,8 +9,7 @@ from collections.abc import Iterable
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .models import ExportState
-from .services.export import MODELS, export_oldest_unexported_get
+from .services.export import MODELS, export_backlog_get
 
 
 def export_collect() -> Iterable[Metric]:
@@ -25,10 +24,9 @@ def export_collect() -> Iterable[Metric]:
     )
     now = timezone.now()
     for table, model in MODELS.items():
-        pending = model._default_manager.filter(export_state=ExportState.PENDING)
-        rows.add_metric([table, "pending"], pending.count())
-        rows.add_metric([table, "dead"], model._default_manager.filter(export_state=ExportState.DEAD).count())
-        rows.add_metric([table, "sending"], model._default_manager.filter(export_state=ExportState.SENDING).count())
-        oldest = export_oldest_unexported_get(queryset=model._default_manager.all())
+        backlog = export_backlog_get(model=model)
+        for state in ("pending", "sending", "dead"):
+            rows.add_metric([table, state], getattr(backlog, state))
+        oldest = backlog.oldest_unexported_at
         lag.add_metric([table], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
     return [rows, lag]

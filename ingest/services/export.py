@@ -501,6 +501,27 @@ def export_oldest_unexported_get(*, queryset: QuerySet) -> datetime | None:
     return min(candidates) if candidates else None
 
 
+@dataclass(frozen=True)
+class TableBacklog:
+    """What one export table still owes BigQuery."""
+
+    pending: int
+    sending: int
+    dead: int
+    oldest_unexported_at: datetime | None
+
+
+def export_backlog_get(*, model: type[Event | SdkEvent | IdentifyLink], count_limit: int = 1_000_000) -> TableBacklog:
+    """One table's backlog through its partial indexes; the pending count stops at `count_limit`."""
+    rows = model.objects.all()
+    return TableBacklog(
+        pending=rows.filter(export_state=ExportState.PENDING)[:count_limit].count(),
+        sending=rows.filter(export_state=ExportState.SENDING).count(),
+        dead=rows.filter(export_state=ExportState.DEAD).count(),
+        oldest_unexported_at=export_oldest_unexported_get(queryset=rows),
+    )
+
+
 def export_status_get(*, now: datetime | None = None, count_limit: int = 1_000_000) -> ExportStatus:
     """Export lag (age of the oldest row not yet exported), backlog and dead letters.
 
@@ -509,22 +530,15 @@ def export_status_get(*, now: datetime | None = None, count_limit: int = 1_000_0
     Counts stop at `count_limit` per table to stay cheap on a huge backlog.
     """
     now = now or timezone.now()
-    oldest = None
-    pending = sending = dead = 0
-    for model in MODELS.values():
-        first = export_oldest_unexported_get(queryset=model.objects.all())
-        if first is not None and (oldest is None or first < oldest):
-            oldest = first
-        pending += model.objects.filter(export_state=ExportState.PENDING)[:count_limit].count()
-        sending += model.objects.filter(export_state=ExportState.SENDING).count()
-        dead += model.objects.filter(export_state=ExportState.DEAD).count()
+    backlogs = [export_backlog_get(model=model, count_limit=count_limit) for model in MODELS.values()]
+    oldest = min((b.oldest_unexported_at for b in backlogs if b.oldest_unexported_at), default=None)
     return ExportStatus(
         enabled=bigquery.is_enabled(),
         oldest_unexported_at=oldest,
         lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
-        pending_count=pending,
-        sending_count=sending,
-        dead_count=dead,
+        pending_count=sum(b.pending for b in backlogs),
+        sending_count=sum(b.sending for b in backlogs),
+        dead_count=sum(b.dead for b in backlogs),
         batches_in_flight=ExportBatch.objects.count(),
         batches_expired=ExportBatch.objects.filter(lease_until__lt=now).count(),
     )
