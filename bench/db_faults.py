@@ -28,6 +28,7 @@ import hmac
 import http.client
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -77,12 +78,14 @@ def scenario_restart(args) -> int:
         print(f"baseline: {json.dumps(baseline)}", flush=True)
     pg, env = cluster_ready({})
     workdir = Path(tempfile.mkdtemp(prefix="saastracker-faults-"))
-    proc = None
+    proc = worker = None
     phases: dict = {}
     try:
         app = ingest_bench.application_new(env)
         ingest_bench.requests_generate(shared, workdir / "requests", app, n=args.n, batches=10)
         proc = ingest_bench.server_start(env, workdir / "server.log")
+        if args.worker:  # the whole service, as deployed: its Celery workers on the same database
+            worker = worker_start_logged(env, workdir / "worker.log")
         ingest_bench.wrk_run(shared, workdir / "requests", "single", int(env["PORT"]), _short(args))  # warm-up
         for phase in ("before", "restart", "after", "after2"):
             restarter = None
@@ -91,9 +94,10 @@ def scenario_restart(args) -> int:
                 restarter.start()
             before = stored_single(pg, app["app_id"])
             pg.psql("select pg_stat_statements_reset()", DB_NAME)
-            cpu_before = (tree_cpu(proc.pid), tree_cpu(postmaster_pid(pg)))
+            worker_pid = worker.pid if worker else 0
+            cpu_before = (tree_cpu(proc.pid), tree_cpu(postmaster_pid(pg)), tree_cpu(worker_pid))
             run = ingest_bench.wrk_run(shared, workdir / "requests", "single", int(env["PORT"]), args)
-            cpu_after = (tree_cpu(proc.pid), tree_cpu(postmaster_pid(pg)))
+            cpu_after = (tree_cpu(proc.pid), tree_cpu(postmaster_pid(pg)), tree_cpu(worker_pid))
             if restarter is not None:
                 restarter.join()
             time.sleep(0.5)
@@ -114,17 +118,38 @@ def scenario_restart(args) -> int:
                 # (the old server's processes are gone by its end).
                 "web_cpu_ms_per_req": round(1000 * (cpu_after[0] - cpu_before[0]) / max(run["requests"], 1), 3),
                 "pg_cpu_ms_per_req": round(1000 * (cpu_after[1] - cpu_before[1]) / max(run["requests"], 1), 3),
+                "worker_cpu_s": round(cpu_after[2] - cpu_before[2], 2),
                 "load_avg_1m": round(os.getloadavg()[0], 1),
             }
             print(f"{phase}: {json.dumps(phases[phase])}", flush=True)
     finally:
         stop(proc)
+        stop(worker)
         pg.destroy()
     ratio = round(phases["after2"]["rps"] / phases["before"]["rps"], 3)
     print(f"throughput after the restart / before: {ratio}")
     print("BENCH_JSON " + json.dumps({"baseline": baseline, **phases, "after2_over_before": ratio}))
     missing = sum(p["missing"] for p in phases.values())
     return 1 if missing or ratio < 0.85 else 0
+
+
+def worker_start_logged(env: dict, log: Path, timeout: float = 120) -> subprocess.Popen:
+    """`scripts/worker` (every role, beat included), returned once each role has logged `ready`."""
+    worker = subprocess.Popen(
+        [str(ROOT / "scripts" / "worker")],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while log.read_text(errors="replace").count(" ready.") < 4:
+        if time.monotonic() > deadline or worker.poll() is not None:
+            stop(worker)
+            sys.exit(f"the worker did not start; see {log}")
+        time.sleep(0.5)
+    return worker
 
 
 def postmaster_pid(pg: PrivatePostgres) -> int:
@@ -273,6 +298,7 @@ def main() -> int:
         default="fast",
         help="pg_ctl stop mode (restart); `none` is the control run: the same four phases, no restart",
     )
+    p.add_argument("--worker", action="store_true", help="also run scripts/worker (restart): its CPU is reported")
     p.add_argument("--crashes", type=int, default=5)
     p.add_argument("--senders", type=int, default=32)
     p.add_argument("--protocol", choices=["v1", "sdk", "both"], default="both")
