@@ -5,11 +5,19 @@ What makes a list page slow at that size, and what replaces it here:
 - the exact `COUNT(*)` behind the paginator: `EstimatedCountPaginator` counts exactly only up to
   a threshold (a `COUNT` over a `LIMIT`, so it reads at most that many index entries) and past it
   shows PostgreSQL's own estimate for the query (what `EXPLAIN` says), as large Django sites do;
-- free-text `icontains` searches: `IndexedSearchMixin` maps a term to exact lookups on indexed
-  columns by its shape (a UUID, a message id, anything else), never a scan;
+- free-text `icontains` searches: `LargeListMixin.search_lookups` maps a term to exact lookups on
+  indexed columns by its shape (a UUID, a message id, anything else), or to a prefix (`LIKE 'x%'`,
+  a b-tree range under the database's C collation) when it ends with `*`; never a scan;
 - sorting by any column: lists sort only by their default, index-backed order (`sortable_by = ()`);
+  an account admin's list (one company's rows) may use another index-backed order
+  (`scoped_ordering`, e.g. the `(company, received_at)` index) instead of walking every company's
+  rows along the primary key;
 - date hierarchies (a `SELECT DISTINCT date_trunc(...)` over the whole table): replaced by
-  "received within" filters, which the newest-first order reads from the end of the primary key.
+  "received within" filters, backed by a BRIN index on the time column: a window full of recent
+  rows is read from the end of the primary key, a window with few or none from the BRIN ranges;
+- filters on rare values (dead letters, rows without consent, a rare webhook type): a partial or
+  `(value, id)` index each, so a page never walks the primary key looking for them; values a
+  table can never hold are not offered and answer an empty page without a query.
 """
 
 from __future__ import annotations
@@ -39,8 +47,11 @@ class EstimatedCountPaginator(Paginator):
         queryset = self.object_list
         if not isinstance(queryset, QuerySet):
             return super().count
-        # Newest first, as the lists read: a filter on recent rows stops after the bound, not after a scan.
-        exact = queryset.order_by("-pk")[: EXACT_COUNT_UP_TO + 1].count()
+        # In the list's own (index-backed) order: a filter on recent rows stops after the bound, not
+        # after a scan, and an account admin's count reads the same index as their page.
+        if not queryset.ordered:
+            queryset = queryset.order_by("-pk")
+        exact = queryset[: EXACT_COUNT_UP_TO + 1].count()
         if exact <= EXACT_COUNT_UP_TO:
             return exact
         return max(exact, _planner_estimate(queryset))
@@ -82,6 +93,45 @@ def time_window_filter(field: str, *, title: str, parameter: str) -> type[admin.
     return TimeWindowFilter
 
 
+def choice_filter(
+    field: str, choices: list[tuple[Any, str]], *, title: str, parameter: str | None = None
+) -> type[admin.SimpleListFilter]:
+    """A filter offering only the values this table can hold; any other value is an empty page.
+
+    A plain field filter offers every choice of the field, and a value no row holds would make
+    PostgreSQL walk the whole primary key to fill a newest-first page.
+    """
+    allowed = {str(value): value for value, _ in choices}
+
+    class ChoiceFilter(admin.SimpleListFilter):
+        def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+            return [(str(value), label) for value, label in choices]
+
+        def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+            value = self.value()
+            if value is None:
+                return queryset
+            if value not in allowed:
+                return queryset.none()
+            return queryset.filter(**{field: allowed[value]})
+
+    ChoiceFilter.title = title
+    ChoiceFilter.parameter_name = parameter or f"{field}__exact"
+    return ChoiceFilter
+
+
+PREFIX_MIN_CHARS = 3
+
+
+def as_prefix(term: str) -> str | None:
+    """`abc*` means "starts with abc" (at least PREFIX_MIN_CHARS characters); None: not a prefix search."""
+    term = term.strip()
+    if not term.endswith("*"):
+        return None
+    prefix = term.rstrip("*")
+    return prefix if len(prefix) >= PREFIX_MIN_CHARS and "*" not in prefix else None
+
+
 def as_uuid(term: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(term.strip())
@@ -102,9 +152,18 @@ class LargeListMixin:
     paginator: ClassVar[type] = EstimatedCountPaginator
     show_full_result_count = False
     sortable_by: ClassVar[list[str] | tuple[str, ...] | None] = ()
+    # The order of a list narrowed to one company (account admins), when an index serves it better
+    # than the primary key: None keeps `ordering`.
+    scoped_ordering: ClassVar[tuple[str, ...] | None] = None
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return IndexOrderedChangeList
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        read_scope = getattr(self, "read_scope", None)
+        if self.scoped_ordering and read_scope is not None and read_scope(request) is not None:
+            return self.scoped_ordering
+        return tuple(getattr(self, "ordering", None) or ("-pk",))
 
     def search_lookups(self, term: str) -> dict[str, Any] | None:
         """The exact, index-backed lookups for a search term; None: no match possible."""

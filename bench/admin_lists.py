@@ -62,8 +62,8 @@ insert into ingest_event (id, company_id, application_id, received_at, export_st
   export_error, webhook_pending, event_id, event, user_hash, customer_org_id, path, session_id,
   session_inferred, plan, environment, occurred_at, properties)
 select i, a.cs[1 + i % @COMPANIES], a.ids[1 + i % @COMPANIES], @T0 + i * interval '259 milliseconds',
-  case when i % 100000 = 7 then 2 else 1 end, 0,
-  '', false, lpad(to_hex(i), 32, '0')::uuid,
+  case i % 100000 when 7 then 2 when 13 then 4 when 17 then 0 else 1 end, 0,
+  '', i % 100000 = 19, lpad(to_hex(i), 32, '0')::uuid,
   (array['page_view','signup_completed','onboarding_flow_started','click'])[1 + i % 4],
   md5('u' || (i % 200000)), 'org_' || (i % 50000), '/p/' || (i % 100), md5('s' || (i / 20))::uuid, true, 'growth',
   'production', @T0 + i * interval '259 milliseconds', '{"k": 1}'::jsonb
@@ -75,11 +75,12 @@ insert into ingest_sdkevent (id, company_id, application_id, received_at, export
   webhook_pending, event_id, schema_version, event_name, ts_ms, occurred_at, anon_id, user_id, platform, os,
   app_version, sdk_version, locale, bundle_version, country, session_id, properties, consent_analytics)
 select i, a.cs[1 + i % @COMPANIES], a.ids[1 + i % @COMPANIES], @T0 + i * interval '259 milliseconds',
-  case when i % 100000 = 7 then 2 else 1 end, 0,
-  '', false, lpad(to_hex(i), 32, '0')::uuid, 1, (array['screen_view','tap','purchase','app_open'])[1 + i % 4], 0,
+  case when i % 1000 = 11 then 3 else case i % 100000 when 7 then 2 when 13 then 4 when 17 then 0 else 1 end end, 0,
+  '', i % 100000 = 19, lpad(to_hex(i), 32, '0')::uuid, 1,
+  (array['screen_view','tap','purchase','app_open'])[1 + i % 4], 0,
   @T0 + i * interval '259 milliseconds', md5('a' || (i % 300000))::uuid,
   case when i % 3 = 0 then 'user_' || (i % 100000) end, (array['ios','android'])[1 + i % 2], '17.1', '2.3.0',
-  '1.4.0', 'en_US', 1.0, 'US', md5('t' || (i / 20))::uuid, null, true
+  '1.4.0', 'en_US', 1.0, 'US', md5('t' || (i / 20))::uuid, null, i % 1000 <> 11
 from generate_series(@LO, @HI - 1) i
 cross join (select array_agg(id order by id) ids, array_agg(company_id order by id) cs from apps_registry_application) a
 """
@@ -87,8 +88,9 @@ _IDENTIFY = """
 insert into ingest_identifylink (id, company_id, application_id, received_at, export_state, export_attempts,
   export_error, webhook_pending, link_id, anon_id, user_id, last_seen_at)
 select i, a.cs[1 + i % @COMPANIES], a.ids[1 + i % @COMPANIES], @T0 + i * interval '259 milliseconds',
-  1, 0, '', false, lpad(to_hex(i), 32, '0')::uuid,
-  lpad(to_hex(i), 32, '0')::uuid, 'user_' || (i % 2000000), @T0 + i * interval '259 milliseconds'
+  case i % 100000 when 7 then 2 when 13 then 4 when 17 then 0 else 1 end, 0, '', i % 100000 = 19,
+  lpad(to_hex(i), 32, '0')::uuid, lpad(to_hex(i), 32, '0')::uuid, 'user_' || (i % 2000000),
+  @T0 + i * interval '259 milliseconds'
 from generate_series(@LO, @HI - 1) i
 cross join (select array_agg(id order by id) ids, array_agg(company_id order by id) cs from apps_registry_application) a
 """
@@ -97,7 +99,7 @@ insert into webhooks_webhookmessage (id, endpoint_id, event_type, payload, sourc
   next_attempt_at, locked_until, created_at, delivered_at)
 select 'msg_' || lpad(to_hex(i), 11, '0') || substr(md5('m' || i), 1, 20), e.ids[1 + i % @COMPANIES],
   (array['onboarding.started','user.identified'])[1 + i % 2], '{"type": "x"}'::jsonb, 'sdk_event:' || i,
-  case when i % 1000 = 3 then 'failed' else 'delivered' end, 1, null, null,
+  case when i % 1000 = 3 then 'failed' when i % 100000 = 5 then 'pending' else 'delivered' end, 1, null, null,
   @T0 + i * interval '259 milliseconds', @T0 + i * interval '259 milliseconds'
 from generate_series(@LO, @HI - 1) i
 cross join (select array_agg(id order by id) ids from webhooks_webhookendpoint) e
