@@ -29,12 +29,15 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext
 
 EXACT_COUNT_UP_TO = 10_000
 
@@ -150,6 +153,10 @@ class LargeListMixin:
     """Estimated counts, no column sorting, no full count, no search of unindexed text."""
 
     paginator: ClassVar[type] = EstimatedCountPaginator
+    # Rendering a row costs ~1-2 ms of Python (each cell formatted, a datetime localised); the
+    # database side of a page is a few ms. 50 rows keep a page well under 300 ms on a busy machine;
+    # these lists are for finding rows (search, filters), not for reading through.
+    list_per_page = 50
     show_full_result_count = False
     sortable_by: ClassVar[list[str] | tuple[str, ...] | None] = ()
     # The order of a list narrowed to one company (account admins), when an index serves it better
@@ -158,6 +165,17 @@ class LargeListMixin:
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return IndexOrderedChangeList
+
+    def action_checkbox(self, obj: Model) -> str:
+        """Django's row checkbox, same HTML, without rendering a form-widget template per row (a
+        fifth of a 50-row page's time)."""
+        label = format_html(gettext("Select this object for an action - {}"), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            label,
+        )
 
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         read_scope = getattr(self, "read_scope", None)
