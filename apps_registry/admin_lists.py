@@ -50,11 +50,14 @@ class EstimatedCountPaginator(Paginator):
         queryset = self.object_list
         if not isinstance(queryset, QuerySet):
             return super().count
-        # In the list's own (index-backed) order: a filter on recent rows stops after the bound, not
-        # after a scan, and an account admin's count reads the same index as their page.
-        if not queryset.ordered:
-            queryset = queryset.order_by("-pk")
-        exact = queryset[: EXACT_COUNT_UP_TO + 1].count()
+        # Along the first key of the list's own (index-backed) order, selecting only that column: a
+        # filter on recent rows stops after the bound, not after a scan, an account admin's count
+        # reads the same index as their page, and with nothing else selected it can be an
+        # index-only scan (no heap page per counted row).
+        order_by = queryset.query.order_by
+        first = order_by[0] if order_by and isinstance(order_by[0], str) else "-pk"
+        bounded = queryset.order_by(first).values(first.lstrip("-"))[: EXACT_COUNT_UP_TO + 1]
+        exact = bounded.count()
         if exact <= EXACT_COUNT_UP_TO:
             return exact
         return max(exact, _planner_estimate(queryset))
