@@ -34,6 +34,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
@@ -59,8 +60,29 @@ class EstimatedCountPaginator(Paginator):
         bounded = queryset.order_by(first).values(first.lstrip("-"))[: EXACT_COUNT_UP_TO + 1]
         exact = bounded.count()
         if exact <= EXACT_COUNT_UP_TO:
+            self.object_list = _sorted_not_walked(queryset)
             return exact
         return max(exact, _planner_estimate(queryset))
+
+
+def _sorted_not_walked(queryset: QuerySet) -> QuerySet:
+    """The same order, as a sort of the (at most EXACT_COUNT_UP_TO) matching rows.
+
+    For a page of 50 rows PostgreSQL may walk the primary key newest first and filter, betting that
+    matches are dense; when its estimate is off (a time window past the last ANALYZE that holds no
+    rows, a rare unindexed value) that walk reads the whole table. Once the bounded count has shown
+    that few rows match, ordering by an expression no index provides (COALESCE(x, x): same values,
+    same order) leaves only plans that fetch the matches through the filter's own index (BRIN for
+    time windows, partial indexes for rare states) and sort them, a few milliseconds at most.
+    """
+    keys: list[Any] = []
+    for key in queryset.query.order_by:
+        if not isinstance(key, str):
+            return queryset
+        name = key.lstrip("-")
+        expression = Coalesce(name, name)
+        keys.append(expression.desc() if key.startswith("-") else expression.asc())
+    return queryset.order_by(*keys) if keys else queryset
 
 
 def _planner_estimate(queryset: QuerySet) -> int:
@@ -150,6 +172,13 @@ class IndexOrderedChangeList(ChangeList):
 
     def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[Any]:
         return list(self.model_admin.get_ordering(request) or ["-pk"])  # every list here orders by its key
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # A single page (Django lists it without the paginator's slice): sorted too when few match.
+        results = self.result_list
+        if self.result_count <= EXACT_COUNT_UP_TO and isinstance(results, QuerySet) and not results.query.is_sliced:
+            self.result_list = _sorted_not_walked(results)
 
 
 class LargeListMixin:
