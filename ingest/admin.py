@@ -15,7 +15,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from apps_registry.admin_lists import LargeListMixin, as_uuid, model_ids, time_window_filter
+from apps_registry.admin_lists import LargeListMixin, as_prefix, as_uuid, choice_filter, model_ids, time_window_filter
 from apps_registry.admin_scoping import CompanyScopedAdmin, account_company_id
 from apps_registry.models import Application
 
@@ -24,6 +24,11 @@ from .models import Event, ExportState, IdentifyLink, SdkEvent
 from .services.export import export_oldest_unexported_get, export_retry_dead
 
 ReceivedWithin = time_window_filter("received_at", title="received", parameter="received")
+# Only SDK events can lack analytics consent: the other tables never hold SKIPPED rows.
+ExportStateFilter = choice_filter(
+    "export_state", [c for c in ExportState.choices if c[0] != ExportState.SKIPPED], title="export state"
+)
+SdkExportStateFilter = choice_filter("export_state", ExportState.choices, title="export state")
 
 
 class PlatformFilter(admin.SimpleListFilter):
@@ -44,10 +49,13 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
 
     company_path = "company"
     change_list_template = "admin/ingest/outbox_change_list.html"
-    list_filter: ClassVar[tuple[Any, ...]] = ("export_state", "webhook_pending", ReceivedWithin)
+    list_filter: ClassVar[tuple[Any, ...]] = (ExportStateFilter, "webhook_pending", ReceivedWithin)
     list_select_related = ("application__company",)  # Application.__str__ names its company
     actions = ("retry_export",)
     ordering = ("-id",)
+    # One company's rows, newest first, straight from the (company, received_at) index: along the
+    # primary key a small company's page would skip over every other company's rows.
+    scoped_ordering = ("-received_at", "-id")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -96,17 +104,24 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
 class EventAdmin(OutboxRowAdmin):
     list_display = ("event", "customer_org_id", "application", "occurred_at", "received_at", "export_state")
     search_fields = ("=event_id", "=customer_org_id")
-    search_help_text = "An event id (UUID) or an exact customer org id."
+    search_help_text = "An event id (UUID), an exact customer org id, or an org id prefix ending with * (org_12*)."
 
     def search_lookups(self, term: str) -> dict:
         event_id = as_uuid(term)
-        return {"event_id": event_id} if event_id else {"customer_org_id": term}  # unique / (org, id) index
+        if event_id:
+            return {"event_id": event_id}  # unique index
+        prefix = as_prefix(term)
+        if prefix:
+            return {"customer_org_id__startswith": prefix}  # a range of the (customer_org_id, id) index
+        return {"customer_org_id": term}  # (customer_org_id, id) index, read newest first
 
 
 @admin.register(SdkEvent)
 class SdkEventAdmin(OutboxRowAdmin):
     list_display = ("event_name", "platform", "application", "occurred_at", "received_at", "export_state")
-    list_filter = ("export_state", "consent_analytics", PlatformFilter, "webhook_pending", ReceivedWithin)
+    # No consent filter: "not exported (no analytics consent)" is the export state of exactly those
+    # rows, with its own partial index; a filter on the boolean would walk the table for rare ones.
+    list_filter = (SdkExportStateFilter, PlatformFilter, "webhook_pending", ReceivedWithin)
     search_fields = ("=event_id",)
     search_help_text = "An SDK event id (UUID)."
 
@@ -121,8 +136,13 @@ class SdkEventAdmin(OutboxRowAdmin):
 class IdentifyLinkAdmin(OutboxRowAdmin):
     list_display = ("anon_id", "user_id", "application", "received_at", "export_state")
     search_fields = ("=link_id", "=user_id")
-    search_help_text = "A link id (UUID) or an exact user id."
+    search_help_text = "A link id (UUID), an exact user id, or a user id prefix ending with * (user_12*)."
 
     def search_lookups(self, term: str) -> dict:
         link_id = as_uuid(term)
-        return {"link_id": link_id} if link_id else {"user_id": term}  # unique / (user_id, id) index
+        if link_id:
+            return {"link_id": link_id}  # unique index
+        prefix = as_prefix(term)
+        if prefix:
+            return {"user_id__startswith": prefix}  # a range of the (user_id, id) index
+        return {"user_id": term}  # (user_id, id) index, read newest first

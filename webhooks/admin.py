@@ -13,13 +13,13 @@ from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from apps_registry.admin_lists import LargeListMixin, time_window_filter
+from apps_registry.admin_lists import LargeListMixin, as_prefix, time_window_filter
 from apps_registry.admin_scoping import CompanyScopedAdmin, ObjectPagesMixin, ReadOnlyScopedInline
 
 from . import services, signing
@@ -272,11 +272,22 @@ class WebhookMessageAdmin(LargeListMixin, CompanyScopedAdmin):
     )
     list_select_related = ("endpoint",)
     search_fields = ("=id", "=source")
-    search_help_text = "A message id (msg_...) or an exact source (e.g. sdk_event:123)."
+    search_help_text = (
+        "A message id (msg_...) or an exact source (e.g. sdk_event:123); end either with * for a prefix (msg_0a1*)."
+    )
     ordering = ("-id",)
 
+    def company_scope(self, company_id: int) -> Q:
+        """The company's endpoints by id: the (endpoint, id) index then reads their messages newest
+        first, where a join on the endpoint's company would walk every company's messages."""
+        endpoints = WebhookEndpoint.objects.filter(company_id=company_id).values_list("pk", flat=True)
+        return Q(endpoint_id__in=list(endpoints))
+
     def search_lookups(self, term: str) -> dict:
-        return {"id": term} if term.startswith("msg_") else {"source": term}  # primary key / source index
+        term = term.strip()
+        field = "id" if term.startswith("msg_") else "source"  # primary key / source index
+        prefix = as_prefix(term)
+        return {f"{field}__startswith": prefix} if prefix else {field: term}
 
     inlines = (WebhookAttemptInline,)
     actions = ("resend_action",)

@@ -1,6 +1,7 @@
 """What goes out: subscriptions, the messages owed to them and every delivery attempt."""
 
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -89,6 +90,9 @@ class WebhookMessage(models.Model):
             models.Index(fields=["state", "id"], name="webhookmessage_state_id"),
             models.Index(fields=["endpoint", "id"], name="webhookmessage_endpoint_id"),
             models.Index(fields=["source"], name="webhookmessage_source"),
+            # The admin's event type filter (some types are rare) and "created within" filter.
+            models.Index(fields=["event_type", "id"], name="webhookmessage_type_id"),
+            BrinIndex(fields=["created_at"], autosummarize=True, name="webhookmessage_created_brin"),
         ]
 
     def __str__(self) -> str:

@@ -111,8 +111,10 @@ def test_webhook_messages_are_searched_by_exact_id_or_source(superuser):
     assert [m.pk for m in by_id] == [message.pk]
 
 
-def test_lists_sort_only_by_their_indexed_order(superuser):
-    EventFactory.create_batch(2)
+def test_lists_sort_only_by_their_indexed_order(superuser, monkeypatch):
+    # Given more events than the exact-count bound (a large list: read in index order)
+    monkeypatch.setattr(admin_lists, "EXACT_COUNT_UP_TO", 1)
+    EventFactory.create_batch(3)
 
     # When someone asks for a sort by a column (the 2nd: org id)
     with CaptureQueriesContext(connection) as queries:
@@ -122,13 +124,18 @@ def test_lists_sort_only_by_their_indexed_order(superuser):
     assert response.status_code == 200
     # The export and rollup lag lines above the list are their own queries, not the list's order.
     lag_probes = ('"export_state" = 0', '"export_state" IN', 'WHERE "ingest_event"."fold_pending"')
-    listed = [
+    ordered = [
         sql
         for sql in _table_queries(queries, "ingest_event")
         if "ORDER BY" in sql and not any(probe in sql for probe in lag_probes)
     ]
+    listed = [sql for sql in ordered if "COUNT(" not in sql]
+    counts = [sql for sql in ordered if "COUNT(" in sql]
     assert listed
     assert all(sql.split("ORDER BY")[1].strip().startswith('"ingest_event"."id" DESC') for sql in listed)
+    # the bounded count reads the same order, selecting the key alone (an index-only scan)
+    assert counts
+    assert all('SELECT "ingest_event"."id" AS "id" FROM' in sql and "ORDER BY 1 DESC" in sql for sql in counts), counts
 
 
 def test_the_received_filter_narrows_by_time_and_webhook_messages_have_no_date_hierarchy(superuser):
@@ -157,3 +164,179 @@ def test_list_pages_make_a_fixed_number_of_queries_and_never_scan_for_filter_cho
     assert response.status_code == 200
     assert len(more.captured_queries) <= len(few.captured_queries)
     assert not [q["sql"] for q in more.captured_queries if "DISTINCT" in q["sql"]]
+
+
+# --- Prefix searches, per-table filters, account admins' lists (issue 13, the back office at scale) ---
+
+
+def test_a_term_ending_with_a_star_searches_by_prefix_through_the_same_indexes(superuser):
+    # Given events, links and messages whose ids share prefixes
+    org_12 = EventFactory(customer_org_id="org_12")
+    org_123 = EventFactory(customer_org_id="org_123")
+    EventFactory(customer_org_id="org_2")
+    link = IdentifyLinkFactory(user_id="user_abc")
+    IdentifyLinkFactory(user_id="other_abc")
+    message = WebhookMessageFactory(id="msg_0a1b2c", source="sdk_event:55")
+    WebhookMessageFactory(id="msg_ffff", source="identify_link:55")
+
+    def listed(url: str, term: str) -> list:
+        return [row.pk for row in superuser.get(url, {"q": term}).context["cl"].result_list]
+
+    # When support searches with a trailing *
+    with CaptureQueriesContext(connection) as queries:
+        orgs = listed(EVENTS, "org_12*")
+        users = listed("/admin/ingest/identifylink/", "user_*")
+        by_id = listed("/admin/webhooks/webhookmessage/", "msg_0a*")
+        by_source = listed("/admin/webhooks/webhookmessage/", "sdk_event:*")
+
+    # Then every row starting with it is found, newest first, with a prefix LIKE (an index range
+    # under the C collation), never a LIKE '%...%'
+    assert orgs == [org_123.pk, org_12.pk]
+    assert users == [link.pk]
+    assert by_id == [message.pk]
+    assert by_source == [message.pk]
+    likes = [q["sql"] for q in queries.captured_queries if "LIKE" in q["sql"].upper()]
+    assert likes
+    assert not [sql for sql in likes if "LIKE '%" in sql.upper() or "UPPER(" in sql.upper()]
+
+
+def test_a_too_short_prefix_is_an_exact_search(superuser):
+    EventFactory(customer_org_id="org_1")
+
+    found = superuser.get(EVENTS, {"q": "or*"}).context["cl"].result_list
+
+    assert list(found) == []
+
+
+def test_the_export_state_filter_offers_only_states_the_table_can_hold(superuser):
+    # Given an event, and SDK events with and without analytics consent
+    EventFactory()
+    skipped = SdkEventFactory(consent_analytics=False, export_state=3)
+    SdkEventFactory()
+
+    events = superuser.get(EVENTS)
+    sdk = superuser.get("/admin/ingest/sdkevent/")
+    events_skipped = superuser.get(EVENTS, {"export_state__exact": "3"})
+    sdk_skipped = superuser.get("/admin/ingest/sdkevent/", {"export_state__exact": "3"})
+
+    # Then only SDK events offer "not exported (no analytics consent)" (events never lack it), a
+    # typed-in state a table never holds lists nothing, and the SDK filter finds the skipped row
+    assert "no analytics consent" not in events.content.decode()
+    assert "no analytics consent" in sdk.content.decode()
+    assert list(events_skipped.context["cl"].result_list) == []
+    assert [e.pk for e in sdk_skipped.context["cl"].result_list] == [skipped.pk]
+    # the boolean consent filter is gone: the export state above is exactly those rows
+    assert "consent_analytics__exact" not in sdk.content.decode()
+
+
+def test_the_dead_letter_filter_still_lists_dead_rows(superuser):
+    dead = EventFactory(export_state=2)
+    EventFactory()
+
+    shown = superuser.get(EVENTS, {"export_state__exact": "2"}).context["cl"].result_list
+
+    assert [e.pk for e in shown] == [dead.pk]
+
+
+def test_webhook_messages_filter_by_rare_type_and_creation_window(superuser):
+    rare = WebhookMessageFactory(event_type="experiment.exposure")
+    WebhookMessageFactory(event_type="onboarding.started")
+    WebhookMessageFactory(event_type="experiment.exposure", created_at=timezone.now() - dt.timedelta(days=3))
+
+    url = "/admin/webhooks/webhookmessage/"
+    by_type = superuser.get(url, {"event_type__exact": "experiment.exposure", "created": "24h"})
+
+    assert [m.pk for m in by_type.context["cl"].result_list] == [rare.pk]
+
+
+@pytest.fixture
+def two_companies(db):
+    from tests.factories import ApplicationFactory, MembershipFactory, WebhookEndpointFactory
+
+    app_a, app_b = ApplicationFactory(), ApplicationFactory()
+    endpoint_a = WebhookEndpointFactory(company=app_a.company, application=app_a)
+    endpoint_b = WebhookEndpointFactory(company=app_b.company, application=app_b)
+    admin_a = MembershipFactory(company=app_a.company, role="admin").user
+    return {"app_a": app_a, "app_b": app_b, "endpoint_a": endpoint_a, "endpoint_b": endpoint_b, "admin_a": admin_a}
+
+
+def test_an_account_admins_event_list_is_their_company_newest_received_first(client, two_companies):
+    # Given events of two companies; one of company A's was received late (a higher received_at
+    # than a row stored after it)
+    app_a, app_b = two_companies["app_a"], two_companies["app_b"]
+    now = timezone.now()
+    late = EventFactory(application=app_a, received_at=now)
+    early = EventFactory(application=app_a, received_at=now - dt.timedelta(minutes=5))
+    EventFactory(application=app_b)
+    client.force_login(two_companies["admin_a"])
+
+    # When A's account admin opens the list
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(EVENTS)
+
+    # Then they see only A's rows, newest received first, read by company and received time
+    # (the (company, received_at) index), with the exact count
+    assert [e.pk for e in response.context["cl"].result_list] == [late.pk, early.pk]
+    assert "2 events" in response.content.decode()
+    listed = [
+        sql
+        for sql in _table_queries(queries, "ingest_event")
+        if "ORDER BY" in sql and '"ingest_event"."received_at"' in sql.split("ORDER BY")[-1].split(",")[0]
+    ]
+    assert listed
+    assert all('"ingest_event"."company_id" =' in sql for sql in listed)
+
+
+def test_an_account_admins_message_list_reads_their_endpoints_by_id(client, two_companies):
+    mine = WebhookMessageFactory(endpoint=two_companies["endpoint_a"])
+    WebhookMessageFactory(endpoint=two_companies["endpoint_b"])
+    client.force_login(two_companies["admin_a"])
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/admin/webhooks/webhookmessage/")
+
+    assert [m.pk for m in response.context["cl"].result_list] == [mine.pk]
+    listed = [sql for sql in _table_queries(queries, "webhooks_webhookmessage") if "ORDER BY" in sql]
+    assert listed
+    # the company's endpoints by id (the (endpoint, id) index), not a filter on the endpoint's company
+    where = [sql.split(" WHERE ", 1)[1] for sql in listed]
+    assert all('"endpoint_id" IN' in w and '"company_id"' not in w for w in where), where
+
+
+def test_the_row_checkbox_is_djangos_own_html(superuser):
+    # The lists format the action checkbox directly (no widget template per row): the admin's
+    # actions script must still find it, so it must be exactly what Django renders.
+    from django.contrib.admin import ModelAdmin, site
+
+    from ingest.models import Event
+
+    event = EventFactory()
+    model_admin = site._registry[Event]
+
+    assert model_admin.action_checkbox(event) == ModelAdmin.action_checkbox(model_admin, event)
+    assert 'class="action-select"' in superuser.get(EVENTS).content.decode()
+
+
+def test_when_few_rows_match_the_page_sorts_them_instead_of_walking_an_index(superuser):
+    # Given events received a week ago and one an hour ago (a "last 24 h" window PostgreSQL may
+    # misjudge: walking the primary key newest first to find it reads every row at 10 M rows)
+    old = EventFactory.create_batch(3, received_at=timezone.now() - dt.timedelta(days=7))
+    recent = EventFactory(received_at=timezone.now() - dt.timedelta(hours=1))
+
+    with CaptureQueriesContext(connection) as queries:
+        window = superuser.get(EVENTS, {"received": "24h"}).context["cl"].result_list
+        everything = superuser.get(EVENTS).context["cl"].result_list
+
+    # Then each list is still newest first, and since the bounded count found few rows, the page
+    # is ordered by an expression no index provides: the rows are fetched through the filter and
+    # sorted, never found by walking the key
+    assert [e.pk for e in window] == [recent.pk]
+    assert [e.pk for e in everything] == [recent.pk, *sorted((e.pk for e in old), reverse=True)]
+    lag_probes = ('"export_state" = 0', '"export_state" IN', 'WHERE "ingest_event"."fold_pending"')
+    pages = [
+        sql
+        for sql in _table_queries(queries, "ingest_event")
+        if "ORDER BY" in sql and "COUNT(" not in sql and not any(probe in sql for probe in lag_probes)
+    ]
+    assert len(pages) == 2
+    assert all('ORDER BY COALESCE("ingest_event"."id", "ingest_event"."id") DESC' in sql for sql in pages), pages
