@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 
 from ingest.errors import ApiError
 
-from ..stream import DEFAULT_LIMIT, MAX_LIMIT, stream_page_get
+from ..stream import DEFAULT_LIMIT, MAX_LIMIT, stream_page_json
 from .base import AnalyticsView
 from .openapi import ERRORS_READ, error_response
 
@@ -140,8 +141,9 @@ class StreamView(AnalyticsView):
             if value is not None and ("\x00" in value or len(value) > 2048):
                 raise _invalid(name, "Too long or not text.")
             text[name] = value or None
-        page = stream_page_get(app=app, source=source, limit=limit, **text)  # type: ignore[arg-type]
-        return Response(page)
+        # PostgreSQL writes each event's JSON; the page is assembled around it, not re-rendered by DRF.
+        page = stream_page_json(app=app, source=source, limit=limit, **text)
+        return HttpResponse(page, content_type="application/json")
 
 
 def _invalid(field: str, message: str) -> ApiError:
