@@ -8,7 +8,6 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
-from rest_framework.response import Response
 
 from ingest.errors import ApiError
 
@@ -123,7 +122,7 @@ class StreamView(AnalyticsView):
             **ERRORS_READ,
         },
     )
-    def get(self, request: Request, app_uuid: uuid.UUID) -> Response:
+    def get(self, request: Request, app_uuid: uuid.UUID) -> HttpResponse:
         app = self.application(request, app_uuid)
         params = request.query_params
         source = params.get("source", "events")
