@@ -50,6 +50,30 @@ class FeatureInput(serializers.Serializer):
     path_prefixes = serializers.ListField(child=_Text(max_length=2048), required=False, default=list)
 
 
+# The request body as the view accepts it. Beyond what FeatureInput's fields say: `events` or
+# `path_prefixes` must hold at least one value (`anyOf`), and every string must hold more than
+# whitespace (DRF trims it, then refuses a blank); `\x1c-\x1f\x85` are whitespace to Python, not to `\s`.
+_NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+_FEATURE_INPUT_SCHEMA = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "maxLength": 100,
+            "pattern": rf"^[^/]*{_NOT_BLANK[:-1]}/][^/]*$",
+            "description": "Unique per app; no `/`; not blank.",
+        },
+        "events": {"type": "array", "items": {"type": "string", "maxLength": 255, "pattern": _NOT_BLANK}},
+        "path_prefixes": {"type": "array", "items": {"type": "string", "maxLength": 2048, "pattern": _NOT_BLANK}},
+    },
+    "anyOf": [
+        {"required": ["events"], "properties": {"events": {"minItems": 1}}},
+        {"required": ["path_prefixes"], "properties": {"path_prefixes": {"minItems": 1}}},
+    ],
+    "description": "At least one event name or path prefix.",
+}
+
 _FEATURE: dict[str, serializers.Field] = {
     "name": serializers.CharField(),
     "events": serializers.ListField(child=serializers.CharField()),
@@ -105,7 +129,7 @@ class FeaturesView(AnalyticsView):
     @extend_schema(
         tags=["analytics"],
         summary="Define a feature (owners, admins, superusers)",
-        request=FeatureInput,
+        request={"application/json": _FEATURE_INPUT_SCHEMA},
         responses={
             201: inline_serializer("Feature", _FEATURE),
             400: OpenApiResponse(description="Invalid definition"),

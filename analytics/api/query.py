@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..query import query_run
+from ..query.schema import query_request_schema
 from .base import AnalyticsView
 from .openapi import ERRORS_READ, error_response
 
@@ -85,7 +86,7 @@ class QueryView(AnalyticsView):
         summary="Event explorer: count events, users, orgs or sessions",
         description=_DESCRIPTION,
         tags=["Analytics"],
-        request={"application/json": OpenApiTypes.OBJECT},
+        request={"application/json": query_request_schema()},
         examples=[OpenApiExample("daily users by event", value=_REQUEST_EXAMPLE, request_only=True)],
         responses={
             (200, "application/json"): OpenApiResponse(

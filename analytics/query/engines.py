@@ -44,17 +44,28 @@ def _timed_out() -> ApiError:
     )
 
 
+def postgres_settings() -> dict[str, str]:
+    """The explorer statement's settings: the timeout, no JIT (its compile time is seconds on these
+    statements), and room to hash-aggregate in memory."""
+    return {
+        "statement_timeout": str(max(1, int(timeout_seconds() * 1000))),
+        "jit": "off",
+        "work_mem": POSTGRES_WORK_MEM,
+    }
+
+
+def postgres_settings_apply(cursor: Any, *, is_local: bool) -> None:
+    """One round trip; `is_local`: for the current transaction only (the pooled connection keeps its defaults)."""
+    settings_ = postgres_settings()
+    calls = ", ".join("set_config(%s, %s, %s)" for _ in settings_)
+    cursor.execute(f"SELECT {calls}", [v for name, value in settings_.items() for v in (name, value, is_local)])
+
+
 def postgres_rows(compiled: Compiled) -> list[tuple]:
     """Rows of `compiled` on the default database, cancelled by the server after the timeout."""
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            # Transaction-local: the timeout, no JIT (its compile time is seconds on these statements),
-            # and room to hash-aggregate in memory.
-            cursor.execute(
-                "SELECT set_config('statement_timeout', %s, true), set_config('jit', 'off', true), "
-                "set_config('work_mem', %s, true)",
-                [str(max(1, int(timeout_seconds() * 1000))), POSTGRES_WORK_MEM],
-            )
+            postgres_settings_apply(cursor, is_local=True)
             cursor.execute(compiled.sql, compiled.params)
             return cursor.fetchall()
     except OperationalError as exc:

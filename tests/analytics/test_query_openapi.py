@@ -22,15 +22,35 @@ def test_document_is_valid_and_lists_both_endpoints(schema):
     assert set(stream["responses"]) == {"200", "400", "401", "404", "405", "406", "503"}
     assert set(query["responses"]) == {"200", "400", "401", "403", "404", "405", "406", "415", "502", "503", "504"}
     assert set(query["responses"]["200"]["content"]) == {"application/json", "text/csv"}
-    assert {p["name"] for p in stream["parameters"]} >= {
-        "source",
-        "limit",
-        "before",
-        "event",
-        "customer_org_id",
-        "environment",
-        "user",
+    parameters = {p["name"]: p for p in stream["parameters"]}
+    assert set(parameters) >= {"source", "limit", "before", "event", "user"}
+    # `source` and the filters only `events` has are one exploded object: each branch is what that source takes
+    by_source = {branch["title"]: branch for branch in parameters["source"]["schema"]["anyOf"]}
+    assert parameters["source"]["style"] == "form"
+    assert parameters["source"]["explode"] is True
+    assert {"customer_org_id", "environment"} <= set(by_source["events"]["properties"])
+    assert by_source["sdk_events"]["properties"]["environment"] == {
+        "not": {},
+        "description": "Not a filter of sdk_events.",
     }
+
+
+def test_query_body_is_the_query_language(schema):
+    body = schema["paths"]["/api/v1/analytics/apps/{app_uuid}/query"]["post"]["requestBody"]["content"]
+    events, sdk = body["application/json"]["schema"]["anyOf"]
+
+    assert events["properties"]["source"]["enum"] == ["events"]
+    assert events["properties"]["measure"]["enum"] == ["events", "users", "orgs", "sessions"]
+    assert sdk["properties"]["measure"]["enum"] == ["events", "users", "sessions"]  # `orgs` is refused there
+    assert events["properties"]["group_by"]["maxItems"] == 2
+    assert events["properties"]["limit"]["minimum"] == 1
+    assert events["properties"]["limit"]["maximum"] == 10_000
+    assert events["properties"]["from"]["format"] == "date-time"
+    ops = {
+        op for shape in events["properties"]["filters"]["items"]["anyOf"] for op in shape["properties"]["op"]["enum"]
+    }
+    assert ops == {"eq", "neq", "in", "not_in", "prefix", "contains", "is_set", "is_not_set"}
+    assert events["additionalProperties"] is False
 
 
 def test_personal_key_and_session_are_the_ways_in(schema):
