@@ -377,6 +377,7 @@ def fold_chunk(*, limit: int = CHUNK_SIZE, now: datetime | None = None) -> tuple
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [FOLD_LOCK])
         cursor.execute(_CHUNK_TABLE)
+        cursor.execute("DELETE FROM analytics_fold_chunk")  # empty unless inside a caller's transaction
         cursor.execute(_CLAIM_SQL, {"limit": limit})
         claimed, copied = cursor.fetchone()
         if not copied:  # nothing queued, or only rows whose app was deleted since

@@ -1,6 +1,7 @@
 """Reads of the analytics app that every endpoint and page share: who may read which application."""
 
 import base64
+import json
 import uuid
 from collections import OrderedDict
 from datetime import date, timedelta
@@ -117,7 +118,7 @@ def _bucket(day: date, interval: str) -> date:
 # a warm read fetches only ids and versions, plus the few rows the fold touched since (today's).
 
 BITMAP_CACHE_MAX_BYTES = 256 * 1024 * 1024
-_bitmap_cache: OrderedDict[tuple[str, int], tuple[str, int, tuple[BitMap, ...]]] = OrderedDict()
+_bitmap_cache: OrderedDict[tuple[str, tuple[str, ...], int], tuple[str, int, tuple[BitMap, ...]]] = OrderedDict()
 _bitmap_cache_bytes = 0
 
 
@@ -125,29 +126,29 @@ def _bitmap_rows(table: str, columns: tuple[str, ...], meta: str, where: str, pa
     """Rows of `table` matching `where`: the `meta` columns followed by the decoded `columns` bitmaps."""
     global _bitmap_cache_bytes
     rows = _rows(f"SELECT id, xmin::text, {meta} FROM {table} WHERE {where}", params)  # noqa: S608 (from code)
-    missing = [r[0] for r in rows if (hit := _bitmap_cache.get((table, r[0]))) is None or hit[0] != r[1]]
+    missing = [r[0] for r in rows if (hit := _bitmap_cache.get((table, columns, r[0]))) is None or hit[0] != r[1]]
     if missing:
         for row_id, version, *raws in _rows(
             f"SELECT id, xmin::text, {', '.join(columns)} FROM {table} WHERE id = ANY(%s)",  # noqa: S608
             [missing],
         ):
             size = sum(len(r) for r in raws if r)
-            old = _bitmap_cache.pop((table, row_id), None)
+            old = _bitmap_cache.pop((table, columns, row_id), None)
             if old is not None:
                 _bitmap_cache_bytes -= old[1]
-            _bitmap_cache[(table, row_id)] = (version, size, tuple(bitmaps.load(r) for r in raws))
+            _bitmap_cache[(table, columns, row_id)] = (version, size, tuple(bitmaps.load(r) for r in raws))
             _bitmap_cache_bytes += size
         while _bitmap_cache_bytes > BITMAP_CACHE_MAX_BYTES and _bitmap_cache:
             _, (_, size, _) = _bitmap_cache.popitem(last=False)
             _bitmap_cache_bytes -= size
     out = []
     for row_id, _, *rest in rows:
-        entry = _bitmap_cache.get((table, row_id))
+        entry = _bitmap_cache.get((table, columns, row_id))
         if entry is None:  # evicted or deleted meanwhile: read it alone
             raws = _rows(f"SELECT {', '.join(columns)} FROM {table} WHERE id = %s", [row_id])  # noqa: S608
             maps = tuple(bitmaps.load(r) for r in raws[0]) if raws else tuple(BitMap() for _ in columns)
         else:
-            _bitmap_cache.move_to_end((table, row_id))
+            _bitmap_cache.move_to_end((table, columns, row_id))
             maps = entry[2]
         out.append((*rest, *maps))
     return out
@@ -298,7 +299,7 @@ def feature_sets(
     users: list[BitMap] = []
     orgs: list[BitMap] = []
     if feature.events:
-        for u, o in _bitmap_rows(
+        for _, u, o in _bitmap_rows(
             "analytics_nameday",
             ("users_bm", "orgs_bm"),
             "1",
@@ -308,7 +309,7 @@ def feature_sets(
             users.append(u)
             orgs.append(o)
     if feature.path_prefixes and source == Source.EVENTS:
-        for u, o in _bitmap_rows(
+        for _, u, o in _bitmap_rows(
             "analytics_pathday",
             ("users_bm", "orgs_bm"),
             "1",
@@ -509,7 +510,7 @@ def organization_get(
         [app.id, _env_key(environment), customer_org_id, date_from, date_to],
     ):
         events_per_day[day] = int(events)
-        for path, n in (path_views or {}).items():
+        for path, n in (json.loads(path_views) if isinstance(path_views, str) else path_views or {}).items():
             views[path] = views.get(path, 0) + int(n)
     with connection.cursor() as cursor:
         dense = bitmaps.org_ids(cursor, app.id, [customer_org_id]).get(customer_org_id)
