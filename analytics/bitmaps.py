@@ -13,7 +13,8 @@ an app's deletion cannot leave wrong ids behind; `clear_caches()` also runs afte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from array import array
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from pyroaring import BitMap
@@ -23,7 +24,8 @@ ORG = 2
 SESSION = 3
 ORG_USER = 4
 ORG_SESSION = 5
-KINDS = (USER, ORG, SESSION, ORG_USER, ORG_SESSION)
+PATH = 6
+KINDS = (USER, ORG, SESSION, ORG_USER, ORG_SESSION, PATH)
 
 CACHE_MAX_KEYS = 2_000_000  # per (app, kind): beyond it the fold cache starts over (sessions churn)
 
@@ -49,12 +51,29 @@ def union(raws: Iterable[bytes | memoryview | None]) -> BitMap:
     return BitMap.union(*maps)
 
 
+def load_counts(raw: bytes | memoryview | None) -> dict[int, int]:
+    """A stored sparse counter (dense id -> count): n ids then n counts, uint32 little-endian."""
+    if not raw:
+        return {}
+    data = bytes(raw)
+    half = len(data) // 2
+    ids, counts = array("I"), array("I")
+    ids.frombytes(data[:half])
+    counts.frombytes(data[half:])
+    return dict(zip(ids, counts, strict=True))
+
+
+def dump_counts(counts: dict[int, int]) -> bytes:
+    keys = sorted(counts)
+    return array("I", keys).tobytes() + array("I", [counts[k] for k in keys]).tobytes()
+
+
 # --- Fold side: key -> dense id --------------------------------------------------------------------
 
 
 class _KeyCache:
     def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
+        self.ids: dict[Any, int] = {}
         self.top = 0  # highest id in `ids`
         self.top_key = ""
 
@@ -96,12 +115,13 @@ class Dictionary:
             caches = {kind: _fold_cache.setdefault((app, kind), _KeyCache()) for kind in KINDS}
             _validate(cursor, app, caches)
 
-    def ids(self, kind: int, keys: Iterable[str], orgs: dict[str, int] | None = None) -> dict[str, int]:
-        """Id of each key, assigning new ones (`orgs`: the org id of each pair key, for pair kinds)."""
+    def ids(self, kind: int, keys: Iterable[Hashable]) -> dict[Any, int]:
+        """Id of each key, assigning new ones. Pair kinds take (org id, user or session id) tuples."""
+        pair = kind in (ORG_USER, ORG_SESSION)
         cache = _fold_cache.get((self.app, kind)) if self.use_cache else None
         known = cache.ids if cache is not None else {}
-        out: dict[str, int] = {}
-        misses: list[str] = []
+        out: dict[Any, int] = {}
+        misses: list[Any] = []
         for key in keys:
             value = known.get(key)
             if value is None:
@@ -110,15 +130,17 @@ class Dictionary:
                 out[key] = value
         if not misses:
             return out
+        texts = [f"{k[0]}:{k[1]}" for k in misses] if pair else misses
+        back = dict(zip(texts, misses, strict=True)) if pair else None
         cursor = self.cursor
         cursor.execute(
             "SELECT key, dense FROM analytics_denseid WHERE application_id = %s AND kind = %s AND key = ANY(%s)",
-            [self.app, kind, misses],
+            [self.app, kind, texts],
         )
-        found = dict(cursor.fetchall())
+        found = {(back[k] if back else k): v for k, v in cursor.fetchall()}
         out.update(found)
         if cache is not None:
-            self._remember(cache, found)
+            self._remember(cache, found, pair)
         new = [k for k in misses if k not in found]
         if new:
             cursor.execute(
@@ -130,7 +152,13 @@ class Dictionary:
             cursor.execute(
                 "INSERT INTO analytics_denseid (application_id, kind, key, dense, org)"
                 " SELECT %s, %s, k, d, o FROM unnest(%s::varchar[], %s::int[], %s::int[]) AS u(k, d, o)",
-                [self.app, kind, new, dense, [orgs[k] for k in new] if orgs is not None else [None] * len(new)],
+                [
+                    self.app,
+                    kind,
+                    [f"{k[0]}:{k[1]}" for k in new] if pair else new,
+                    dense,
+                    [k[0] for k in new] if pair else [None] * len(new),
+                ],
             )
             assigned = dict(zip(new, dense, strict=True))
             out.update(assigned)
@@ -138,20 +166,21 @@ class Dictionary:
         return out
 
     @staticmethod
-    def _remember(cache: _KeyCache, ids: dict[str, int]) -> None:
+    def _remember(cache: _KeyCache, ids: dict[Any, int], pair: bool) -> None:
         if len(cache.ids) + len(ids) > CACHE_MAX_KEYS:
             cache.__init__()
         cache.ids.update(ids)
         for key, value in ids.items():
             if value > cache.top:
-                cache.top, cache.top_key = value, key
+                cache.top, cache.top_key = value, (f"{key[0]}:{key[1]}" if pair else key)
 
     def committed(self) -> None:
         """The transaction committed: its new ids are now everyone's."""
         if not self.use_cache:
             return
         for kind, ids in self.new.items():
-            self._remember(_fold_cache.setdefault((self.app, kind), _KeyCache()), ids)
+            cache = _fold_cache.setdefault((self.app, kind), _KeyCache())
+            self._remember(cache, ids, kind in (ORG_USER, ORG_SESSION))
 
 
 # --- Read side: dense id -> org ----------------------------------------------------------------------
@@ -160,7 +189,7 @@ class Dictionary:
 class _Reverse:
     def __init__(self) -> None:
         self.by_org: dict[int, BitMap] = {}  # pair kinds: org id -> its pair ids
-        self.keys: dict[int, str] = {}  # ORG: id -> customer_org_id
+        self.keys: dict[int, str] = {}  # ORG, PATH: id -> customer_org_id / path
         self.top = 0
         self.top_key = ""
 
@@ -189,7 +218,7 @@ def reverse(cursor: Any, app: int, kinds: Iterable[int]) -> dict[int, _Reverse]:
         rows = cursor.fetchall()
         if not rows:
             continue
-        if kind == ORG:
+        if kind in (ORG, PATH):
             cache.keys.update((dense, key) for dense, key, _ in rows)
         else:
             grouped: dict[int, list[int]] = {}

@@ -32,14 +32,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from pyroaring import BitMap
 
 from ingest.models import Event, SdkEvent
 
 from . import bitmaps
-from .bitmaps import ORG, ORG_SESSION, ORG_USER, SESSION, USER
+from .bitmaps import ORG, ORG_SESSION, ORG_USER, PATH, SESSION, USER
 from .models import ALL_ENVIRONMENTS, FoldQueue, Source
 
 logger = logging.getLogger(__name__)
@@ -74,85 +76,51 @@ _SDK_COLUMNS = """e.id, 2, e.company_id, e.application_id, '',
 # Claim: delete the oldest unclaimed queue rows and copy their raw rows into the chunk table. A queue
 # row whose raw row is gone (its app was deleted) is simply dropped.
 _CLAIM_SQL = f"""
-WITH q AS (
+WITH locked AS (
+    SELECT id, cardinality(event_ids) AS n FROM analytics_foldqueue ORDER BY id LIMIT %(rows)s FOR UPDATE SKIP LOCKED
+),
+q AS (
     DELETE FROM analytics_foldqueue WHERE id IN (
-        SELECT id FROM analytics_foldqueue ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-    RETURNING source, event_id
+        SELECT id FROM (SELECT id, sum(n) OVER (ORDER BY id) - n AS before FROM locked) w WHERE before < %(limit)s)
+    RETURNING source, event_ids
 ),
 copied AS (
     INSERT INTO analytics_fold_chunk
     SELECT {_EVENTS_COLUMNS} FROM ingest_event e
-        WHERE e.id = ANY(ARRAY(SELECT event_id FROM q WHERE source = 1))
+        WHERE e.id = ANY(ARRAY(SELECT unnest(event_ids) FROM q WHERE source = 1))
     UNION ALL
     SELECT {_SDK_COLUMNS} FROM ingest_sdkevent e
-        WHERE e.id = ANY(ARRAY(SELECT event_id FROM q WHERE source = 2))
+        WHERE e.id = ANY(ARRAY(SELECT unnest(event_ids) FROM q WHERE source = 2))
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM copied)
+SELECT (SELECT count(*) FROM q), (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM q),
+    (SELECT count(*) FROM copied)
 """  # noqa: S608 (column lists from code)
 
 # Rebuild: rows of one app already folded (never the queued ones, which the fold owns), by id range.
+_QUEUED = "SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = {source}"
 _REBUILD_SQL = {
     1: f"""INSERT INTO analytics_fold_chunk SELECT {_EVENTS_COLUMNS} FROM ingest_event e
         WHERE e.application_id = %(app)s AND e.occurred_at >= %(since)s AND e.id > %(after)s
-          AND NOT EXISTS (SELECT 1 FROM analytics_foldqueue q WHERE q.source = 1 AND q.event_id = e.id)
+          AND e.id NOT IN ({_QUEUED.format(source=1)})
         ORDER BY e.id LIMIT %(limit)s""",  # noqa: S608
     2: f"""INSERT INTO analytics_fold_chunk SELECT {_SDK_COLUMNS} FROM ingest_sdkevent e
         WHERE e.application_id = %(app)s AND e.occurred_at >= %(since)s AND e.id > %(after)s
-          AND NOT EXISTS (SELECT 1 FROM analytics_foldqueue q WHERE q.source = 2 AND q.event_id = e.id)
+          AND e.id NOT IN ({_QUEUED.format(source=2)})
         ORDER BY e.id LIMIT %(limit)s""",  # noqa: S608
 }
 
-# Counters of the chunk: every row they need is created here, so the bitmap step only updates.
-# `c` = counted rows; `x` = counted rows once per environment key (their own and ALL_ENVIRONMENTS).
-# ORDER BY in each upsert keeps the lock order stable.
+# What is not per day and key: organizations' first/last seen and plan usage. ORDER BY in each upsert
+# keeps the lock order stable.
 _COUNTERS_SQL = """
-WITH c AS (SELECT *, CASE source WHEN 1 THEN 'events' ELSE 'sdk_events' END AS src
-           FROM analytics_fold_chunk WHERE counted),
-x AS (SELECT c.*, k.env_key FROM c CROSS JOIN LATERAL (VALUES (c.env), (%(all)s)) AS k(env_key)),
-totals AS (
-    INSERT INTO analytics_dailytotal (application_id, environment, source, day, events, users, orgs, sessions,
-        users_bm, orgs_bm, sessions_bm, org_users_bm, org_sessions_bm)
-    SELECT app, env_key, src, day, count(*), 0, 0, 0, '', '', '', '', '' FROM x GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (application_id, environment, source, day) DO UPDATE SET
-        events = analytics_dailytotal.events + excluded.events
-),
-org_days AS (
-    INSERT INTO analytics_orgday (application_id, environment, day, customer_org_id, events, path_views)
-    SELECT app, env_key, day, org, sum(n), coalesce(jsonb_object_agg(path, n) FILTER (WHERE path IS NOT NULL), '{}')
-    FROM (SELECT app, env_key, day, org, path, count(*) AS n FROM x WHERE org IS NOT NULL GROUP BY 1, 2, 3, 4, 5) g
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (application_id, environment, day, customer_org_id) DO UPDATE SET
-        events = analytics_orgday.events + excluded.events,
-        path_views = CASE WHEN excluded.path_views = '{}' THEN analytics_orgday.path_views ELSE (
-            SELECT jsonb_object_agg(k, v) FROM (
-                SELECT k, sum(v) AS v FROM (
-                    SELECT key AS k, value::bigint AS v FROM jsonb_each_text(analytics_orgday.path_views)
-                    UNION ALL SELECT key, value::bigint FROM jsonb_each_text(excluded.path_views)
-                ) u GROUP BY k
-            ) m
-        ) END
-),
-names AS (
-    INSERT INTO analytics_nameday (application_id, source, event, environment, day, events, users_bm, orgs_bm)
-    SELECT app, src, event, env, day, count(*), '', '' FROM c GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (application_id, source, event, environment, day) DO UPDATE SET
-        events = analytics_nameday.events + excluded.events
-),
-paths AS (
-    INSERT INTO analytics_pathday (application_id, day, environment, path, views, users_bm, orgs_bm, org_users_bm)
-    SELECT app, day, env, path, count(*), '', '', '' FROM c WHERE path IS NOT NULL
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (application_id, day, environment, path) DO UPDATE SET views = analytics_pathday.views + excluded.views
-),
+WITH c AS (SELECT * FROM analytics_fold_chunk WHERE counted AND org IS NOT NULL),
 orgs AS (
-    INSERT INTO analytics_organization (application_id, customer_org_id, first_seen, last_seen, over_limit,
+    INSERT INTO analytics_organization AS o (application_id, customer_org_id, first_seen, last_seen, over_limit,
         health_bucket, health_components)
-    SELECT app, org, min(occurred_at), max(occurred_at), false, '', '{}'::jsonb
-    FROM c WHERE org IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT app, org, min(occurred_at), max(occurred_at), false, '', '{}'::jsonb FROM c GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (application_id, customer_org_id) DO UPDATE SET
-        first_seen = least(analytics_organization.first_seen, excluded.first_seen),
-        last_seen = greatest(analytics_organization.last_seen, excluded.last_seen)
+        first_seen = least(o.first_seen, excluded.first_seen), last_seen = greatest(o.last_seen, excluded.last_seen)
+    WHERE excluded.first_seen < o.first_seen OR excluded.last_seen > o.last_seen
 ),
 usage AS (
     INSERT INTO apps_registry_usage (company_id, month, event_count, updated_at)
@@ -182,128 +150,223 @@ _REBUILD_DELETE = [
     "DELETE FROM analytics_pathday WHERE application_id = %(app)s AND day >= %(day)s",
 ]
 
-# The bitmap columns of each rollup table, and its key columns (after application_id).
-_BITMAP_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    # table: (key columns, key SQL types, bitmap columns)
-    "analytics_dailytotal": (
-        ("environment", "source", "day"),
-        ("varchar", "varchar", "date"),
-        ("users_bm", "orgs_bm", "sessions_bm", "org_users_bm", "org_sessions_bm"),
-    ),
-    "analytics_nameday": (
-        ("source", "event", "environment", "day"),
-        ("varchar", "varchar", "varchar", "date"),
-        ("users_bm", "orgs_bm"),
-    ),
-    "analytics_pathday": (
-        ("environment", "day", "path"),
-        ("varchar", "date", "varchar"),
-        ("users_bm", "orgs_bm", "org_users_bm"),
-    ),
-}
-# DailyTotal's integer counts are the cardinalities of these bitmaps.
-_CARDINALITIES = {"users_bm": "users", "orgs_bm": "orgs", "sessions_bm": "sessions"}
+
+@dataclass(frozen=True)
+class _Rollup:
+    """A per-day rollup table the fold reads, merges in Python and writes back (one writer per app)."""
+
+    table: str
+    keys: tuple[str, ...]  # after application_id
+    key_types: tuple[str, ...]
+    counter: str
+    bitmaps: tuple[str, ...]
+    cardinalities: tuple[str, ...] = ()  # integer columns = cardinality of the same-position bitmap
+    counts: str = ""  # a sparse counter column (OrgDay.path_views)
 
 
-def _merge_bitmaps(cursor: Any, app: int, table: str, added: dict[tuple, list[list[int]]]) -> None:
-    """OR `added` ids into the rows (created by the counters step) and write them back in one UPDATE."""
+DAILY = _Rollup(
+    "analytics_dailytotal",
+    ("environment", "source", "day"),
+    ("varchar", "varchar", "date"),
+    "events",
+    ("users_bm", "orgs_bm", "sessions_bm", "org_users_bm", "org_sessions_bm"),
+    ("users", "orgs", "sessions"),
+)
+NAMES = _Rollup(
+    "analytics_nameday",
+    ("source", "event", "environment", "day"),
+    ("varchar", "varchar", "varchar", "date"),
+    "events",
+    ("users_bm", "orgs_bm"),
+)
+PATHS = _Rollup(
+    "analytics_pathday",
+    ("environment", "day", "path"),
+    ("varchar", "date", "varchar"),
+    "views",
+    ("users_bm", "orgs_bm", "org_users_bm"),
+)
+ORG_DAYS = _Rollup(
+    "analytics_orgday",
+    ("environment", "day", "customer_org_id"),
+    ("varchar", "date", "varchar"),
+    "events",
+    (),
+    counts="path_views",
+)
+
+
+def _merge(cursor: Any, app: int, spec: _Rollup, added: dict[tuple, list]) -> None:
+    """Add a chunk to its rows: `added[key]` = [count, id list per bitmap..., {id: n} if spec.counts].
+
+    Existing rows are read, merged and written back with one UPDATE; missing ones are inserted with
+    one INSERT. Safe without row locks: the caller holds the app's fold lock.
+    """
     if not added:
         return
-    keys, types, columns = _BITMAP_TABLES[table]
+    nkeys, nbm = len(spec.keys), len(spec.bitmaps)
     key_list = sorted(added)
-    key_arrays = [list(k[i] for k in key_list) for i in range(len(keys))]
-    unnest = ", ".join(f"%s::{t}[]" for t in types)
+    unnest = ", ".join(f"%s::{t}[]" for t in spec.key_types)
+    stored = [spec.counter, *spec.bitmaps, *([spec.counts] if spec.counts else [])]
     cursor.execute(
-        f"SELECT id, {', '.join(keys)}, {', '.join(columns)} FROM {table}"  # noqa: S608 (names from code)
-        f" WHERE application_id = %s AND ({', '.join(keys)}) IN (SELECT * FROM unnest({unnest}))"
-        " ORDER BY id FOR UPDATE",
-        [app, *key_arrays],
+        f"SELECT id, {', '.join(spec.keys)}, {', '.join(stored)} FROM {spec.table}"  # noqa: S608 (names from code)
+        f" WHERE application_id = %s AND ({', '.join(spec.keys)}) IN (SELECT * FROM unnest({unnest}))",
+        [app, *([k[i] for k in key_list] for i in range(nkeys))],
     )
-    ids: list[int] = []
-    values: list[list[bytes]] = [[] for _ in columns]
-    counts: list[list[int]] = [[] for _ in columns]
-    for row in cursor.fetchall():
-        row_id, key, stored = row[0], tuple(row[1 : 1 + len(keys)]), row[1 + len(keys) :]
+    existing = {tuple(row[1 : 1 + nkeys]): row for row in cursor.fetchall()}
+    value_columns = [spec.counter, *spec.bitmaps, *spec.cardinalities, *([spec.counts] if spec.counts else [])]
+    value_types = [
+        "bigint",
+        *(["bytea"] * nbm),
+        *(["int"] * len(spec.cardinalities)),
+        *(["bytea"] if spec.counts else []),
+    ]
+    updates: list[list] = [[] for _ in range(1 + len(value_columns))]  # id + values
+    inserts: list[list] = [[] for _ in range(nkeys + len(value_columns))]  # keys + values
+    for key in key_list:
         new = added[key]
-        ids.append(row_id)
-        for i, raw in enumerate(stored):
-            merged = bitmaps.load(raw)
-            if new[i]:
-                merged.update(new[i])
-            counts[i].append(len(merged))
-            values[i].append(bitmaps.dump(merged))
-    sets = [f"{c} = v.{c}" for c in columns]
-    arrays = [*("%s::bytea[]" for _ in columns)]
-    names = list(columns)
-    params: list = [ids, *values]
-    if table == "analytics_dailytotal":
-        for i, column in enumerate(columns):
-            if column in _CARDINALITIES:
-                sets.append(f"{_CARDINALITIES[column]} = v.n_{column}")
-                arrays.append("%s::int[]")
-                names.append(f"n_{column}")
-                params.append(counts[i])
-    cursor.execute(
-        f"UPDATE {table} t SET {', '.join(sets)}"  # noqa: S608 (names from code)
-        f" FROM unnest(%s::bigint[], {', '.join(arrays)}) AS v(id, {', '.join(names)}) WHERE t.id = v.id",
-        params,
-    )
+        row = existing.get(key)
+        base = 1 + nkeys
+        count = new[0] + (row[base] if row else 0)
+        maps = []
+        for i in range(nbm):
+            merged = bitmaps.load(row[base + 1 + i]) if row else BitMap()
+            merged.update(new[1 + i])
+            maps.append(merged)
+        values: list = [count, *(bitmaps.dump(m) for m in maps), *(len(m) for m in maps[: len(spec.cardinalities)])]
+        if spec.counts:
+            counts = bitmaps.load_counts(row[base + 1 + nbm]) if row else {}
+            for k, n in new[1 + nbm].items():
+                counts[k] = counts.get(k, 0) + n
+            values.append(bitmaps.dump_counts(counts))
+        if row:
+            updates[0].append(row[0])
+            for i, v in enumerate(values):
+                updates[1 + i].append(v)
+        else:
+            for i, k in enumerate(key):
+                inserts[i].append(k)
+            for i, v in enumerate(values):
+                inserts[nkeys + i].append(v)
+    if updates[0]:
+        cursor.execute(
+            f"UPDATE {spec.table} t SET {', '.join(f'{c} = v.{c}' for c in value_columns)}"  # noqa: S608
+            f" FROM unnest(%s::bigint[], {', '.join(f'%s::{t}[]' for t in value_types)})"
+            f" AS v(id, {', '.join(value_columns)}) WHERE t.id = v.id",
+            updates,
+        )
+    if inserts[0]:
+        columns = [*spec.keys, *value_columns]
+        arrays = ", ".join(f"%s::{t}[]" for t in (*spec.key_types, *value_types))
+        cursor.execute(
+            f"INSERT INTO {spec.table} (application_id, {', '.join(columns)})"  # noqa: S608
+            f" SELECT %s, * FROM unnest({arrays})",
+            [app, *inserts],
+        )
 
 
-def _fold_bitmaps(cursor: Any, app: int, rows: list[tuple], *, use_cache: bool) -> bitmaps.Dictionary:
-    """Dense ids of the chunk's users, orgs, sessions and pairs, ORed into every touched bitmap row."""
+# The chunk, grouped the way each rollup is keyed, with each group's keys as JSON arrays: a few rows
+# per chunk instead of one per event (decoding 20,000 rows value by value costs more than the fold).
+_GROUPED_SQL = {
+    "daily": """SELECT app, env, source, day, count(*), json_agg(usr)::text, json_agg(sess)::text, json_agg(org)::text
+        FROM analytics_fold_chunk WHERE counted GROUP BY 1, 2, 3, 4""",
+    "names": """SELECT app, source, event, env, day, count(*), json_agg(usr)::text, json_agg(org)::text
+        FROM analytics_fold_chunk WHERE counted GROUP BY 1, 2, 3, 4, 5""",
+    "paths": """SELECT app, env, day, path, count(*), json_agg(usr)::text, json_agg(org)::text
+        FROM analytics_fold_chunk WHERE counted AND path IS NOT NULL GROUP BY 1, 2, 3, 4""",
+    "org_days": """SELECT app, json_agg(json_build_array(env, day, org, path, n))::text FROM (
+            SELECT app, env, day::text AS day, org, path, count(*) AS n FROM analytics_fold_chunk
+            WHERE counted AND org IS NOT NULL GROUP BY 1, 2, 3, 4, 5) g GROUP BY 1""",
+}
+
+
+def _grouped(cursor: Any) -> dict[int, dict[str, list]]:
+    """Per app, the chunk's groups of each kind (see _GROUPED_SQL)."""
+    out: dict[int, dict[str, list]] = {}
+    for name, sql in _GROUPED_SQL.items():
+        cursor.execute(sql)
+        for row in cursor.fetchall():
+            out.setdefault(row[0], {"daily": [], "names": [], "paths": [], "org_days": []})[name].append(row[1:])
+    return out
+
+
+def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: bool) -> bitmaps.Dictionary:
+    """Dense ids of the chunk's users, orgs, sessions, paths and pairs, added to every touched row.
+
+    Whole arrays are mapped to ids with map/zip (C speed); Python never loops over single events.
+    """
     dictionary = bitmaps.Dictionary(cursor, app, use_cache=use_cache)
-    users = dictionary.ids(USER, {r[5] for r in rows})
-    orgs = dictionary.ids(ORG, {r[6] for r in rows if r[6] is not None})
-    sessions = dictionary.ids(SESSION, {r[7] for r in rows})
-    org_user_keys: dict[str, int] = {}
-    org_session_keys: dict[str, int] = {}
-    for r in rows:
-        if r[6] is not None:
-            o = orgs[r[6]]
-            org_user_keys[f"{o}:{users[r[5]]}"] = o
-            org_session_keys[f"{o}:{sessions[r[7]]}"] = o
-    org_users = dictionary.ids(ORG_USER, org_user_keys, org_user_keys)
-    org_sessions = dictionary.ids(ORG_SESSION, org_session_keys, org_session_keys)
+    daily_groups = [(env, SOURCES[src], day, n, orjson.loads(u), orjson.loads(s), orjson.loads(o))
+                    for env, src, day, n, u, s, o in groups["daily"]]  # fmt: skip
+    users = dictionary.ids(USER, {k for g in daily_groups for k in g[4]})
+    sessions = dictionary.ids(SESSION, {k for g in daily_groups for k in g[5]})
+    orgs = dictionary.ids(ORG, {k for g in daily_groups for k in g[6] if k is not None})
+    pairs_u: set = set()
+    pairs_s: set = set()
+    mapped = []
+    for env, source, day, n, usr, sess, org in daily_groups:
+        u = list(map(users.__getitem__, usr))
+        s = list(map(sessions.__getitem__, sess))
+        o = [None if k is None else orgs[k] for k in org]
+        ou = [(a, b) for a, b in zip(o, u, strict=True) if a is not None]
+        os_ = [(a, b) for a, b in zip(o, s, strict=True) if a is not None]
+        pairs_u.update(ou)
+        pairs_s.update(os_)
+        mapped.append((env, source, day, n, u, s, o, ou, os_))
+    org_users = dictionary.ids(ORG_USER, pairs_u)
+    org_sessions = dictionary.ids(ORG_SESSION, pairs_s)
+    daily: dict[tuple, list] = {}
+    for env, source, day, n, u, s, o, ou, os_ in mapped:
+        entry = [
+            n,
+            u,
+            [x for x in o if x is not None],
+            s,
+            list(map(org_users.__getitem__, ou)),
+            list(map(org_sessions.__getitem__, os_)),
+        ]
+        daily[(env, source, day)] = entry
+        if env != ALL_ENVIRONMENTS:
+            total = daily.setdefault((ALL_ENVIRONMENTS, source, day), [0, [], [], [], [], []])
+            total[0] += n
+            for i in range(1, 6):
+                total[i] = total[i] + entry[i]
 
-    daily: dict[tuple, list[list[int]]] = {}
-    names: dict[tuple, list[list[int]]] = {}
-    paths: dict[tuple, list[list[int]]] = {}
-    for src, env, day, event, path, usr, org, sess in rows:
-        u = users[usr]
-        s = sessions[sess]
-        source = SOURCES[src]
-        if org is not None:
-            o = orgs[org]
-            ou = org_users[f"{o}:{u}"]
-            os_ = org_sessions[f"{o}:{s}"]
-        for env_key in (env, ALL_ENVIRONMENTS):
-            d = daily.get((env_key, source, day))
-            if d is None:
-                d = daily[(env_key, source, day)] = [[], [], [], [], []]
-            d[0].append(u)
-            d[2].append(s)
-            if org is not None:
-                d[1].append(o)
-                d[3].append(ou)
-                d[4].append(os_)
-        n = names.get((source, event, env, day))
-        if n is None:
-            n = names[(source, event, env, day)] = [[], []]
-        n[0].append(u)
-        if org is not None:
-            n[1].append(o)
-        if path is not None:
-            p = paths.get((env, day, path))
-            if p is None:
-                p = paths[(env, day, path)] = [[], [], []]
-            p[0].append(u)
-            if org is not None:
-                p[1].append(o)
-                p[2].append(ou)
-    _merge_bitmaps(cursor, app, "analytics_dailytotal", daily)
-    _merge_bitmaps(cursor, app, "analytics_nameday", names)
-    _merge_bitmaps(cursor, app, "analytics_pathday", paths)
+    def org_ids(keys: list) -> list[int]:
+        return [orgs[k] for k in keys if k is not None]
+
+    names = {
+        (SOURCES[src], event, env, day): [n, list(map(users.__getitem__, orjson.loads(u))), org_ids(orjson.loads(o))]
+        for src, event, env, day, n, u, o in groups["names"]
+    }
+    paths: dict[tuple, list] = {}
+    for env, day, path, n, u_raw, o_raw in groups["paths"]:
+        u = list(map(users.__getitem__, orjson.loads(u_raw)))
+        o = orjson.loads(o_raw)
+        paths[(env, day, path)] = [
+            n,
+            u,
+            org_ids(o),
+            [org_users[(orgs[a], b)] for a, b in zip(o, u, strict=True) if a is not None],
+        ]
+    org_days: dict[tuple, list] = {}
+    if groups["org_days"]:
+        views = orjson.loads(groups["org_days"][0][0])
+        path_ids = dictionary.ids(PATH, {v[3] for v in views if v[3] is not None})
+        for env, day_text, org, path, n in views:
+            day = date.fromisoformat(day_text)
+            for env_key in (env, ALL_ENVIRONMENTS) if env != ALL_ENVIRONMENTS else (env,):
+                entry = org_days.get((env_key, day, org))
+                if entry is None:
+                    entry = org_days[(env_key, day, org)] = [0, {}]
+                entry[0] += n
+                if path is not None:
+                    pid = path_ids[path]
+                    entry[1][pid] = entry[1].get(pid, 0) + n
+    _merge(cursor, app, DAILY, daily)
+    _merge(cursor, app, NAMES, names)
+    _merge(cursor, app, PATHS, paths)
+    _merge(cursor, app, ORG_DAYS, org_days)
     return dictionary
 
 
@@ -327,14 +390,9 @@ def _fold_chunk_table(
     (usage_ids,) = cursor.fetchone()
     if usage_ids:
         cursor.execute(_OVERAGE_SQL, {"now": now, "ids": list(usage_ids)})
-    cursor.execute(
-        "SELECT app, source, env, day, event, path, usr, org, sess FROM analytics_fold_chunk WHERE counted ORDER BY app"
-    )
-    by_app: dict[int, list[tuple]] = {}
-    for row in cursor.fetchall():
-        by_app.setdefault(row[0], []).append(row[1:])
-    dictionaries = [_fold_bitmaps(cursor, app, rows, use_cache=use_cache) for app, rows in sorted(by_app.items())]
-    counted = sum(len(r) for r in by_app.values())
+    by_app = _grouped(cursor)
+    dictionaries = [_fold_bitmaps(cursor, app, groups, use_cache=use_cache) for app, groups in sorted(by_app.items())]
+    counted = sum(g[3] for groups in by_app.values() for g in groups["daily"])
     return counted, set(by_app), dictionaries
 
 
@@ -369,17 +427,27 @@ def _usage_after() -> dict[int, int]:
     }
 
 
+# Events per queue row, learnt per process, so a claim locks about as many queue rows as it needs
+# (single events: 1 per row; group commits and SDK batches: tens to hundreds); the claim itself stops
+# at `limit` events whatever the estimate. Starts at the most a row holds: never over-locks.
+_events_per_queue_row = float(FoldQueue.QUEUE_IDS_PER_ROW)
+
+
 def fold_chunk(*, limit: int = CHUNK_SIZE, now: datetime | None = None) -> tuple[int, int, set[int]]:
-    """Fold up to `limit` queued rows (both tables) in one transaction: (claimed, counted, app ids)."""
+    """Fold about `limit` queued rows (both tables) in one transaction: (claimed, counted, app ids)."""
+    global _events_per_queue_row
     now = now or timezone.now()
     usage_after = _usage_after()
     use_cache = not connection.in_atomic_block  # inside a caller's transaction new ids may yet roll back
+    queue_rows = max(1, int(2 * limit / _events_per_queue_row))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [FOLD_LOCK])
         cursor.execute(_CHUNK_TABLE)
         cursor.execute("DELETE FROM analytics_fold_chunk")  # empty unless inside a caller's transaction
-        cursor.execute(_CLAIM_SQL, {"limit": limit})
-        claimed, copied = cursor.fetchone()
+        cursor.execute(_CLAIM_SQL, {"rows": queue_rows, "limit": limit})
+        taken, claimed, copied = cursor.fetchone()
+        if taken:
+            _events_per_queue_row = max(1.0, claimed / taken)
         if not copied:  # nothing queued, or only rows whose app was deleted since
             return claimed, 0, set()
         counted, apps, dictionaries = _fold_chunk_table(cursor, now=now, usage_after=usage_after, use_cache=use_cache)
@@ -413,7 +481,7 @@ def fold_drain(*, budget_seconds: float = 50.0, chunk_size: int = CHUNK_SIZE) ->
         report.applications |= apps
         if claimed:
             report.chunks += 1
-        if claimed < chunk_size:
+        if not claimed:
             return report
 
 
@@ -473,7 +541,7 @@ def rollups_rebuild(
 
 def _oldest_queued_id(source: int) -> int | None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT event_id FROM analytics_foldqueue WHERE source = %s ORDER BY id LIMIT 1", [source])
+        cursor.execute("SELECT event_ids[1] FROM analytics_foldqueue WHERE source = %s ORDER BY id LIMIT 1", [source])
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -484,15 +552,16 @@ def _source_of(model: type) -> int:
 
 def oldest_unfolded_received(queryset: QuerySet) -> datetime | None:
     """Receive time of the oldest row of `queryset` still queued for the fold (the admin's rollup lag)."""
-    source = _source_of(queryset.model)
-    table = queryset.model._meta.db_table
     ids = queryset.order_by().values("pk")
     sql, params = ids.query.sql_with_params()
     with connection.cursor() as cursor:
+        table = queryset.model._meta.db_table
+        queued = "SELECT unnest(event_ids) AS id FROM analytics_foldqueue WHERE source = %s"
+        query = f"SELECT e.received_at FROM ({queued}) q JOIN {table} e ON e.id = q.id"  # noqa: S608 (model's table)
+        query += f" WHERE q.id IN ({sql}) ORDER BY q.id LIMIT 1"
         cursor.execute(
-            f"SELECT e.received_at FROM analytics_foldqueue q JOIN {table} e ON e.id = q.event_id"  # noqa: S608
-            f" WHERE q.source = %s AND q.event_id IN ({sql}) ORDER BY q.id LIMIT 1",
-            [source, *params],
+            query,
+            [_source_of(queryset.model), *params],
         )
         row = cursor.fetchone()
     return row[0] if row else None
@@ -505,7 +574,7 @@ def retention_unfolded_filter(model: type) -> dict[str, Any]:
     instead of an anti-join per batch; rows above the bound wait for the next run.
     """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT min(event_id) FROM analytics_foldqueue WHERE source = %s", [_source_of(model)])
+        cursor.execute("SELECT min(event_ids[1]) FROM analytics_foldqueue WHERE source = %s", [_source_of(model)])
         oldest = cursor.fetchone()[0]
     return {} if oldest is None else {"id__lt": oldest}
 

@@ -47,22 +47,26 @@ class Source(models.TextChoices):
 
 
 class FoldQueue(models.Model):
-    """The fold's outbox: one narrow row per stored raw row, written by an AFTER INSERT trigger.
+    """The fold's outbox: the ids of the raw rows each INSERT stored, written by an AFTER INSERT trigger.
 
-    The trigger (migration 0003_fold_queue) lives on ingest's tables, so ingest stays unaware of
-    analytics, and the queue row commits with the event. The fold deletes the rows it folds in the
-    same transaction as the rollups: a DELETE touches no index of the raw table.
+    The statement-level trigger (migration 0003_fold_queue_bitmaps) lives on ingest's tables, so
+    ingest stays unaware of analytics, and the queue row commits with the events. One row per
+    statement and source (at most QUEUE_IDS_PER_ROW ids, sorted), not one per event: a group commit
+    or SDK batch costs ingest one small insert, and the fold claims thousands of events by deleting
+    a few rows, in the same transaction as the rollups (a DELETE touches no index of the raw table).
     """
+
+    QUEUE_IDS_PER_ROW = 1000
 
     SOURCE_EVENTS = 1
     SOURCE_SDK_EVENTS = 2
 
     id = models.BigAutoField(primary_key=True)
     source = models.SmallIntegerField()
-    event_id = models.BigIntegerField()
+    event_ids = ArrayField(models.BigIntegerField())
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.event_id}"
+        return f"{self.source}:{len(self.event_ids)}"
 
 
 class DenseId(models.Model):
@@ -77,10 +81,11 @@ class DenseId(models.Model):
     SESSION = 3
     ORG_USER = 4
     ORG_SESSION = 5
+    PATH = 6
 
     application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
     kind = models.SmallIntegerField()
-    key = models.CharField(max_length=255)
+    key = models.CharField(max_length=512)
     dense = models.IntegerField()
     org = models.IntegerField(null=True, blank=True)
 
@@ -128,14 +133,18 @@ class DailyTotal(models.Model):
 
 
 class OrgDay(models.Model):
-    """Events of an organization on a day (per environment and ALL_ENVIRONMENTS), and its views per path."""
+    """Events of an organization on a day (per environment and ALL_ENVIRONMENTS), and its views per path.
+
+    `path_views` is sparse (path dense ids and counts, analytics/bitmaps.py): an org's top pages come
+    from its own few rows, without a row per org, path and day.
+    """
 
     application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
     environment = models.CharField(max_length=32)
     day = models.DateField()
     customer_org_id = models.CharField(max_length=255)
     events = models.BigIntegerField(default=0)
-    path_views = models.JSONField(default=dict)
+    path_views = models.BinaryField(default=b"")
 
     class Meta:
         constraints = [

@@ -1,7 +1,6 @@
 """Reads of the analytics app that every endpoint and page share: who may read which application."""
 
 import base64
-import json
 import uuid
 from collections import OrderedDict
 from datetime import date, timedelta
@@ -503,18 +502,19 @@ def organization_get(
     )
     item = _org_item(rows[0], users, sessions, _signals_of(app, org_ids))
     events_per_day: dict[date, int] = {}
-    views: dict[str, int] = {}
-    for day, events, path_views in _rows(
+    path_views: dict[int, int] = {}
+    for day, events, raw in _rows(
         "SELECT day, events, path_views FROM analytics_orgday WHERE application_id = %s AND environment = %s"
         " AND customer_org_id = %s AND day BETWEEN %s AND %s",
         [app.id, _env_key(environment), customer_org_id, date_from, date_to],
     ):
         events_per_day[day] = int(events)
-        for path, n in (json.loads(path_views) if isinstance(path_views, str) else path_views or {}).items():
-            views[path] = views.get(path, 0) + int(n)
+        for path_id, n in bitmaps.load_counts(raw).items():
+            path_views[path_id] = path_views.get(path_id, 0) + n
     with connection.cursor() as cursor:
         dense = bitmaps.org_ids(cursor, app.id, [customer_org_id]).get(customer_org_id)
-        rev = bitmaps.reverse(cursor, app.id, [bitmaps.ORG_USER, bitmaps.ORG_SESSION])
+        rev = bitmaps.reverse(cursor, app.id, [bitmaps.ORG_USER, bitmaps.ORG_SESSION, bitmaps.PATH])
+    views = {rev[bitmaps.PATH].keys[p]: n for p, n in path_views.items()}
     empty = BitMap()
     own_users = rev[bitmaps.ORG_USER].by_org.get(dense, empty) if dense else empty
     own_sessions = rev[bitmaps.ORG_SESSION].by_org.get(dense, empty) if dense else empty

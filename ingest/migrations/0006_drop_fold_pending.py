@@ -4,26 +4,25 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0005_merge_20261125_1722'),
+        ("ingest", "0005_merge_20261125_1722"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='event',
-            name='event_fold_pending',
+            model_name="event",
+            name="event_fold_pending",
         ),
         migrations.RemoveIndex(
-            model_name='sdkevent',
-            name='sdkevent_fold_pending',
+            model_name="sdkevent",
+            name="sdkevent_fold_pending",
         ),
         migrations.RemoveField(
-            model_name='event',
-            name='fold_pending',
+            model_name="event",
+            name="fold_pending",
         ),
         migrations.RemoveField(
-            model_name='sdkevent',
-            name='fold_pending',
+            model_name="sdkevent",
+            name="fold_pending",
         ),
     ]
