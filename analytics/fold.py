@@ -267,26 +267,38 @@ def _merge(cursor: Any, app: int, spec: _Rollup, added: dict[tuple, list]) -> No
 
 # The chunk, grouped the way each rollup is keyed, with each group's keys as JSON arrays: a few rows
 # per chunk instead of one per event (decoding 20,000 rows value by value costs more than the fold).
-_GROUPED_SQL = {
-    "daily": """SELECT app, env, source, day, count(*), json_agg(usr)::text, json_agg(sess)::text, json_agg(org)::text
-        FROM analytics_fold_chunk WHERE counted GROUP BY 1, 2, 3, 4""",
-    "names": """SELECT app, source, event, env, day, count(*), json_agg(usr)::text, json_agg(org)::text
-        FROM analytics_fold_chunk WHERE counted GROUP BY 1, 2, 3, 4, 5""",
-    "paths": """SELECT app, env, day, path, count(*), json_agg(usr)::text, json_agg(org)::text
-        FROM analytics_fold_chunk WHERE counted AND path IS NOT NULL GROUP BY 1, 2, 3, 4""",
-    "org_days": """SELECT app, json_agg(json_build_array(env, day, org, path, n))::text FROM (
-            SELECT app, env, day::text AS day, org, path, count(*) AS n FROM analytics_fold_chunk
-            WHERE counted AND org IS NOT NULL GROUP BY 1, 2, 3, 4, 5) g GROUP BY 1""",
-}
+_GROUPED_SQL = """
+SELECT app, GROUPING(event, path), env, source, day, event, path, count(*),
+    json_agg(usr)::text, json_agg(org)::text, json_agg(sess)::text
+FROM analytics_fold_chunk WHERE counted
+GROUP BY GROUPING SETS ((app, env, source, day), (app, source, event, env, day), (app, env, day, path))
+"""
+_ORG_DAYS_SQL = """
+SELECT app, json_agg(json_build_array(env, day, org, path, n))::text FROM (
+    SELECT app, env, day::text AS day, org, path, count(*) AS n FROM analytics_fold_chunk
+    WHERE counted AND org IS NOT NULL GROUP BY 1, 2, 3, 4, 5) g
+GROUP BY 1
+"""
 
 
 def _grouped(cursor: Any) -> dict[int, dict[str, list]]:
-    """Per app, the chunk's groups of each kind (see _GROUPED_SQL)."""
+    """Per app, the chunk's groups per rollup, in one scan (GROUPING SETS), plus its org-day views."""
     out: dict[int, dict[str, list]] = {}
-    for name, sql in _GROUPED_SQL.items():
-        cursor.execute(sql)
-        for row in cursor.fetchall():
-            out.setdefault(row[0], {"daily": [], "names": [], "paths": [], "org_days": []})[name].append(row[1:])
+
+    def of(app: int) -> dict[str, list]:
+        return out.setdefault(app, {"daily": [], "names": [], "paths": [], "org_days": []})
+
+    cursor.execute(_GROUPED_SQL)
+    for app, grouping, env, src, day, event, path, n, usr, org, sess in cursor.fetchall():
+        if grouping == 3:  # (env, source, day)
+            of(app)["daily"].append((env, src, day, n, usr, sess, org))
+        elif grouping == 1:  # (source, event, env, day)
+            of(app)["names"].append((src, event, env, day, n, usr, org))
+        elif path is not None:  # (env, day, path)
+            of(app)["paths"].append((env, day, path, n, usr, org))
+    cursor.execute(_ORG_DAYS_SQL)
+    for app, views in cursor.fetchall():
+        of(app)["org_days"].append((views,))
     return out
 
 
@@ -373,7 +385,11 @@ def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: 
 def _fold_chunk_table(
     cursor: Any, *, now: datetime, usage_after: dict[int, int], use_cache: bool
 ) -> tuple[int, set[int], list[bitmaps.Dictionary]]:
-    """Fold what the chunk table holds (the caller filled it in this transaction): (counted, apps, dictionaries)."""
+    """Fold what the chunk table holds (the caller filled it in this transaction): (counted, apps, dictionaries).
+
+    Reading and grouping the chunk needs no lock, so a second folder does it while the first merges.
+    """
+    by_app = _grouped(cursor)
     cursor.execute("SELECT DISTINCT app FROM analytics_fold_chunk ORDER BY 1")
     apps = [a for (a,) in cursor.fetchall()]
     for app in apps:  # in app order: two folders never wait on each other in a cycle
@@ -390,7 +406,6 @@ def _fold_chunk_table(
     (usage_ids,) = cursor.fetchone()
     if usage_ids:
         cursor.execute(_OVERAGE_SQL, {"now": now, "ids": list(usage_ids)})
-    by_app = _grouped(cursor)
     dictionaries = [_fold_bitmaps(cursor, app, groups, use_cache=use_cache) for app, groups in sorted(by_app.items())]
     counted = sum(g[3] for groups in by_app.values() for g in groups["daily"])
     return counted, set(by_app), dictionaries
