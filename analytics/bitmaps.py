@@ -73,6 +73,9 @@ def dump_counts(counts: dict[int, int]) -> bytes:
 
 class _KeyCache:
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.ids: dict[Any, int] = {}
         self.top = 0  # highest id in `ids`
         self.top_key = ""
@@ -100,7 +103,7 @@ def _validate(cursor: Any, app: int, caches: dict[int, Any]) -> None:
     present = dict(cursor.fetchall())
     for kind, cache in checked:
         if present.get(kind) != cache.top_key:
-            caches[kind].__init__()
+            caches[kind].reset()
 
 
 class Dictionary:
@@ -168,7 +171,7 @@ class Dictionary:
     @staticmethod
     def _remember(cache: _KeyCache, ids: dict[Any, int], pair: bool) -> None:
         if len(cache.ids) + len(ids) > CACHE_MAX_KEYS:
-            cache.__init__()
+            cache.reset()
         cache.ids.update(ids)
         for key, value in ids.items():
             if value > cache.top:
@@ -188,6 +191,9 @@ class Dictionary:
 
 class _Reverse:
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.by_org: dict[int, BitMap] = {}  # pair kinds: org id -> its pair ids
         self.keys: dict[int, str] = {}  # ORG, PATH: id -> customer_org_id / path
         self.top = 0

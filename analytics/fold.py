@@ -368,13 +368,13 @@ def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: 
         for env, day_text, org, path, n in views:
             day = date.fromisoformat(day_text)
             for env_key in (env, ALL_ENVIRONMENTS) if env != ALL_ENVIRONMENTS else (env,):
-                entry = org_days.get((env_key, day, org))
-                if entry is None:
-                    entry = org_days[(env_key, day, org)] = [0, {}]
-                entry[0] += n
+                org_day = org_days.get((env_key, day, org))
+                if org_day is None:
+                    org_day = org_days[(env_key, day, org)] = [0, {}]
+                org_day[0] += n
                 if path is not None:
                     pid = path_ids[path]
-                    entry[1][pid] = entry[1].get(pid, 0) + n
+                    org_day[1][pid] = org_day[1].get(pid, 0) + n
     _merge(cursor, app, DAILY, daily)
     _merge(cursor, app, NAMES, names)
     _merge(cursor, app, PATHS, paths)

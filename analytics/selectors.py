@@ -161,7 +161,9 @@ def _union(maps: list[BitMap]) -> BitMap:
     return BitMap.union(*maps)
 
 
-def _daily_rows(app: Application, env: str, source: str, date_from: date, date_to: date, columns: tuple[str, ...]):
+def _daily_rows(
+    app: Application, env: str, source: str, date_from: date, date_to: date, columns: tuple[str, ...]
+) -> list[tuple]:
     return _bitmap_rows(
         "analytics_dailytotal",
         columns,
