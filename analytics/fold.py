@@ -288,17 +288,18 @@ def _grouped(cursor: Any) -> dict[int, dict[str, list]]:
     def of(app: int) -> dict[str, list]:
         return out.setdefault(app, {"daily": [], "names": [], "paths": [], "org_days": []})
 
+    loads = orjson.loads
     cursor.execute(_GROUPED_SQL)
     for app, grouping, env, src, day, event, path, n, usr, org, sess in cursor.fetchall():
         if grouping == 3:  # (env, source, day)
-            of(app)["daily"].append((env, src, day, n, usr, sess, org))
+            of(app)["daily"].append((env, SOURCES[src], day, n, loads(usr), loads(sess), loads(org)))
         elif grouping == 1:  # (source, event, env, day)
-            of(app)["names"].append((src, event, env, day, n, usr, org))
+            of(app)["names"].append((SOURCES[src], event, env, day, n, loads(usr), loads(org)))
         elif path is not None:  # (env, day, path)
-            of(app)["paths"].append((env, day, path, n, usr, org))
+            of(app)["paths"].append((env, day, path, n, loads(usr), loads(org)))
     cursor.execute(_ORG_DAYS_SQL)
     for app, views in cursor.fetchall():
-        of(app)["org_days"].append((views,))
+        of(app)["org_days"].append(loads(views))
     return out
 
 
@@ -308,8 +309,7 @@ def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: 
     Whole arrays are mapped to ids with map/zip (C speed); Python never loops over single events.
     """
     dictionary = bitmaps.Dictionary(cursor, app, use_cache=use_cache)
-    daily_groups = [(env, SOURCES[src], day, n, orjson.loads(u), orjson.loads(s), orjson.loads(o))
-                    for env, src, day, n, u, s, o in groups["daily"]]  # fmt: skip
+    daily_groups = groups["daily"]
     users = dictionary.ids(USER, {k for g in daily_groups for k in g[4]})
     sessions = dictionary.ids(SESSION, {k for g in daily_groups for k in g[5]})
     orgs = dictionary.ids(ORG, {k for g in daily_groups for k in g[6] if k is not None})
@@ -348,13 +348,12 @@ def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: 
         return [orgs[k] for k in keys if k is not None]
 
     names = {
-        (SOURCES[src], event, env, day): [n, list(map(users.__getitem__, orjson.loads(u))), org_ids(orjson.loads(o))]
-        for src, event, env, day, n, u, o in groups["names"]
+        (source, event, env, day): [n, list(map(users.__getitem__, u)), org_ids(o)]
+        for source, event, env, day, n, u, o in groups["names"]
     }
     paths: dict[tuple, list] = {}
-    for env, day, path, n, u_raw, o_raw in groups["paths"]:
-        u = list(map(users.__getitem__, orjson.loads(u_raw)))
-        o = orjson.loads(o_raw)
+    for env, day, path, n, u_keys, o in groups["paths"]:
+        u = list(map(users.__getitem__, u_keys))
         paths[(env, day, path)] = [
             n,
             u,
@@ -363,7 +362,7 @@ def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: 
         ]
     org_days: dict[tuple, list] = {}
     if groups["org_days"]:
-        views = orjson.loads(groups["org_days"][0][0])
+        views = groups["org_days"][0]
         path_ids = dictionary.ids(PATH, {v[3] for v in views if v[3] is not None})
         for env, day_text, org, path, n in views:
             day = date.fromisoformat(day_text)
