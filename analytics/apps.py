@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AnalyticsConfig(AppConfig):
@@ -6,3 +7,9 @@ class AnalyticsConfig(AppConfig):
 
     name = "analytics"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .bitmaps import clear_caches
+
+        # A flush (tests) or migration may have emptied the dense-id dictionary: forget cached ids.
+        post_migrate.connect(clear_caches, dispatch_uid="analytics_clear_dense_id_caches")

@@ -1,19 +1,23 @@
 """The fold: stored events into rollups, exactly once, as an outbox consumer.
 
-Each `/v1/events` and SDK row carries `fold_pending` (a database default, so ingest's INSERTs need not
-know about it). One chunk is ONE SQL statement in one transaction: claim pending rows with
-`FOR UPDATE SKIP LOCKED`, clear their marker, and upsert every rollup with `INSERT ... SELECT ...
-GROUP BY ... ON CONFLICT DO UPDATE`. The marker and the counts commit together or not at all, so:
+Every stored `/v1/events` and SDK row gets a narrow row in `analytics_foldqueue`, written by an AFTER
+INSERT trigger in the transaction that stores the event (migration 0003_fold_queue_bitmaps). One chunk
+is one transaction: claim up to `limit` queue rows with `DELETE ... WHERE id IN (SELECT ... FOR UPDATE
+SKIP LOCKED) RETURNING`, copy their raw rows into a session temp table, upsert the counters (events,
+views, usage, first/last seen) with one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT` statement,
+then OR the chunk's dense ids into the distinct-set bitmaps of the rows it touched, and commit. The
+queue rows and the counts commit together or not at all, so:
 
-- several workers never claim the same row (SKIP LOCKED) and each row is counted by whoever clears it;
-- a worker killed mid-statement, or a database restart, rolls the whole chunk back: still pending;
-- a re-run finds nothing pending for rows already folded.
+- several workers never claim the same row (SKIP LOCKED) and each row is counted by whoever deletes it;
+- a worker killed mid-chunk, or a database restart, rolls the whole chunk back: still queued;
+- a re-run finds nothing queued for rows already folded.
 
-Exact per-day distinct counts (users, orgs, sessions) come from the rows an `ON CONFLICT DO NOTHING`
-insert actually inserted (RETURNING answers only those): a user seen again the same day is not
-new, even when two folders race, because the second insert waits for the first to commit.
+Chunks of the same application are serialized by a transaction-level advisory lock per app (taken in
+app order after the claim): the bitmaps are read, merged in Python and written back, which is only
+correct with one writer per row, and dense ids are assigned under the same lock, so they commit in
+order. Different apps fold in parallel.
 
-Plan usage per company and month (by `received_at`) is counted in the same statement, so it is
+Plan usage per company and month (by `received_at`) is counted in the same transaction, so it is
 exactly once and never decreases when retention deletes raw rows; the overage flag is set in the
 same transaction the first time the limit is passed. SDK rows without analytics consent are
 folded for usage only: they never reach a rollup.
@@ -28,164 +32,107 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from django.db import OperationalError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
+from pyroaring import BitMap
 
 from ingest.models import Event, SdkEvent
 
-from .models import ALL_ENVIRONMENTS, Source
+from . import bitmaps
+from .bitmaps import ORG, ORG_SESSION, ORG_USER, PATH, SESSION, USER
+from .models import ALL_ENVIRONMENTS, FoldQueue, Source
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 5000
+CHUNK_SIZE = 20_000
 PATH_KEY_LENGTH = 512  # rollup keys are btree-indexed: longer paths are cut (in rollups only; `left(path, 512)`)
+SOURCES = {FoldQueue.SOURCE_EVENTS: str(Source.EVENTS), FoldQueue.SOURCE_SDK_EVENTS: str(Source.SDK_EVENTS)}
 
-# The per-source part: which rows, and how a raw row maps to the rollup vocabulary.
-_EVENTS_CLAIM = """
-    claimed AS (
-        UPDATE ingest_event e SET fold_pending = false
-        FROM (SELECT id FROM ingest_event WHERE fold_pending ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) p
-        WHERE e.id = p.id
-        RETURNING e.id, e.company_id, e.application_id AS app, coalesce(e.environment, '') AS env,
-            (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.occurred_at,
-            date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date AS month,
-            e.event, e.user_hash AS usr, e.customer_org_id AS org, left(e.path, 512) AS path,
-            e.session_id AS sess, true AS counted
-    )"""
+# Folds share this lock; a rebuild takes it alone, so no fold interleaves with its delete-and-recount.
+FOLD_LOCK = 720_010
+APP_LOCK = 720_011  # two-key advisory lock (APP_LOCK, app id): one writer of an app's rollups at a time
+NO_USAGE = 2**63 - 1
 
-_SDK_CLAIM = """
-    claimed AS (
-        UPDATE ingest_sdkevent e SET fold_pending = false
-        FROM (SELECT id FROM ingest_sdkevent WHERE fold_pending ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) p
-        WHERE e.id = p.id
-        RETURNING e.id, e.company_id, e.application_id AS app, ''::varchar AS env,
-            (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.occurred_at,
-            date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date AS month,
-            e.event_name AS event, coalesce(e.user_id, e.anon_id::text) AS usr, ''::varchar AS org,
-            NULL::varchar AS path, e.session_id AS sess, e.consent_analytics AS counted
-    )"""
+# The chunk being folded, private to the session and emptied at every commit.
+_CHUNK_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS analytics_fold_chunk (
+    id bigint, source smallint, company_id bigint, app bigint, env varchar, day date, occurred_at timestamptz,
+    month date, event varchar, usr varchar, org varchar, path varchar, sess text, counted boolean
+) ON COMMIT DELETE ROWS
+"""
 
-# Everything else is shared. `c` = counted rows; `x` = counted rows once per environment key
-# (their own environment and ALL_ENVIRONMENTS). ORDER BY in each upsert keeps lock order stable.
-_FOLD_SQL = """
-WITH {claim},
-c AS (SELECT * FROM claimed WHERE counted),
-x AS (SELECT c.*, k.env_key FROM c CROSS JOIN LATERAL (VALUES (c.env), (%(all)s)) AS k(env_key)),
-new_users AS (
-    INSERT INTO analytics_userday (application_id, environment, source, day, user_key)
-    SELECT DISTINCT app, env_key, %(source)s, day, usr FROM x ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT DO NOTHING
-    RETURNING application_id, environment, day
+# How a raw row maps to the rollup vocabulary (SDK rows: user = user_id else anon_id, no org/path/env).
+_EVENTS_COLUMNS = """e.id, 1, e.company_id, e.application_id, coalesce(e.environment, ''),
+    (e.occurred_at AT TIME ZONE 'UTC')::date, e.occurred_at,
+    date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date,
+    e.event, e.user_hash, e.customer_org_id, left(e.path, 512), e.session_id::text, true"""
+_SDK_COLUMNS = """e.id, 2, e.company_id, e.application_id, '',
+    (e.occurred_at AT TIME ZONE 'UTC')::date, e.occurred_at,
+    date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date,
+    e.event_name, coalesce(e.user_id, e.anon_id::text), NULL, NULL, e.session_id::text, e.consent_analytics"""
+
+# Claim: delete the oldest unclaimed queue rows and copy their raw rows into the chunk table. A queue
+# row whose raw row is gone (its app was deleted) is simply dropped.
+_CLAIM_SQL = f"""
+WITH locked AS (
+    SELECT id, cardinality(event_ids) AS n FROM analytics_foldqueue ORDER BY id LIMIT %(rows)s FOR UPDATE SKIP LOCKED
 ),
-new_sessions AS (
-    INSERT INTO analytics_sessionday (application_id, environment, source, day, session_id, customer_org_id)
-    SELECT DISTINCT ON (app, env_key, day, sess) app, env_key, %(source)s, day, sess, org
-    FROM x ORDER BY app, env_key, day, sess, org
-    ON CONFLICT DO NOTHING
-    RETURNING application_id, environment, day
+q AS (
+    DELETE FROM analytics_foldqueue WHERE id IN (
+        SELECT id FROM (SELECT id, sum(n) OVER (ORDER BY id) - n AS before FROM locked) w WHERE before < %(limit)s)
+    RETURNING source, event_ids
 ),
-org_days AS (
-    INSERT INTO analytics_orgday (application_id, environment, day, customer_org_id, events)
-    SELECT app, env_key, day, org, count(*) FROM x WHERE %(has_orgs)s GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (application_id, environment, day, customer_org_id)
-    DO UPDATE SET events = analytics_orgday.events + excluded.events
-    RETURNING application_id, environment, day, (xmax = 0) AS inserted
-),
-totals AS (
-    INSERT INTO analytics_dailytotal (application_id, environment, source, day, events, users, orgs, sessions)
-    SELECT app, env, %(source)s, day, sum(e), sum(u), sum(o), sum(s) FROM (
-        SELECT app, env_key AS env, day, count(*) AS e, 0 AS u, 0 AS o, 0 AS s FROM x GROUP BY 1, 2, 3
-        UNION ALL SELECT application_id, environment, day, 0, count(*), 0, 0 FROM new_users GROUP BY 1, 2, 3
-        UNION ALL SELECT application_id, environment, day, 0, 0, count(*) FILTER (WHERE inserted), 0
-            FROM org_days GROUP BY 1, 2, 3
-        UNION ALL SELECT application_id, environment, day, 0, 0, 0, count(*) FROM new_sessions GROUP BY 1, 2, 3
-    ) t GROUP BY 1, 2, 4 ORDER BY 1, 2, 4
-    ON CONFLICT (application_id, environment, source, day) DO UPDATE SET
-        events = analytics_dailytotal.events + excluded.events,
-        users = analytics_dailytotal.users + excluded.users,
-        orgs = analytics_dailytotal.orgs + excluded.orgs,
-        sessions = analytics_dailytotal.sessions + excluded.sessions
-),
-event_days AS (
-    INSERT INTO analytics_eventday (application_id, source, event, day, environment, customer_org_id, user_key, events)
-    SELECT app, %(source)s, event, day, env, org, usr, count(*) FROM c
-    GROUP BY 1, 3, 4, 5, 6, 7 ORDER BY 1, 3, 4, 5, 6, 7
-    ON CONFLICT (application_id, source, event, day, environment, customer_org_id, user_key)
-    DO UPDATE SET events = analytics_eventday.events + excluded.events
-),
-path_days AS (
-    INSERT INTO analytics_pathday (application_id, day, environment, path, views)
-    SELECT app, day, env, path, count(*) FROM c WHERE path IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (application_id, day, environment, path) DO UPDATE SET views = analytics_pathday.views + excluded.views
-),
-page_days AS (
-    INSERT INTO analytics_pageday (application_id, path, day, environment, customer_org_id, user_key, views)
-    SELECT app, path, day, env, org, usr, count(*) FROM c WHERE path IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (application_id, path, day, environment, customer_org_id, user_key)
-    DO UPDATE SET views = analytics_pageday.views + excluded.views
-),
+copied AS (
+    INSERT INTO analytics_fold_chunk
+    SELECT {_EVENTS_COLUMNS} FROM ingest_event e
+        WHERE e.id = ANY(ARRAY(SELECT unnest(event_ids) FROM q WHERE source = 1))
+    UNION ALL
+    SELECT {_SDK_COLUMNS} FROM ingest_sdkevent e
+        WHERE e.id = ANY(ARRAY(SELECT unnest(event_ids) FROM q WHERE source = 2))
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM q), (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM q),
+    (SELECT count(*) FROM copied)
+"""  # noqa: S608 (column lists from code)
+
+# Rebuild: rows of one app already folded (never the queued ones, which the fold owns), by id range.
+_QUEUED = "SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = {source}"
+_REBUILD_SQL = {
+    1: f"""INSERT INTO analytics_fold_chunk SELECT {_EVENTS_COLUMNS} FROM ingest_event e
+        WHERE e.application_id = %(app)s AND e.occurred_at >= %(since)s AND e.id > %(after)s
+          AND e.id NOT IN ({_QUEUED.format(source=1)})
+        ORDER BY e.id LIMIT %(limit)s""",  # noqa: S608
+    2: f"""INSERT INTO analytics_fold_chunk SELECT {_SDK_COLUMNS} FROM ingest_sdkevent e
+        WHERE e.application_id = %(app)s AND e.occurred_at >= %(since)s AND e.id > %(after)s
+          AND e.id NOT IN ({_QUEUED.format(source=2)})
+        ORDER BY e.id LIMIT %(limit)s""",  # noqa: S608
+}
+
+# What is not per day and key: organizations' first/last seen and plan usage. ORDER BY in each upsert
+# keeps the lock order stable.
+_COUNTERS_SQL = """
+WITH c AS (SELECT * FROM analytics_fold_chunk WHERE counted AND org IS NOT NULL),
 orgs AS (
-    INSERT INTO analytics_organization (application_id, customer_org_id, first_seen, last_seen, over_limit,
+    INSERT INTO analytics_organization AS o (application_id, customer_org_id, first_seen, last_seen, over_limit,
         health_bucket, health_components)
-    SELECT app, org, min(occurred_at), max(occurred_at), false, '', '{{}}'::jsonb
-    FROM c WHERE %(has_orgs)s GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT app, org, min(occurred_at), max(occurred_at), false, '', '{}'::jsonb FROM c GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (application_id, customer_org_id) DO UPDATE SET
-        first_seen = least(analytics_organization.first_seen, excluded.first_seen),
-        last_seen = greatest(analytics_organization.last_seen, excluded.last_seen)
+        first_seen = least(o.first_seen, excluded.first_seen), last_seen = greatest(o.last_seen, excluded.last_seen)
+    WHERE excluded.first_seen < o.first_seen OR excluded.last_seen > o.last_seen
 ),
 usage AS (
     INSERT INTO apps_registry_usage (company_id, month, event_count, updated_at)
-    SELECT company_id, month, count(*), %(now)s FROM claimed WHERE id > %(usage_after)s GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT company_id, month, count(*), %(now)s FROM analytics_fold_chunk
+    WHERE id > CASE source WHEN 1 THEN %(usage_after_events)s ELSE %(usage_after_sdk)s END
+    GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (company_id, month) DO UPDATE SET
         event_count = apps_registry_usage.event_count + excluded.event_count, updated_at = excluded.updated_at
     RETURNING id
 )
-SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM c),
-    (SELECT coalesce(array_agg(DISTINCT app), '{{}}') FROM c), (SELECT coalesce(array_agg(id), '{{}}') FROM usage),
-    (SELECT max(id) FROM claimed)
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM usage)
 """
-
-# Rebuild: the same statement over rows already folded (never the pending ones, which the fold owns),
-# one id range of one app at a time; usage is not counted again (usage_after is past every id).
-_EVENTS_REBUILD = """
-    claimed AS (
-        SELECT e.id, e.company_id, e.application_id AS app, coalesce(e.environment, '') AS env,
-            (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.occurred_at,
-            date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date AS month,
-            e.event, e.user_hash AS usr, e.customer_org_id AS org, left(e.path, 512) AS path,
-            e.session_id AS sess, true AS counted
-        FROM ingest_event e
-        WHERE e.application_id = %(app)s AND NOT e.fold_pending AND e.occurred_at >= %(since)s AND e.id > %(after)s
-        ORDER BY e.id LIMIT %(limit)s
-    )"""
-
-_SDK_REBUILD = """
-    claimed AS (
-        SELECT e.id, e.company_id, e.application_id AS app, ''::varchar AS env,
-            (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.occurred_at,
-            date_trunc('month', e.received_at AT TIME ZONE 'UTC')::date AS month,
-            e.event_name AS event, coalesce(e.user_id, e.anon_id::text) AS usr, ''::varchar AS org,
-            NULL::varchar AS path, e.session_id AS sess, e.consent_analytics AS counted
-        FROM ingest_sdkevent e
-        WHERE e.application_id = %(app)s AND NOT e.fold_pending AND e.occurred_at >= %(since)s AND e.id > %(after)s
-        ORDER BY e.id LIMIT %(limit)s
-    )"""
-
-# Folds share this lock; a rebuild takes it alone, so no fold interleaves with its delete-and-recount.
-FOLD_LOCK = 720_010
-NO_USAGE = 2**63 - 1
-
-# Rollups of one app from a day on; `(%(all)s)` rows included (they carry the same days).
-_REBUILD_DELETE = [
-    "DELETE FROM analytics_dailytotal WHERE application_id = %(app)s AND day >= %(day)s",
-    "DELETE FROM analytics_userday WHERE application_id = %(app)s AND day >= %(day)s",
-    "DELETE FROM analytics_sessionday WHERE application_id = %(app)s AND day >= %(day)s",
-    "DELETE FROM analytics_orgday WHERE application_id = %(app)s AND day >= %(day)s",
-    "DELETE FROM analytics_eventday WHERE application_id = %(app)s AND day >= %(day)s",
-    "DELETE FROM analytics_pathday WHERE application_id = %(app)s AND day >= %(day)s",
-    "DELETE FROM analytics_pageday WHERE application_id = %(app)s AND day >= %(day)s",
-]
 
 # The first time a month's count passes the company's effective limit (same transaction as the count).
 _OVERAGE_SQL = """
@@ -195,22 +142,272 @@ WHERE u.id = ANY(%(ids)s) AND co.id = u.company_id AND u.overage_at IS NULL
   AND u.event_count > coalesce(co.events_per_month_override, p.events_per_month)
 """
 
+# Rollups of one app from a day on (ALL_ENVIRONMENTS rows included: they carry the same days).
+_REBUILD_DELETE = [
+    "DELETE FROM analytics_dailytotal WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_orgday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_nameday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_pathday WHERE application_id = %(app)s AND day >= %(day)s",
+]
+
 
 @dataclass(frozen=True)
-class _Table:
-    name: str
-    db_table: str
-    claim: str
-    rebuild: str
-    source: str
-    has_orgs: bool
-    model: type[Event] | type[SdkEvent]
+class _Rollup:
+    """A per-day rollup table the fold reads, merges in Python and writes back (one writer per app)."""
+
+    table: str
+    keys: tuple[str, ...]  # after application_id
+    key_types: tuple[str, ...]
+    counter: str
+    bitmaps: tuple[str, ...]
+    cardinalities: tuple[str, ...] = ()  # integer columns = cardinality of the same-position bitmap
+    counts: str = ""  # a sparse counter column (OrgDay.path_views)
 
 
-TABLES = (
-    _Table("events", Event._meta.db_table, _EVENTS_CLAIM, _EVENTS_REBUILD, Source.EVENTS, True, Event),
-    _Table("sdk_events", SdkEvent._meta.db_table, _SDK_CLAIM, _SDK_REBUILD, Source.SDK_EVENTS, False, SdkEvent),
+DAILY = _Rollup(
+    "analytics_dailytotal",
+    ("environment", "source", "day"),
+    ("varchar", "varchar", "date"),
+    "events",
+    ("users_bm", "orgs_bm", "sessions_bm", "org_users_bm", "org_sessions_bm"),
+    ("users", "orgs", "sessions"),
 )
+NAMES = _Rollup(
+    "analytics_nameday",
+    ("source", "event", "environment", "day"),
+    ("varchar", "varchar", "varchar", "date"),
+    "events",
+    ("users_bm", "orgs_bm"),
+)
+PATHS = _Rollup(
+    "analytics_pathday",
+    ("environment", "day", "path"),
+    ("varchar", "date", "varchar"),
+    "views",
+    ("users_bm", "orgs_bm", "org_users_bm"),
+)
+ORG_DAYS = _Rollup(
+    "analytics_orgday",
+    ("environment", "day", "customer_org_id"),
+    ("varchar", "date", "varchar"),
+    "events",
+    (),
+    counts="path_views",
+)
+
+
+def _merge(cursor: Any, app: int, spec: _Rollup, added: dict[tuple, list]) -> None:
+    """Add a chunk to its rows: `added[key]` = [count, id list per bitmap..., {id: n} if spec.counts].
+
+    Existing rows are read, merged and written back with one UPDATE; missing ones are inserted with
+    one INSERT. Safe without row locks: the caller holds the app's fold lock.
+    """
+    if not added:
+        return
+    nkeys, nbm = len(spec.keys), len(spec.bitmaps)
+    key_list = sorted(added)
+    unnest = ", ".join(f"%s::{t}[]" for t in spec.key_types)
+    stored = [spec.counter, *spec.bitmaps, *([spec.counts] if spec.counts else [])]
+    cursor.execute(
+        f"SELECT id, {', '.join(spec.keys)}, {', '.join(stored)} FROM {spec.table}"  # noqa: S608 (names from code)
+        f" WHERE application_id = %s AND ({', '.join(spec.keys)}) IN (SELECT * FROM unnest({unnest}))",
+        [app, *([k[i] for k in key_list] for i in range(nkeys))],
+    )
+    existing = {tuple(row[1 : 1 + nkeys]): row for row in cursor.fetchall()}
+    value_columns = [spec.counter, *spec.bitmaps, *spec.cardinalities, *([spec.counts] if spec.counts else [])]
+    value_types = [
+        "bigint",
+        *(["bytea"] * nbm),
+        *(["int"] * len(spec.cardinalities)),
+        *(["bytea"] if spec.counts else []),
+    ]
+    updates: list[list] = [[] for _ in range(1 + len(value_columns))]  # id + values
+    inserts: list[list] = [[] for _ in range(nkeys + len(value_columns))]  # keys + values
+    for key in key_list:
+        new = added[key]
+        row = existing.get(key)
+        base = 1 + nkeys
+        count = new[0] + (row[base] if row else 0)
+        maps = []
+        for i in range(nbm):
+            merged = bitmaps.load(row[base + 1 + i]) if row else BitMap()
+            merged.update(new[1 + i])
+            maps.append(merged)
+        values: list = [count, *(bitmaps.dump(m) for m in maps), *(len(m) for m in maps[: len(spec.cardinalities)])]
+        if spec.counts:
+            counts = bitmaps.load_counts(row[base + 1 + nbm]) if row else {}
+            for k, n in new[1 + nbm].items():
+                counts[k] = counts.get(k, 0) + n
+            values.append(bitmaps.dump_counts(counts))
+        if row:
+            updates[0].append(row[0])
+            for i, v in enumerate(values):
+                updates[1 + i].append(v)
+        else:
+            for i, k in enumerate(key):
+                inserts[i].append(k)
+            for i, v in enumerate(values):
+                inserts[nkeys + i].append(v)
+    if updates[0]:
+        cursor.execute(
+            f"UPDATE {spec.table} t SET {', '.join(f'{c} = v.{c}' for c in value_columns)}"  # noqa: S608
+            f" FROM unnest(%s::bigint[], {', '.join(f'%s::{t}[]' for t in value_types)})"
+            f" AS v(id, {', '.join(value_columns)}) WHERE t.id = v.id",
+            updates,
+        )
+    if inserts[0]:
+        columns = [*spec.keys, *value_columns]
+        arrays = ", ".join(f"%s::{t}[]" for t in (*spec.key_types, *value_types))
+        cursor.execute(
+            f"INSERT INTO {spec.table} (application_id, {', '.join(columns)})"  # noqa: S608
+            f" SELECT %s, * FROM unnest({arrays})",
+            [app, *inserts],
+        )
+
+
+# The chunk, grouped the way each rollup is keyed, with each group's keys as JSON arrays: a few rows
+# per chunk instead of one per event (decoding 20,000 rows value by value costs more than the fold).
+_GROUPED_SQL = """
+SELECT app, GROUPING(event, path), env, source, day, event, path, count(*),
+    json_agg(usr)::text, json_agg(org)::text, json_agg(sess)::text
+FROM analytics_fold_chunk WHERE counted
+GROUP BY GROUPING SETS ((app, env, source, day), (app, source, event, env, day), (app, env, day, path))
+"""
+_ORG_DAYS_SQL = """
+SELECT app, json_agg(json_build_array(env, day, org, path, n))::text FROM (
+    SELECT app, env, day::text AS day, org, path, count(*) AS n FROM analytics_fold_chunk
+    WHERE counted AND org IS NOT NULL GROUP BY 1, 2, 3, 4, 5) g
+GROUP BY 1
+"""
+
+
+def _grouped(cursor: Any) -> dict[int, dict[str, list]]:
+    """Per app, the chunk's groups per rollup, in one scan (GROUPING SETS), plus its org-day views."""
+    out: dict[int, dict[str, list]] = {}
+
+    def of(app: int) -> dict[str, list]:
+        return out.setdefault(app, {"daily": [], "names": [], "paths": [], "org_days": []})
+
+    loads = orjson.loads
+    cursor.execute(_GROUPED_SQL)
+    for app, grouping, env, src, day, event, path, n, usr, org, sess in cursor.fetchall():
+        if grouping == 3:  # (env, source, day)
+            of(app)["daily"].append((env, SOURCES[src], day, n, loads(usr), loads(sess), loads(org)))
+        elif grouping == 1:  # (source, event, env, day)
+            of(app)["names"].append((SOURCES[src], event, env, day, n, loads(usr), loads(org)))
+        elif path is not None:  # (env, day, path)
+            of(app)["paths"].append((env, day, path, n, loads(usr), loads(org)))
+    cursor.execute(_ORG_DAYS_SQL)
+    for app, views in cursor.fetchall():
+        of(app)["org_days"].append(loads(views))
+    return out
+
+
+def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: bool) -> bitmaps.Dictionary:
+    """Dense ids of the chunk's users, orgs, sessions, paths and pairs, added to every touched row.
+
+    Whole arrays are mapped to ids with map/zip (C speed); Python never loops over single events.
+    """
+    dictionary = bitmaps.Dictionary(cursor, app, use_cache=use_cache)
+    daily_groups = groups["daily"]
+    users = dictionary.ids(USER, {k for g in daily_groups for k in g[4]})
+    sessions = dictionary.ids(SESSION, {k for g in daily_groups for k in g[5]})
+    orgs = dictionary.ids(ORG, {k for g in daily_groups for k in g[6] if k is not None})
+    pairs_u: set = set()
+    pairs_s: set = set()
+    mapped = []
+    for env, source, day, n, usr, sess, org in daily_groups:
+        u = list(map(users.__getitem__, usr))
+        s = list(map(sessions.__getitem__, sess))
+        o = [None if k is None else orgs[k] for k in org]
+        ou = [(a, b) for a, b in zip(o, u, strict=True) if a is not None]
+        os_ = [(a, b) for a, b in zip(o, s, strict=True) if a is not None]
+        pairs_u.update(ou)
+        pairs_s.update(os_)
+        mapped.append((env, source, day, n, u, s, o, ou, os_))
+    org_users = dictionary.ids(ORG_USER, pairs_u)
+    org_sessions = dictionary.ids(ORG_SESSION, pairs_s)
+    daily: dict[tuple, list] = {}
+    for env, source, day, n, u, s, o, ou, os_ in mapped:
+        entry = [
+            n,
+            u,
+            [x for x in o if x is not None],
+            s,
+            list(map(org_users.__getitem__, ou)),
+            list(map(org_sessions.__getitem__, os_)),
+        ]
+        daily[(env, source, day)] = entry
+        if env != ALL_ENVIRONMENTS:
+            total = daily.setdefault((ALL_ENVIRONMENTS, source, day), [0, [], [], [], [], []])
+            total[0] += n
+            for i in range(1, 6):
+                total[i] = total[i] + entry[i]
+
+    def org_ids(keys: list) -> list[int]:
+        return [orgs[k] for k in keys if k is not None]
+
+    names = {
+        (source, event, env, day): [n, list(map(users.__getitem__, u)), org_ids(o)]
+        for source, event, env, day, n, u, o in groups["names"]
+    }
+    paths: dict[tuple, list] = {}
+    for env, day, path, n, u_keys, o in groups["paths"]:
+        u = list(map(users.__getitem__, u_keys))
+        paths[(env, day, path)] = [
+            n,
+            u,
+            org_ids(o),
+            [org_users[(orgs[a], b)] for a, b in zip(o, u, strict=True) if a is not None],
+        ]
+    org_days: dict[tuple, list] = {}
+    if groups["org_days"]:
+        views = groups["org_days"][0]
+        path_ids = dictionary.ids(PATH, {v[3] for v in views if v[3] is not None})
+        for env, day_text, org, path, n in views:
+            day = date.fromisoformat(day_text)
+            for env_key in (env, ALL_ENVIRONMENTS) if env != ALL_ENVIRONMENTS else (env,):
+                org_day = org_days.get((env_key, day, org))
+                if org_day is None:
+                    org_day = org_days[(env_key, day, org)] = [0, {}]
+                org_day[0] += n
+                if path is not None:
+                    pid = path_ids[path]
+                    org_day[1][pid] = org_day[1].get(pid, 0) + n
+    _merge(cursor, app, DAILY, daily)
+    _merge(cursor, app, NAMES, names)
+    _merge(cursor, app, PATHS, paths)
+    _merge(cursor, app, ORG_DAYS, org_days)
+    return dictionary
+
+
+def _fold_chunk_table(
+    cursor: Any, *, now: datetime, usage_after: dict[int, int], use_cache: bool
+) -> tuple[int, set[int], list[bitmaps.Dictionary]]:
+    """Fold what the chunk table holds (the caller filled it in this transaction): (counted, apps, dictionaries).
+
+    Reading and grouping the chunk needs no lock, so a second folder does it while the first merges.
+    """
+    by_app = _grouped(cursor)
+    cursor.execute("SELECT DISTINCT app FROM analytics_fold_chunk ORDER BY 1")
+    apps = [a for (a,) in cursor.fetchall()]
+    for app in apps:  # in app order: two folders never wait on each other in a cycle
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [APP_LOCK, app])
+    cursor.execute(
+        _COUNTERS_SQL,
+        {
+            "all": ALL_ENVIRONMENTS,
+            "now": now,
+            "usage_after_events": usage_after.get(FoldQueue.SOURCE_EVENTS, 0),
+            "usage_after_sdk": usage_after.get(FoldQueue.SOURCE_SDK_EVENTS, 0),
+        },
+    )
+    (usage_ids,) = cursor.fetchone()
+    if usage_ids:
+        cursor.execute(_OVERAGE_SQL, {"now": now, "ids": list(usage_ids)})
+    dictionaries = [_fold_bitmaps(cursor, app, groups, use_cache=use_cache) for app, groups in sorted(by_app.items())]
+    counted = sum(g[3] for groups in by_app.values() for g in groups["daily"])
+    return counted, set(by_app), dictionaries
 
 
 @dataclass
@@ -233,31 +430,44 @@ class FoldReport:
         }
 
 
-def _usage_after(table: _Table) -> int:
+def _usage_after() -> dict[int, int]:
+    """Per source, the last raw id already counted by the old usage recount (the fold skips those)."""
     with connection.cursor() as cursor:
-        cursor.execute('SELECT last_id FROM analytics_usagecutoff WHERE "table" = %s', [table.db_table])
-        row = cursor.fetchone()
-    return row[0] if row else 0
-
-
-def fold_chunk(*, table: _Table, limit: int = CHUNK_SIZE, now: datetime | None = None) -> tuple[int, int, set[int]]:
-    """Fold up to `limit` pending rows of one table in one transaction: (claimed, counted, app ids)."""
-    now = now or timezone.now()
-    params: dict[str, Any] = {
-        "limit": limit,
-        "all": ALL_ENVIRONMENTS,
-        "source": str(table.source),
-        "has_orgs": table.has_orgs,
-        "now": now,
-        "usage_after": _usage_after(table),
+        cursor.execute('SELECT "table", last_id FROM analytics_usagecutoff')
+        cutoffs = dict(cursor.fetchall())
+    return {
+        FoldQueue.SOURCE_EVENTS: cutoffs.get(Event._meta.db_table, 0),
+        FoldQueue.SOURCE_SDK_EVENTS: cutoffs.get(SdkEvent._meta.db_table, 0),
     }
+
+
+# Events per queue row, learnt per process, so a claim locks about as many queue rows as it needs
+# (single events: 1 per row; group commits and SDK batches: tens to hundreds); the claim itself stops
+# at `limit` events whatever the estimate. Starts at the most a row holds: never over-locks.
+_events_per_queue_row = float(FoldQueue.QUEUE_IDS_PER_ROW)
+
+
+def fold_chunk(*, limit: int = CHUNK_SIZE, now: datetime | None = None) -> tuple[int, int, set[int]]:
+    """Fold about `limit` queued rows (both tables) in one transaction: (claimed, counted, app ids)."""
+    global _events_per_queue_row
+    now = now or timezone.now()
+    usage_after = _usage_after()
+    use_cache = not connection.in_atomic_block  # inside a caller's transaction new ids may yet roll back
+    queue_rows = max(1, int(2 * limit / _events_per_queue_row))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [FOLD_LOCK])
-        cursor.execute(_FOLD_SQL.format(claim=table.claim), params)
-        claimed, counted, apps, usage_ids, _ = cursor.fetchone()
-        if usage_ids:
-            cursor.execute(_OVERAGE_SQL, {"now": now, "ids": list(usage_ids)})
-    return claimed, counted, set(apps)
+        cursor.execute(_CHUNK_TABLE)
+        cursor.execute("DELETE FROM analytics_fold_chunk")  # empty unless inside a caller's transaction
+        cursor.execute(_CLAIM_SQL, {"rows": queue_rows, "limit": limit})
+        taken, claimed, copied = cursor.fetchone()
+        if taken:
+            _events_per_queue_row = max(1.0, claimed / taken)
+        if not copied:  # nothing queued, or only rows whose app was deleted since
+            return claimed, 0, set()
+        counted, apps, dictionaries = _fold_chunk_table(cursor, now=now, usage_after=usage_after, use_cache=use_cache)
+    for dictionary in dictionaries:
+        dictionary.committed()
+    return claimed, counted, apps
 
 
 def _is_retryable(exc: OperationalError) -> bool:
@@ -266,29 +476,27 @@ def _is_retryable(exc: OperationalError) -> bool:
 
 
 def fold_drain(*, budget_seconds: float = 50.0, chunk_size: int = CHUNK_SIZE) -> FoldReport:
-    """Fold pending rows of both tables until none are left or the time budget is used."""
+    """Fold queued rows until none are left or the time budget is used."""
     report = FoldReport()
     deadline = time.monotonic() + budget_seconds
-    for table in TABLES:
-        while True:
-            if time.monotonic() >= deadline:
-                report.more = True
-                return report
-            try:
-                claimed, counted, apps = fold_chunk(table=table, limit=chunk_size)
-            except OperationalError as exc:
-                if not _is_retryable(exc) or report.retried >= 10:
-                    raise
-                report.retried += 1
-                continue
-            report.claimed += claimed
-            report.counted += counted
-            report.applications |= apps
-            if claimed:
-                report.chunks += 1
-            if claimed < chunk_size:
-                break
-    return report
+    while True:
+        if time.monotonic() >= deadline:
+            report.more = True
+            return report
+        try:
+            claimed, counted, apps = fold_chunk(limit=chunk_size)
+        except OperationalError as exc:
+            if not _is_retryable(exc) or report.retried >= 10:
+                raise
+            report.retried += 1
+            continue
+        report.claimed += claimed
+        report.counted += counted
+        report.applications |= apps
+        if claimed:
+            report.chunks += 1
+        if not claimed:
+            return report
 
 
 def rollups_rebuild(
@@ -301,61 +509,98 @@ def rollups_rebuild(
     """Recompute an app's rollups from the raw rows still stored, from `since` (default: its oldest row).
 
     One transaction under the fold lock taken alone: delete the app's rollups from that day, fold
-    every already-folded row of the app again (rows still pending are left to the fold), commit. So a
+    every already-folded row of the app again (rows still queued are left to the fold), commit. So a
     rebuild is idempotent and never races a fold; plan usage is not recounted. Days before `since`
-    (and before the oldest stored row, whose raw rows retention deleted) keep their rollups.
+    (and before the oldest stored row, whose raw rows retention deleted) keep their rollups. Dense ids
+    are kept: they never change.
     """
     day = since
+    models = (Event, SdkEvent)
     if day is None:
         oldest = [
-            t.model.objects.filter(application_id=app_id).order_by("occurred_at").values_list("occurred_at", flat=True)
-            for t in TABLES
+            m.objects.filter(application_id=app_id).order_by("occurred_at").values_list("occurred_at", flat=True)
+            for m in models
         ]
         firsts = [f for f in (q.first() for q in oldest) if f is not None]
         if not firsts:
             return {"rows": 0, "since": None}
         day = min(firsts).astimezone(UTC).date()
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    total = sum(
-        t.model.objects.filter(application_id=app_id, fold_pending=False, occurred_at__gte=start).count()
-        for t in TABLES
-    )
+    total = sum(m.objects.filter(application_id=app_id, occurred_at__gte=start).count() for m in models)
     done = 0
+    no_usage = {FoldQueue.SOURCE_EVENTS: NO_USAGE, FoldQueue.SOURCE_SDK_EVENTS: NO_USAGE}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
+        cursor.execute(_CHUNK_TABLE)
         for sql in _REBUILD_DELETE:
             cursor.execute(sql, {"app": app_id, "day": day})
-        for table in TABLES:
+        for rebuild_sql in _REBUILD_SQL.values():
             after = 0
             while True:
-                params: dict[str, Any] = {
-                    "app": app_id,
-                    "since": start,
-                    "after": after,
-                    "limit": chunk_size,
-                    "all": ALL_ENVIRONMENTS,
-                    "source": str(table.source),
-                    "has_orgs": table.has_orgs,
-                    "now": timezone.now(),
-                    "usage_after": NO_USAGE,
-                }
-                cursor.execute(_FOLD_SQL.format(claim=table.rebuild), params)
-                claimed, _, _, _, last_id = cursor.fetchone()
+                cursor.execute("DELETE FROM analytics_fold_chunk")
+                cursor.execute(rebuild_sql, {"app": app_id, "since": start, "after": after, "limit": chunk_size})
+                claimed = cursor.rowcount
+                if claimed:
+                    cursor.execute("SELECT max(id) FROM analytics_fold_chunk")
+                    after = cursor.fetchone()[0]
+                    _fold_chunk_table(cursor, now=timezone.now(), usage_after=no_usage, use_cache=False)
                 done += claimed
                 if progress is not None:
                     progress(done, total)
                 if claimed < chunk_size:
                     break
-                after = last_id
+    logger.info("analytics rebuild of app %s from %s: %s rows", app_id, day, done)
     return {"rows": done, "since": day}
+
+
+def _oldest_queued_id(source: int) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT event_ids[1] FROM analytics_foldqueue WHERE source = %s ORDER BY id LIMIT 1", [source])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _source_of(model: type) -> int:
+    return FoldQueue.SOURCE_EVENTS if model is Event else FoldQueue.SOURCE_SDK_EVENTS
+
+
+def oldest_unfolded_received(queryset: QuerySet) -> datetime | None:
+    """Receive time of the oldest row of `queryset` still queued for the fold (the admin's rollup lag)."""
+    ids = queryset.order_by().values("pk")
+    sql, params = ids.query.sql_with_params()
+    with connection.cursor() as cursor:
+        table = queryset.model._meta.db_table
+        queued = "SELECT unnest(event_ids) AS id FROM analytics_foldqueue WHERE source = %s"
+        query = f"SELECT e.received_at FROM ({queued}) q JOIN {table} e ON e.id = q.id"  # noqa: S608 (model's table)
+        query += f" WHERE q.id IN ({sql}) ORDER BY q.id LIMIT 1"
+        cursor.execute(
+            query,
+            [_source_of(queryset.model), *params],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def retention_unfolded_filter(model: type) -> dict[str, Any]:
+    """Filter kwargs retention adds so it never deletes a row still queued for the fold.
+
+    Every row below the smallest queued id of its table is folded. One scan of the (short) queue
+    instead of an anti-join per batch; rows above the bound wait for the next run.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(event_ids[1]) FROM analytics_foldqueue WHERE source = %s", [_source_of(model)])
+        oldest = cursor.fetchone()[0]
+    return {} if oldest is None else {"id__lt": oldest}
 
 
 def fold_lag_seconds(*, now: datetime | None = None) -> float:
     """Age of the oldest stored event not yet folded in (by receive time); 0 when none waits."""
     now = now or timezone.now()
-    oldest = [
-        model.objects.filter(fold_pending=True).order_by("id").values_list("received_at", flat=True).first()
-        for model in (Event, SdkEvent)
-    ]
-    waiting = [o for o in oldest if o is not None]
+    waiting: list[datetime] = []
+    for model in (Event, SdkEvent):
+        oldest = _oldest_queued_id(_source_of(model))
+        if oldest is not None:
+            received = model.objects.filter(pk=oldest).values_list("received_at", flat=True).first()
+            if received is not None:
+                waiting.append(received)
     return max(0.0, (now - min(waiting)).total_seconds()) if waiting else 0.0

@@ -30,9 +30,11 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from pyroaring import BitMap
 
 from apps_registry.models import Application
 
+from . import bitmaps
 from .models import ALL_ENVIRONMENTS, Feature, Organization, OrgSignal, Source
 
 HEALTH_DOC = __doc__
@@ -49,16 +51,16 @@ def _rows(sql: str, params: list | dict) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _features_used(app: Application, since: date, until: date) -> dict[str, int]:
-    """Number of the app's features each org used in the window."""
-    from .selectors import _feature_match_sql  # one definition of "a feature matches"
+def _features_used(app: Application, since: date, until: date) -> dict[int, int]:
+    """Number of the app's features each org (dense id) used in the window."""
+    from .selectors import feature_sets  # one definition of "a feature matches"
 
-    used: dict[str, int] = defaultdict(int)
+    used: dict[int, int] = defaultdict(int)
     for feature in Feature.objects.filter(application=app):
-        sql, params = _feature_match_sql(
+        _, orgs = feature_sets(
             app=app, feature=feature, date_from=since, date_to=until, environment=None, source=Source.EVENTS
         )
-        for (org,) in _rows(f"SELECT DISTINCT customer_org_id FROM ({sql}) m", params):  # noqa: S608
+        for org in orgs:
             used[org] += 1
     return used
 
@@ -164,20 +166,22 @@ def organizations_scan(*, app: Application, now: datetime | None = None) -> dict
         )
     }
     since30 = today - timedelta(days=29)
-    users30 = dict(
-        _rows(
-            "SELECT customer_org_id, count(DISTINCT user_key) FROM analytics_eventday"
-            " WHERE application_id = %s AND source = %s AND day BETWEEN %s AND %s GROUP BY 1",
-            [app.id, Source.EVENTS, since30, today],
-        )
-    )
-    sessions30 = dict(
-        _rows(
-            "SELECT customer_org_id, count(DISTINCT session_id) FROM analytics_sessionday"
-            " WHERE application_id = %s AND environment = %s AND source = %s AND day BETWEEN %s AND %s GROUP BY 1",
-            [app.id, ALL_ENVIRONMENTS, Source.EVENTS, since30, today],
-        )
-    )
+    from .selectors import _daily_rows, _union  # the same cached bitmap reads as the API
+
+    rows = _daily_rows(app, ALL_ENVIRONMENTS, Source.EVENTS, since30, today, ("org_users_bm", "org_sessions_bm"))
+    org_users = _union([r[5] for r in rows])
+    org_sessions = _union([r[6] for r in rows])
+    with connection.cursor() as cursor:
+        rev = bitmaps.reverse(cursor, app.id, [bitmaps.ORG, bitmaps.ORG_USER, bitmaps.ORG_SESSION])
+    dense_of = {key: dense for dense, key in rev[bitmaps.ORG].keys.items()}
+    empty = BitMap()
+
+    def users30(org: str) -> int:
+        return org_users.intersection_cardinality(rev[bitmaps.ORG_USER].by_org.get(dense_of.get(org, 0), empty))
+
+    def sessions30(org: str) -> int:
+        return org_sessions.intersection_cardinality(rev[bitmaps.ORG_SESSION].by_org.get(dense_of.get(org, 0), empty))
+
     features_total = Feature.objects.filter(application=app).count()
     used = _features_used(app, since30, today) if features_total else {}
     signals = {
@@ -192,10 +196,10 @@ def organizations_scan(*, app: Application, now: datetime | None = None) -> dict
                 days_since_seen=max(0, (today - org.last_seen.date()).days),
                 last30=last30,
                 prev30=prev30,
-                features_used=used.get(org.customer_org_id, 0),
+                features_used=used.get(dense_of.get(org.customer_org_id, 0), 0),
                 features_total=features_total,
-                users30=users30.get(org.customer_org_id, 0),
-                sessions30=sessions30.get(org.customer_org_id, 0),
+                users30=users30(org.customer_org_id),
+                sessions30=sessions30(org.customer_org_id),
             )
             score = health_score(components)
             org.health_score = score

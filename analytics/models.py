@@ -31,10 +31,12 @@ class PersonalApiKey(models.Model):
 
 
 # --- Rollups ---------------------------------------------------------------------------------------
-# Written only by the fold (analytics/fold.py), one SQL statement per chunk of raw rows. Days are UTC
-# days of `occurred_at`. `environment` is the event's environment ('' when it had none); the tables
-# that hold per-day distinct counts also carry a row under ALL_ENVIRONMENTS, because distinct counts
-# of several environments cannot be added up. Rows are kept when retention deletes the raw rows.
+# Written only by the fold (analytics/fold.py). Days are UTC days of `occurred_at`. `environment` is
+# the event's environment ('' when it had none); DailyTotal and OrgDay also carry a row under
+# ALL_ENVIRONMENTS (the most read figures), NameDay and PathDay are unioned over environments at read
+# time. Exact distinct counts are Roaring bitmaps of dense ids (DenseId, analytics/bitmaps.py) stored
+# as bytea: a window's distinct count is the cardinality of a union. No row per user: a day costs a
+# few rows per app, name, path and org. Rows are kept when retention deletes the raw rows.
 
 ALL_ENVIRONMENTS = "*"
 
@@ -44,8 +46,66 @@ class Source(models.TextChoices):
     SDK_EVENTS = "sdk_events"
 
 
+class FoldQueue(models.Model):
+    """The fold's outbox: the ids of the raw rows each INSERT stored, written by an AFTER INSERT trigger.
+
+    The statement-level trigger (migration 0003_fold_queue_bitmaps) lives on ingest's tables, so
+    ingest stays unaware of analytics, and the queue row commits with the events. One row per
+    statement and source (at most QUEUE_IDS_PER_ROW ids, sorted), not one per event: a group commit
+    or SDK batch costs ingest one small insert, and the fold claims thousands of events by deleting
+    a few rows, in the same transaction as the rollups (a DELETE touches no index of the raw table).
+    """
+
+    QUEUE_IDS_PER_ROW = 1000
+
+    SOURCE_EVENTS = 1
+    SOURCE_SDK_EVENTS = 2
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.SmallIntegerField()
+    event_ids = ArrayField(models.BigIntegerField())
+
+    def __str__(self) -> str:
+        return f"{self.source}:{len(self.event_ids)}"
+
+
+class DenseId(models.Model):
+    """Per app and kind, a dense integer id for a user key, org id, session id or (org, user|session) pair.
+
+    Ids never change once committed, so workers cache them; bitmaps hold these ids. Pair kinds also
+    carry their org's dense id, which is how per-org distinct counts are read from one bitmap.
+    """
+
+    USER = 1
+    ORG = 2
+    SESSION = 3
+    ORG_USER = 4
+    ORG_SESSION = 5
+    PATH = 6
+
+    application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
+    kind = models.SmallIntegerField()
+    key = models.CharField(max_length=512)
+    dense = models.IntegerField()
+    org = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["application", "kind", "key"], name="denseid_key_uniq"),
+            models.UniqueConstraint(fields=["application", "kind", "dense"], name="denseid_dense_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.key}={self.dense}"
+
+
 class DailyTotal(models.Model):
-    """Per app, environment (and ALL_ENVIRONMENTS), source and day: events and exact distinct counts."""
+    """Per app, environment (and ALL_ENVIRONMENTS), source and day: events and exact distinct sets.
+
+    The integer counts are the cardinalities of the bitmaps (a day's series without decoding them);
+    totals over a window are unions of the bitmaps. `org_users`/`org_sessions` hold pair ids
+    (DenseId.ORG_USER/ORG_SESSION): per-org distinct users and sessions of any window from one union.
+    """
 
     application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
     environment = models.CharField(max_length=32)
@@ -55,6 +115,11 @@ class DailyTotal(models.Model):
     users = models.IntegerField(default=0)
     orgs = models.IntegerField(default=0)
     sessions = models.IntegerField(default=0)
+    users_bm = models.BinaryField(default=b"")
+    orgs_bm = models.BinaryField(default=b"")
+    sessions_bm = models.BinaryField(default=b"")
+    org_users_bm = models.BinaryField(default=b"")
+    org_sessions_bm = models.BinaryField(default=b"")
 
     class Meta:
         constraints = [
@@ -67,58 +132,19 @@ class DailyTotal(models.Model):
         return f"{self.application_id} {self.environment} {self.source} {self.day}"
 
 
-class UserDay(models.Model):
-    """A user active on a day: the fold learns a day's distinct users from the rows it inserts."""
-
-    application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
-    environment = models.CharField(max_length=32)
-    source = models.CharField(max_length=16, choices=Source.choices)
-    day = models.DateField()
-    user_key = models.CharField(max_length=255)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["application", "environment", "source", "day", "user_key"], name="userday_uniq"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user_key} {self.day}"
-
-
-class SessionDay(models.Model):
-    """A session active on a day, with its organization (sessions per org are distinct counts)."""
-
-    application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
-    environment = models.CharField(max_length=32)
-    source = models.CharField(max_length=16, choices=Source.choices)
-    day = models.DateField()
-    session_id = models.UUIDField()
-    customer_org_id = models.CharField(max_length=255, default="", blank=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["application", "environment", "source", "day", "session_id"], name="sessionday_uniq"
-            )
-        ]
-        indexes = [
-            models.Index(fields=["application", "environment", "customer_org_id", "day"], name="sessionday_org"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.session_id} {self.day}"
-
-
 class OrgDay(models.Model):
-    """Events of an organization on a day (per environment and ALL_ENVIRONMENTS)."""
+    """Events of an organization on a day (per environment and ALL_ENVIRONMENTS), and its views per path.
+
+    `path_views` is sparse (path dense ids and counts, analytics/bitmaps.py): an org's top pages come
+    from its own few rows, without a row per org, path and day.
+    """
 
     application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
     environment = models.CharField(max_length=32)
     day = models.DateField()
     customer_org_id = models.CharField(max_length=255)
     events = models.BigIntegerField(default=0)
+    path_views = models.BinaryField(default=b"")
 
     class Meta:
         constraints = [
@@ -132,71 +158,45 @@ class OrgDay(models.Model):
         return f"{self.customer_org_id} {self.day}"
 
 
-class EventDay(models.Model):
-    """Events per name, org and user per day: what a feature defined later needs, and org users."""
+class NameDay(models.Model):
+    """Per event name, environment and day: events, and the users and orgs who sent it (features)."""
 
     application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
     source = models.CharField(max_length=16, choices=Source.choices)
     event = models.CharField(max_length=255)
-    day = models.DateField()
     environment = models.CharField(max_length=32)
-    customer_org_id = models.CharField(max_length=255)
-    user_key = models.CharField(max_length=255)
+    day = models.DateField()
     events = models.BigIntegerField(default=0)
+    users_bm = models.BinaryField(default=b"")
+    orgs_bm = models.BinaryField(default=b"")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["application", "source", "event", "day", "environment", "customer_org_id", "user_key"],
-                name="eventday_uniq",
+                fields=["application", "source", "event", "environment", "day"], name="nameday_uniq"
             )
         ]
-        indexes = [
-            models.Index(fields=["application", "customer_org_id", "day"], name="eventday_org"),
-        ]
+        indexes = [models.Index(fields=["application", "source", "day"], name="nameday_app_day")]
 
     def __str__(self) -> str:
         return f"{self.event} {self.day}"
 
 
 class PathDay(models.Model):
-    """Views per path per day and environment: the pages ranking without touching per-user rows."""
+    """Views per path per day and environment, with the users, orgs and (org, user) pairs that viewed it."""
 
     application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
     environment = models.CharField(max_length=32)
     day = models.DateField()
     path = models.CharField(max_length=2048)
     views = models.BigIntegerField(default=0)
+    users_bm = models.BinaryField(default=b"")
+    orgs_bm = models.BinaryField(default=b"")
+    org_users_bm = models.BinaryField(default=b"")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["application", "day", "environment", "path"], name="pathday_uniq")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.path} {self.day}"
-
-
-class PageDay(models.Model):
-    """Views per path, org and user per day: exact distinct users and orgs of a page, path features."""
-
-    application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
-    path = models.CharField(max_length=2048)
-    day = models.DateField()
-    environment = models.CharField(max_length=32)
-    customer_org_id = models.CharField(max_length=255)
-    user_key = models.CharField(max_length=255)
-    views = models.BigIntegerField(default=0)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["application", "path", "day", "environment", "customer_org_id", "user_key"],
-                name="pageday_uniq",
-            )
-        ]
-        indexes = [
-            models.Index(fields=["application", "customer_org_id", "day"], name="pageday_org"),
         ]
 
     def __str__(self) -> str:

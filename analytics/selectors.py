@@ -2,17 +2,20 @@
 
 import base64
 import uuid
+from collections import OrderedDict
 from datetime import date, timedelta
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
+from pyroaring import BitMap
 from rest_framework.exceptions import NotFound
 
 from apps_registry.models import Application, Membership
 from ingest.errors import ApiError
 
+from . import bitmaps
 from .fold import PATH_KEY_LENGTH
 from .models import ALL_ENVIRONMENTS, Feature, Organization, OrgSignal, Source
 
@@ -91,11 +94,6 @@ def _env_key(environment: str | None) -> str:
     return ALL_ENVIRONMENTS if environment is None else environment
 
 
-def _env_params(environment: str | None) -> list:
-    """Parameters of `AND (%s::varchar IS NULL OR environment = %s)`, for rollups without ALL_ENVIRONMENTS rows."""
-    return [environment, environment]
-
-
 def _rows(sql: str, params: list | dict) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -114,6 +112,67 @@ def _bucket(day: date, interval: str) -> date:
     return day
 
 
+# --- Bitmap rows, cached per process by (table, id, xmin) ---------------------------------------------
+# A rollup row's bitmaps are fetched once and kept decoded until the row changes (its xmin moves):
+# a warm read fetches only ids and versions, plus the few rows the fold touched since (today's).
+
+BITMAP_CACHE_MAX_BYTES = 256 * 1024 * 1024
+_bitmap_cache: OrderedDict[tuple[str, tuple[str, ...], int], tuple[str, int, tuple[BitMap, ...]]] = OrderedDict()
+_bitmap_cache_bytes = 0
+
+
+def _bitmap_rows(table: str, columns: tuple[str, ...], meta: str, where: str, params: list) -> list[tuple]:
+    """Rows of `table` matching `where`: the `meta` columns followed by the decoded `columns` bitmaps."""
+    global _bitmap_cache_bytes
+    rows = _rows(f"SELECT id, xmin::text, {meta} FROM {table} WHERE {where}", params)  # noqa: S608 (from code)
+    missing = [r[0] for r in rows if (hit := _bitmap_cache.get((table, columns, r[0]))) is None or hit[0] != r[1]]
+    if missing:
+        for row_id, version, *raws in _rows(
+            f"SELECT id, xmin::text, {', '.join(columns)} FROM {table} WHERE id = ANY(%s)",  # noqa: S608
+            [missing],
+        ):
+            size = sum(len(r) for r in raws if r)
+            old = _bitmap_cache.pop((table, columns, row_id), None)
+            if old is not None:
+                _bitmap_cache_bytes -= old[1]
+            _bitmap_cache[(table, columns, row_id)] = (version, size, tuple(bitmaps.load(r) for r in raws))
+            _bitmap_cache_bytes += size
+        while _bitmap_cache_bytes > BITMAP_CACHE_MAX_BYTES and _bitmap_cache:
+            _, (_, size, _) = _bitmap_cache.popitem(last=False)
+            _bitmap_cache_bytes -= size
+    out = []
+    for row_id, _, *rest in rows:
+        entry = _bitmap_cache.get((table, columns, row_id))
+        if entry is None:  # evicted or deleted meanwhile: read it alone
+            raws = _rows(f"SELECT {', '.join(columns)} FROM {table} WHERE id = %s", [row_id])  # noqa: S608
+            maps = tuple(bitmaps.load(r) for r in raws[0]) if raws else tuple(BitMap() for _ in columns)
+        else:
+            _bitmap_cache.move_to_end((table, columns, row_id))
+            maps = entry[2]
+        out.append((*rest, *maps))
+    return out
+
+
+def _union(maps: list[BitMap]) -> BitMap:
+    if not maps:
+        return BitMap()
+    if len(maps) == 1:
+        return maps[0]
+    return BitMap.union(*maps)
+
+
+def _daily_rows(
+    app: Application, env: str, source: str, date_from: date, date_to: date, columns: tuple[str, ...]
+) -> list[tuple]:
+    return _bitmap_rows(
+        "analytics_dailytotal",
+        columns,
+        "day, events, users, orgs, sessions",
+        "application_id = %s AND environment = %s AND source = %s AND day BETWEEN %s AND %s",
+        [app.id, env, source, date_from, date_to],
+    )
+
+
 def activity_get(
     *,
     app: Application,
@@ -124,101 +183,83 @@ def activity_get(
     source: str = Source.EVENTS,
 ) -> dict:
     """Events and distinct users, orgs, sessions per day/week/month; totals distinct over the range."""
-    env = _env_key(environment)
-    base = [app.id, env, source, date_from, date_to]
-    daily = {
-        row[0]: row[1:]
-        for row in _rows(
-            "SELECT day, events, users, orgs, sessions FROM analytics_dailytotal"
-            " WHERE application_id = %s AND environment = %s AND source = %s AND day BETWEEN %s AND %s",
-            base,
-        )
-    }
+    rows = _daily_rows(app, _env_key(environment), source, date_from, date_to, ("users_bm", "orgs_bm", "sessions_bm"))
+    daily = {r[0]: r for r in rows}
     buckets: dict[date, dict] = {}
+    members: dict[date, list[tuple]] = {}
     for day in _days(date_from, date_to):
         label = max(_bucket(day, interval), date_from)
         entry = buckets.setdefault(label, {"date": label, "events": 0, "users": 0, "orgs": 0, "sessions": 0})
-        events, users, orgs, sessions = daily.get(day, (0, 0, 0, 0))
-        entry["events"] += events
+        row = daily.get(day)
+        if row is None:
+            continue
+        entry["events"] += row[1]
+        members.setdefault(label, []).append(row)
         if interval == "day":
-            entry.update(users=users, orgs=orgs, sessions=sessions)
+            entry.update(users=row[2], orgs=row[3], sessions=row[4])
     if interval != "day":
-        trunc = f"greatest(date_trunc('{interval}', day)::date, %s)"  # interval is from INTERVALS
-        for column, sql in (
-            ("users", f"SELECT {trunc}, count(DISTINCT user_key) FROM analytics_userday"),  # noqa: S608
-            ("sessions", f"SELECT {trunc}, count(DISTINCT session_id) FROM analytics_sessionday"),  # noqa: S608
-        ):
-            for label, n in _rows(
-                sql + " WHERE application_id = %s AND environment = %s AND source = %s AND day BETWEEN %s AND %s"
-                " GROUP BY 1",
-                [date_from, *base],
-            ):
-                buckets[label][column] = n
-        if source == Source.EVENTS:
-            for label, n in _rows(
-                f"SELECT {trunc}, count(DISTINCT customer_org_id) FROM analytics_orgday"  # noqa: S608
-                " WHERE application_id = %s AND environment = %s AND day BETWEEN %s AND %s GROUP BY 1",
-                [date_from, app.id, env, date_from, date_to],
-            ):
-                buckets[label]["orgs"] = n
-    (users,) = _rows(
-        "SELECT count(DISTINCT user_key) FROM analytics_userday"
-        " WHERE application_id = %s AND environment = %s AND source = %s AND day BETWEEN %s AND %s",
-        base,
-    )[0]
-    (sessions,) = _rows(
-        "SELECT count(DISTINCT session_id) FROM analytics_sessionday"
-        " WHERE application_id = %s AND environment = %s AND source = %s AND day BETWEEN %s AND %s",
-        base,
-    )[0]
-    orgs = 0
-    if source == Source.EVENTS:
-        (orgs,) = _rows(
-            "SELECT count(DISTINCT customer_org_id) FROM analytics_orgday"
-            " WHERE application_id = %s AND environment = %s AND day BETWEEN %s AND %s",
-            [app.id, env, date_from, date_to],
-        )[0]
+        for label, bucket_rows in members.items():
+            buckets[label].update(
+                users=len(_union([r[5] for r in bucket_rows])),
+                orgs=len(_union([r[6] for r in bucket_rows])) if source == Source.EVENTS else 0,
+                sessions=len(_union([r[7] for r in bucket_rows])),
+            )
     return {
         "series": list(buckets.values()),
-        "totals": {"events": sum(d[0] for d in daily.values()), "users": users, "orgs": orgs, "sessions": sessions},
+        "totals": {
+            "events": sum(r[1] for r in rows),
+            "users": len(_union([r[5] for r in rows])),
+            "orgs": len(_union([r[6] for r in rows])) if source == Source.EVENTS else 0,
+            "sessions": len(_union([r[7] for r in rows])),
+        },
     }
 
 
 def active_users_get(*, app: Application, environment: str | None, source: str = Source.EVENTS) -> dict:
     """DAU, WAU, MAU as of today (UTC): distinct users on the last 1, 7 and 30 days."""
     today = timezone.now().date()
-    dau, wau, mau = _rows(
-        "SELECT count(DISTINCT user_key) FILTER (WHERE day = %s), count(DISTINCT user_key) FILTER (WHERE day >= %s),"
-        " count(DISTINCT user_key) FROM analytics_userday"
-        " WHERE application_id = %s AND environment = %s AND source = %s AND day BETWEEN %s AND %s",
-        [today, today - timedelta(days=6), app.id, _env_key(environment), source, today - timedelta(days=29), today],
-    )[0]
-    return {"dau": dau, "wau": wau, "mau": mau}
+    rows = _daily_rows(app, _env_key(environment), source, today - timedelta(days=29), today, ("users_bm",))
+    week = today - timedelta(days=6)
+    return {
+        "dau": sum(r[2] for r in rows if r[0] == today),
+        "wau": len(_union([r[5] for r in rows if r[0] >= week])),
+        "mau": len(_union([r[5] for r in rows])),
+    }
+
+
+def _env_where(environment: str | None) -> tuple[str, list]:
+    """Rollups kept per environment only (NameDay, PathDay): every environment's rows when none is given."""
+    if environment is None:
+        return "", []
+    return " AND environment = %s", [environment]
 
 
 def pages_list(*, app: Application, date_from: date, date_to: date, environment: str | None, limit: int = 50) -> dict:
     """Most viewed paths first; a view is a stored event carrying that path. Users and orgs are exact."""
-    env_params = _env_params(environment)
+    env_sql, env_params = _env_where(environment)
+    sql = "SELECT path, sum(views) AS v FROM analytics_pathday WHERE application_id = %s AND day BETWEEN %s AND %s"
     top = _rows(
-        "SELECT path, sum(views) AS v FROM analytics_pathday WHERE application_id = %s AND day BETWEEN %s AND %s"
-        " AND (%s::varchar IS NULL OR environment = %s)"
-        " GROUP BY path ORDER BY v DESC, path LIMIT %s",
+        sql + env_sql + " GROUP BY path ORDER BY v DESC, path LIMIT %s",
         [app.id, date_from, date_to, *env_params, limit],
     )
-    paths = [p for p, _ in top]
-    distinct = {
-        path: (users, orgs)
-        for path, users, orgs in _rows(
-            "SELECT path, count(DISTINCT user_key), count(DISTINCT customer_org_id) FROM analytics_pageday"
-            " WHERE application_id = %s AND path = ANY(%s) AND day BETWEEN %s AND %s"
-            " AND (%s::varchar IS NULL OR environment = %s)"
-            " GROUP BY path",
-            [app.id, paths, date_from, date_to, *env_params],
-        )
-    }
+    per_path: dict[str, tuple[list[BitMap], list[BitMap]]] = {path: ([], []) for path, _ in top}
+    for path, users, orgs in _bitmap_rows(
+        "analytics_pathday",
+        ("users_bm", "orgs_bm"),
+        "path",
+        "application_id = %s AND path = ANY(%s) AND day BETWEEN %s AND %s" + env_sql,
+        [app.id, list(per_path), date_from, date_to, *env_params],
+    ):
+        per_path[path][0].append(users)
+        per_path[path][1].append(orgs)
     return {
         "pages": [
-            {"path": path, "views": int(views), "users": distinct[path][0], "orgs": distinct[path][1]}
+            {
+                "path": path,
+                "views": int(views),
+                "users": len(_union(per_path[path][0])),
+                "orgs": len(_union(per_path[path][1])),
+            }
             for path, views in top
         ]
     }
@@ -226,21 +267,22 @@ def pages_list(*, app: Application, date_from: date, date_to: date, environment:
 
 def page_trend_get(*, app: Application, path: str, date_from: date, date_to: date, environment: str | None) -> dict:
     """Views and distinct users of one path per day."""
-    env_params = _env_params(environment)
-    per_day = {
-        day: (int(views), users)
-        for day, views, users in _rows(
-            "SELECT day, sum(views), count(DISTINCT user_key) FROM analytics_pageday"
-            " WHERE application_id = %s AND path = %s AND day BETWEEN %s AND %s"
-            " AND (%s::varchar IS NULL OR environment = %s)"
-            " GROUP BY day",
-            [app.id, path[:PATH_KEY_LENGTH], date_from, date_to, *env_params],
-        )
-    }
+    env_sql, env_params = _env_where(environment)
+    views: dict[date, int] = {}
+    users: dict[date, list[BitMap]] = {}
+    for day, n, bm in _bitmap_rows(
+        "analytics_pathday",
+        ("users_bm",),
+        "day, views",
+        "application_id = %s AND path = %s AND day BETWEEN %s AND %s" + env_sql,
+        [app.id, path[:PATH_KEY_LENGTH], date_from, date_to, *env_params],
+    ):
+        views[day] = views.get(day, 0) + int(n)
+        users.setdefault(day, []).append(bm)
     return {
         "path": path,
         "series": [
-            {"date": day, "views": per_day.get(day, (0, 0))[0], "users": per_day.get(day, (0, 0))[1]}
+            {"date": day, "views": views.get(day, 0), "users": len(_union(users.get(day, [])))}
             for day in _days(date_from, date_to)
         ],
     }
@@ -250,42 +292,34 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _feature_match_sql(
+def feature_sets(
     *, app: Application, feature: Feature, date_from: date, date_to: date, environment: str | None, source: str
-) -> tuple[str, list]:
-    """SELECT customer_org_id, user_key of every rollup row the feature matches (events or paths)."""
-    env_params = _env_params(environment)
-    parts: list[str] = []
-    params: list = []
+) -> tuple[BitMap, BitMap]:
+    """(users, orgs) who used the feature in the window: the union over its event names' and paths' rows."""
+    env_sql, env_params = _env_where(environment)
+    users: list[BitMap] = []
+    orgs: list[BitMap] = []
     if feature.events:
-        parts.append(
-            "SELECT customer_org_id, user_key FROM analytics_eventday WHERE application_id = %s AND source = %s"
-            " AND event = ANY(%s) AND day BETWEEN %s AND %s"
-            " AND (%s::varchar IS NULL OR environment = %s)"
-        )
-        params += [app.id, source, list(feature.events), date_from, date_to, *env_params]
+        for _, u, o in _bitmap_rows(
+            "analytics_nameday",
+            ("users_bm", "orgs_bm"),
+            "1",
+            "application_id = %s AND source = %s AND event = ANY(%s) AND day BETWEEN %s AND %s" + env_sql,
+            [app.id, source, list(feature.events), date_from, date_to, *env_params],
+        ):
+            users.append(u)
+            orgs.append(o)
     if feature.path_prefixes and source == Source.EVENTS:
-        # Resolve prefixes against the small per-path table first, then read per-user rows by exact path.
-        parts.append(
-            "SELECT customer_org_id, user_key FROM analytics_pageday WHERE application_id = %s"
-            " AND path IN (SELECT DISTINCT path FROM analytics_pathday WHERE application_id = %s"
-            " AND day BETWEEN %s AND %s AND path LIKE ANY(%s))"
-            " AND day BETWEEN %s AND %s"
-            " AND (%s::varchar IS NULL OR environment = %s)"
-        )
-        params += [
-            app.id,
-            app.id,
-            date_from,
-            date_to,
-            [_like_prefix(p) for p in feature.path_prefixes],
-            date_from,
-            date_to,
-            *env_params,
-        ]
-    if not parts:
-        return "SELECT ''::varchar AS customer_org_id, ''::varchar AS user_key WHERE false", []
-    return " UNION ALL ".join(parts), params
+        for _, u, o in _bitmap_rows(
+            "analytics_pathday",
+            ("users_bm", "orgs_bm"),
+            "1",
+            "application_id = %s AND day BETWEEN %s AND %s AND path LIKE ANY(%s)" + env_sql,
+            [app.id, date_from, date_to, [_like_prefix(p) for p in feature.path_prefixes], *env_params],
+        ):
+            users.append(u)
+            orgs.append(o)
+    return _union(users), _union(orgs)
 
 
 def features_list(
@@ -298,22 +332,16 @@ def features_list(
 ) -> dict:
     """Per feature: orgs that used it at least once / orgs active in the window, and its distinct users."""
     if source == Source.EVENTS:
-        (orgs_active,) = _rows(
-            "SELECT count(DISTINCT customer_org_id) FROM analytics_orgday"
-            " WHERE application_id = %s AND environment = %s AND day BETWEEN %s AND %s",
-            [app.id, _env_key(environment), date_from, date_to],
-        )[0]
+        rows = _daily_rows(app, _env_key(environment), source, date_from, date_to, ("orgs_bm",))
+        orgs_active = len(_union([r[5] for r in rows]))
     else:
         orgs_active = 0  # SDK events carry no organization
     features = []
     for feature in Feature.objects.filter(application=app).order_by("name"):
-        sql, params = _feature_match_sql(
+        users, orgs_used = feature_sets(
             app=app, feature=feature, date_from=date_from, date_to=date_to, environment=environment, source=source
         )
-        orgs, users = _rows(
-            f"SELECT count(DISTINCT nullif(customer_org_id, '')), count(DISTINCT user_key) FROM ({sql}) m",  # noqa: S608
-            params,
-        )[0]
+        orgs = len(orgs_used)
         features.append(
             {
                 "name": feature.name,
@@ -322,7 +350,7 @@ def features_list(
                 "orgs_adopted": orgs,
                 "orgs_active": orgs_active,
                 "adoption": round(orgs / orgs_active, 4) if orgs_active else 0.0,
-                "users": users,
+                "users": len(users),
             }
         )
     return {"features": features}
@@ -361,25 +389,22 @@ def _signals_of(app: Application, org_ids: list[str]) -> dict[str, list[dict]]:
 def _org_distincts(
     *, app: Application, org_ids: list[str], date_from: date, date_to: date, environment: str | None
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Exact distinct users and sessions of each org over the window."""
-    env_params = _env_params(environment)
-    users = dict(
-        _rows(
-            "SELECT customer_org_id, count(DISTINCT user_key) FROM analytics_eventday"
-            " WHERE application_id = %s AND customer_org_id = ANY(%s) AND day BETWEEN %s AND %s AND source = %s"
-            " AND (%s::varchar IS NULL OR environment = %s)"
-            " GROUP BY 1",
-            [app.id, org_ids, date_from, date_to, Source.EVENTS, *env_params],
-        )
+    """Exact distinct users and sessions of each org over the window: the window's (org, user) and
+    (org, session) pair bitmaps intersected with each org's pairs."""
+    rows = _daily_rows(
+        app, _env_key(environment), Source.EVENTS, date_from, date_to, ("org_users_bm", "org_sessions_bm")
     )
-    sessions = dict(
-        _rows(
-            "SELECT customer_org_id, count(DISTINCT session_id) FROM analytics_sessionday"
-            " WHERE application_id = %s AND environment = %s AND customer_org_id = ANY(%s) AND day BETWEEN %s AND %s"
-            " AND source = %s GROUP BY 1",
-            [app.id, _env_key(environment), org_ids, date_from, date_to, Source.EVENTS],
-        )
-    )
+    org_users = _union([r[5] for r in rows])
+    org_sessions = _union([r[6] for r in rows])
+    with connection.cursor() as cursor:
+        dense = bitmaps.org_ids(cursor, app.id, org_ids)
+        rev = bitmaps.reverse(cursor, app.id, [bitmaps.ORG_USER, bitmaps.ORG_SESSION])
+    users: dict[str, int] = {}
+    sessions: dict[str, int] = {}
+    empty = BitMap()
+    for org, o in dense.items():
+        users[org] = org_users.intersection_cardinality(rev[bitmaps.ORG_USER].by_org.get(o, empty))
+        sessions[org] = org_sessions.intersection_cardinality(rev[bitmaps.ORG_SESSION].by_org.get(o, empty))
     return users, sessions
 
 
@@ -478,53 +503,56 @@ def organization_get(
         app=app, org_ids=org_ids, date_from=date_from, date_to=date_to, environment=environment
     )
     item = _org_item(rows[0], users, sessions, _signals_of(app, org_ids))
-    env_params = _env_params(environment)
-    events_per_day = dict(
-        _rows(
-            "SELECT day, events FROM analytics_orgday WHERE application_id = %s AND environment = %s"
-            " AND customer_org_id = %s AND day BETWEEN %s AND %s",
-            [app.id, _env_key(environment), customer_org_id, date_from, date_to],
+    events_per_day: dict[date, int] = {}
+    path_views: dict[int, int] = {}
+    for day, events, raw in _rows(
+        "SELECT day, events, path_views FROM analytics_orgday WHERE application_id = %s AND environment = %s"
+        " AND customer_org_id = %s AND day BETWEEN %s AND %s",
+        [app.id, _env_key(environment), customer_org_id, date_from, date_to],
+    ):
+        events_per_day[day] = int(events)
+        for path_id, n in bitmaps.load_counts(raw).items():
+            path_views[path_id] = path_views.get(path_id, 0) + n
+    with connection.cursor() as cursor:
+        dense = bitmaps.org_ids(cursor, app.id, [customer_org_id]).get(customer_org_id)
+        rev = bitmaps.reverse(cursor, app.id, [bitmaps.ORG_USER, bitmaps.ORG_SESSION, bitmaps.PATH])
+    views = {rev[bitmaps.PATH].keys[p]: n for p, n in path_views.items()}
+    empty = BitMap()
+    own_users = rev[bitmaps.ORG_USER].by_org.get(dense, empty) if dense else empty
+    own_sessions = rev[bitmaps.ORG_SESSION].by_org.get(dense, empty) if dense else empty
+    per_day = {
+        r[0]: (r[5].intersection_cardinality(own_users), r[6].intersection_cardinality(own_sessions))
+        for r in _daily_rows(
+            app, _env_key(environment), Source.EVENTS, date_from, date_to, ("org_users_bm", "org_sessions_bm")
         )
-    )
-    users_per_day = dict(
-        _rows(
-            "SELECT day, count(DISTINCT user_key) FROM analytics_eventday WHERE application_id = %s"
-            " AND customer_org_id = %s AND day BETWEEN %s AND %s AND source = %s"
-            " AND (%s::varchar IS NULL OR environment = %s)"
-            " GROUP BY day",
-            [app.id, customer_org_id, date_from, date_to, Source.EVENTS, *env_params],
-        )
-    )
-    sessions_per_day = dict(
-        _rows(
-            "SELECT day, count(*) FROM analytics_sessionday WHERE application_id = %s AND environment = %s"
-            " AND customer_org_id = %s AND day BETWEEN %s AND %s AND source = %s GROUP BY day",
-            [app.id, _env_key(environment), customer_org_id, date_from, date_to, Source.EVENTS],
-        )
-    )
+    }
     item["series"] = [
         {
             "date": day,
-            "events": int(events_per_day.get(day, 0)),
-            "users": users_per_day.get(day, 0),
-            "sessions": sessions_per_day.get(day, 0),
+            "events": events_per_day.get(day, 0),
+            "users": per_day.get(day, (0, 0))[0],
+            "sessions": per_day.get(day, (0, 0))[1],
         }
         for day in _days(date_from, date_to)
     ]
+    top = sorted(views.items(), key=lambda pv: (-pv[1], pv[0]))[:10]
+    env_sql, env_params = _env_where(environment)
+    path_users: dict[str, list[BitMap]] = {path: [] for path, _ in top}
+    for path, bm in _bitmap_rows(
+        "analytics_pathday",
+        ("org_users_bm",),
+        "path",
+        "application_id = %s AND path = ANY(%s) AND day BETWEEN %s AND %s" + env_sql,
+        [app.id, list(path_users), date_from, date_to, *env_params],
+    ):
+        path_users[path].append(bm)
     item["top_pages"] = [
-        {"path": path, "views": int(views), "users": n}
-        for path, views, n in _rows(
-            "SELECT path, sum(views) AS v, count(DISTINCT user_key) FROM analytics_pageday WHERE application_id = %s"
-            " AND customer_org_id = %s AND day BETWEEN %s AND %s"
-            " AND (%s::varchar IS NULL OR environment = %s)"
-            " GROUP BY path ORDER BY v DESC, path"
-            " LIMIT 10",
-            [app.id, customer_org_id, date_from, date_to, *env_params],
-        )
+        {"path": path, "views": n, "users": _union(path_users[path]).intersection_cardinality(own_users)}
+        for path, n in top
     ]
     used = []
     for feature in Feature.objects.filter(application=app).order_by("name"):
-        sql, params = _feature_match_sql(
+        _, orgs = feature_sets(
             app=app,
             feature=feature,
             date_from=date_from,
@@ -532,7 +560,7 @@ def organization_get(
             environment=environment,
             source=Source.EVENTS,
         )
-        if _rows(f"SELECT 1 FROM ({sql}) m WHERE customer_org_id = %s LIMIT 1", [*params, customer_org_id]):  # noqa: S608
+        if dense and dense in orgs:
             used.append(feature.name)
     item["features_used"] = used
     org = Organization.objects.get(application=app, customer_org_id=customer_org_id)

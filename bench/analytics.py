@@ -68,7 +68,7 @@ def _pending(db: str) -> int:
     import psycopg
 
     with psycopg.connect(f"{PG}/{db}") as conn:
-        return conn.execute("SELECT count(*) FROM ingest_event WHERE fold_pending").fetchone()[0]
+        return conn.execute(analytics_data.QUEUED_SQL).fetchone()[0]
 
 
 def phase_fold(events: int) -> dict:
@@ -115,22 +115,22 @@ def phase_lag(rate: int, seconds: int) -> dict:
                         "app": app,
                         "names": analytics_data.EVENT_NAMES,
                         "orgs": 1000,
-                        "days": 2,
+                        "days": 1,
                         "active": 10_000,
                         "today": today,
                         "lo": lo,
                         "hi": lo + per_tick,
+                        "total": 10**12,  # every row falls on today, at its first seconds
+                        "per_day": 10**12,
                     },
                 )
                 inserted += per_tick
                 if inserted % (per_tick * 10) == 0:
-                    max_backlog = max(
-                        max_backlog, conn.execute("SELECT count(*) FROM ingest_event WHERE fold_pending").fetchone()[0]
-                    )
+                    max_backlog = max(max_backlog, conn.execute(analytics_data.QUEUED_SQL).fetchone()[0])
                 time.sleep(max(0.0, due - time.monotonic()))
             burst = time.monotonic() - started
             ended = time.monotonic()
-            while conn.execute("SELECT count(*) FROM ingest_event WHERE fold_pending").fetchone()[0]:
+            while conn.execute(analytics_data.QUEUED_SQL).fetchone()[0]:
                 time.sleep(0.1)
             lag = time.monotonic() - ended
     finally:
@@ -246,7 +246,7 @@ def main() -> int:
     p.add_argument("--burst-rate", type=int, default=27_000)
     p.add_argument("--burst-seconds", type=int, default=30)
     p.add_argument("--reads-db", default="analytics_bench")
-    p.add_argument("--requests", type=int, default=60)
+    p.add_argument("--requests", type=int, default=20)
     p.add_argument("--no-baseline", action="store_true")
     args = p.parse_args()
     phases = set(args.phases.split(","))

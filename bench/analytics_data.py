@@ -12,8 +12,9 @@ one million rows per INSERT ... SELECT generate_series. The shape, chosen to loo
   in two sessions;
 - 20 event names (page_view most frequent), 60 % of events carry one of 50 paths;
 - environments: `production`, and `staging` for one user in ten;
-- rows are EXPORTED (BigQuery is not part of this benchmark) and `fold_pending` (the default), so
-  `--fold` (or the worker) folds them into the rollups.
+- ids follow time (each day's rows are contiguous, oldest day first), as ingest stores them;
+- rows are EXPORTED (BigQuery is not part of this benchmark) and queued for the analytics fold (the
+  trigger of analytics' migration 0003), so `--fold` (or the worker) folds them into the rollups.
 Prints `ANALYTICS_DATA_JSON {"db", "app_uuid", "company", "events", "insert_seconds", ...}`.
 
 Other benchmarks import `generate(...)` (same arguments) to build the same data in their own database.
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PG, python  # noqa: E402 - after the re-exec into the venv
 
 CHUNK = 1_000_000
+QUEUED_SQL = "SELECT coalesce(sum(cardinality(event_ids)), 0) FROM analytics_foldqueue"
 EVENT_NAMES = [
     "page_view",
     "page_view",
@@ -67,8 +69,9 @@ EVENT_NAMES = [
     "logout",
 ]
 
-# One chunk of rows [%(lo)s, %(hi)s). Every value is derived from the row number i, so the data set
-# is the same on every run (only "today" moves).
+# One chunk of rows [%(lo)s, %(hi)s) of %(total)s. Every value is derived from the row number i, so the
+# data set is the same on every run (only "today" moves). Rows are in time order, as ingest stores
+# them: day d (oldest first) holds a contiguous run of ids, `j` numbers the rows of a day.
 INSERT_SQL = """
 INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_batch, export_attempts,
     export_error, webhook_pending, event_id, event, user_hash, customer_org_id, path, session_id, session_inferred,
@@ -78,17 +81,21 @@ SELECT %(company)s, %(app)s, ts, 1, NULL, 1, '', false, gen_random_uuid(),
     md5('u' || u) || md5('v' || u),
     'org_' || (u %% %(orgs)s),
     CASE WHEN i %% 5 < 3 THEN '/section/' || ((i * 13) %% 50) END,
-    md5(u || '-' || d || '-' || (slot %% 2))::uuid,
+    md5(u || '-' || d || '-' || (j %% 2))::uuid,
     false, NULL,
     CASE WHEN u %% 10 = 0 THEN 'staging' ELSE 'production' END,
     ts, NULL
 FROM (
-    SELECT i, d, slot, u,
-        ((%(today)s::date - d::int) + make_interval(secs => (i * 7919) %% 86400)) AT TIME ZONE 'UTC' AS ts
+    SELECT i, d, j, u,
+        ((%(today)s::date - d::int) + make_interval(secs => (j * 86400 / %(per_day)s) + (i %% 7)))
+            AT TIME ZONE 'UTC' AS ts
     FROM (
-        SELECT i, i %% %(days)s AS d, i / %(days)s AS slot,
-            ((((i / %(days)s) * 7919) %% %(active)s) * 5 + (i %% %(days)s) %% 5) AS u
-        FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i
+        SELECT i, d, j, (((j * 7919) %% %(active)s) * 5 + d %% 5) AS u
+        FROM (
+            SELECT i, %(days)s - 1 - (i * %(days)s / %(total)s) AS d,
+                i - ((i * %(days)s / %(total)s) * %(total)s + %(days)s - 1) / %(days)s AS j
+            FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i
+        ) a
     ) base
 ) rows
 """
@@ -149,6 +156,8 @@ def generate(
                     "today": today,
                     "lo": lo,
                     "hi": hi,
+                    "total": events,
+                    "per_day": max(1, events // days),
                 },
             )
             log(f"{hi:,}/{events:,} rows")
@@ -172,7 +181,7 @@ def fold_all(db: str, *, processes: int = 2) -> dict:
     import psycopg
 
     with psycopg.connect(f"{PG}/{db}") as conn:
-        pending = conn.execute("SELECT count(*) FROM ingest_event WHERE fold_pending").fetchone()[0]
+        pending = conn.execute(QUEUED_SQL).fetchone()[0]
     env = bench_env(db)
     code = "from analytics.fold import fold_drain; fold_drain(budget_seconds=36000)"
     started = time.monotonic()

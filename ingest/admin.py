@@ -10,10 +10,12 @@ workers are stuck; with no BigQuery configured it says export is off instead.
 
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from apps_registry.admin_lists import LargeListMixin, as_prefix, as_uuid, choice_filter, model_ids, time_window_filter
 from apps_registry.admin_scoping import CompanyScopedAdmin, account_company_id
@@ -93,8 +95,8 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
             "export_dead_filter": f"?export_state__exact={ExportState.DEAD}",
             "rollup_lag_seconds": None,
         }
-        if hasattr(self.model, "fold_pending"):  # analytics rollups: age of the oldest row not yet folded in
-            unfolded = scoped.filter(fold_pending=True).order_by("id").values_list("received_at", flat=True).first()
+        if self.model in (Event, SdkEvent):  # analytics rollups: age of the oldest row not yet folded in
+            unfolded = import_string(settings.ROLLUP_OLDEST_UNFOLDED)(scoped)
             extra_context["rollup_lag_seconds"] = int((timezone.now() - unfolded).total_seconds()) if unfolded else 0
             extra_context["rollup_oldest_pending"] = unfolded
         return super().changelist_view(request, extra_context=extra_context)

@@ -60,13 +60,10 @@ class Event(OutboxRow):
     environment = models.CharField(max_length=32, null=True, blank=True)
     occurred_at = models.DateTimeField()
     properties = models.JSONField(null=True, blank=True)
-    # Outbox marker of the analytics fold: set by the database default, so INSERTs need not name it.
-    fold_pending = models.BooleanField(db_default=True, editable=False)
 
     class Meta:
         indexes = [
             models.Index(fields=["id"], condition=models.Q(export_state=0), name="event_export_pending"),
-            models.Index(fields=["id"], condition=models.Q(fold_pending=True), name="event_fold_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="event_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="event_company_received"),
             # Covering: the analytics Event explorer counts events and users per bucket and event
@@ -111,8 +108,6 @@ class SdkEvent(OutboxRow):
     session_id = models.UUIDField()
     properties = models.JSONField(null=True, blank=True)
     consent_analytics = models.BooleanField()
-    # Outbox marker of the analytics fold (see Event.fold_pending).
-    fold_pending = models.BooleanField(db_default=True, editable=False)
 
     class Meta:
         verbose_name = "SDK event"
@@ -121,7 +116,6 @@ class SdkEvent(OutboxRow):
         ]
         indexes = [
             models.Index(fields=["id"], condition=models.Q(export_state=0), name="sdkevent_export_pending"),
-            models.Index(fields=["id"], condition=models.Q(fold_pending=True), name="sdkevent_fold_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="sdkevent_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="sdkevent_company_received"),
             # The analytics Event stream and explorer read consented events only: partial indexes.

@@ -3,7 +3,8 @@
 A row is deleted when it is settled (EXPORTED, or SKIPPED for lack of consent) and was received
 more than its company's effective `retention_days` ago. PENDING, SENDING and DEAD rows are kept
 whatever their age: they still owe BigQuery a row; so are events not yet folded into the
-analytics rollups (`fold_pending`), which outlive the raw rows. Deletes run in bounded batches (short
+analytics rollups, which outlive the raw rows (settings.RETENTION_KEEP_FILTERS: callables that name
+what must stay, so ingest never imports the app that owns the fold). Deletes run in bounded batches (short
 transactions, no long locks, no bloat spike) until done or the time budget is used; the next run
 continues.
 
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import QuerySet, Subquery
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from apps_registry.models import Company
 from ingest.models import Event, ExportState, IdempotencyKey, IdentifyLink, SdkEvent
@@ -52,7 +54,8 @@ def retention_apply(
         for name, model in (("events", Event), ("sdk_events", SdkEvent), ("identify_links", IdentifyLink)):
             old = model.objects.filter(company_id=company.id, received_at__lt=cutoff, export_state__in=SETTLED)
             if name != "identify_links":  # never delete an event the analytics fold has not counted yet
-                old = old.filter(fold_pending=False)  # type: ignore[misc]  # Event and SdkEvent have it
+                for keep in settings.RETENTION_KEEP_FILTERS:
+                    old = old.filter(**import_string(keep)(model))
             counts[name] += _delete_in_batches(old, batch_size=batch_size, deadline=deadline)
     expired = IdempotencyKey.objects.filter(
         created_at__lt=now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)

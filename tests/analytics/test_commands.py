@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from analytics.fold import fold_drain
-from analytics.models import DailyTotal, OrgDay, UserDay
+from analytics.models import DailyTotal, NameDay, OrgDay, PathDay
 from apps_registry.models import Membership, Usage
 from ingest.models import Event
 from tests.factories import ApplicationFactory, EventFactory, UserFactory
@@ -78,10 +78,15 @@ def test_add_member_refuses_a_member_of_another_company(application, outsider):
 
 def _snapshot(app) -> list:
     return [
-        sorted(DailyTotal.objects.filter(application=app).values_list("environment", "source", "day", "events",
-                                                                      "users", "orgs", "sessions")),
-        UserDay.objects.filter(application=app).count(),
-        sorted(OrgDay.objects.filter(application=app).values_list("environment", "day", "customer_org_id", "events")),
+        sorted((*row[:7], *(bytes(b) for b in row[7:])) for row in DailyTotal.objects.filter(application=app)
+               .values_list("environment", "source", "day", "events", "users", "orgs", "sessions", "users_bm",
+                            "orgs_bm", "sessions_bm", "org_users_bm", "org_sessions_bm")),
+        sorted((*row[:5], bytes(row[5]), bytes(row[6])) for row in NameDay.objects.filter(application=app)
+               .values_list("source", "event", "environment", "day", "events", "users_bm", "orgs_bm")),
+        sorted((*row[:4], bytes(row[4])) for row in PathDay.objects.filter(application=app)
+               .values_list("environment", "day", "path", "views", "users_bm")),
+        sorted(OrgDay.objects.filter(application=app).values_list("environment", "day", "customer_org_id", "events",
+                                                                  "path_views")),
     ]  # fmt: skip
 
 

@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from analytics.models import FoldQueue
 from ingest.models import Event, ExportState, IdempotencyKey, IdentifyLink, SdkEvent
 from ingest.services.retention import retention_apply
 from ingest.tasks import retention
@@ -38,8 +39,7 @@ def test_settled_rows_older_than_the_companys_retention_are_deleted():
         EventFactory(application=long, received_at=old, export_state=ExportState.EXPORTED),
     ]
     # (every row above has been folded into the analytics rollups)
-    Event.objects.update(fold_pending=False)
-    SdkEvent.objects.update(fold_pending=False)
+    FoldQueue.objects.all().delete()
     # not yet folded into the analytics rollups, whatever its age and export state
     kept.append(EventFactory(application=short, received_at=old, export_state=ExportState.EXPORTED))
     unfolded_sdk = SdkEventFactory(application=short, received_at=old, export_state=ExportState.EXPORTED)
