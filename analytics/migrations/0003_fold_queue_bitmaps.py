@@ -65,7 +65,7 @@ class Migration(migrations.Migration):
         ("ingest", "0005_merge_20261125_1722"),
     ]
     # ingest drops its old marker only after the pending rows are queued (ingest never names analytics).
-    run_before = [("ingest", "0006_drop_fold_pending")]
+    run_before = [("ingest", "0008_drop_fold_pending")]
 
     operations = [
         migrations.CreateModel(

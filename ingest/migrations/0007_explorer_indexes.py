@@ -32,7 +32,7 @@ _OLD_DROP = "; ".join(f"DROP STATISTICS IF EXISTS {table}_bucket_{unit}" for tab
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ingest", "0005_merge_20261125_1722"),
+        ("ingest", "0006_admin_scale_indexes"),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ingest", "0005_merge_20261125_1722"),
+        ("ingest", "0007_explorer_indexes"),
     ]
 
     operations = [
