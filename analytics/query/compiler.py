@@ -4,6 +4,9 @@ The statement is built once, by `query_compile`, from dialect primitives (a colu
 time bucket, a parameter, a prefix test...). Each dialect decides only how a primitive is spelled;
 the shape of the statement (filters, grouping, ordering, the extra row that tells truncation) is
 shared, so both engines answer the same question. Client values only ever become parameters.
+One exception, for speed on PostgreSQL: a distinct count (users, orgs, sessions) with hour, day or
+week buckets is counted bucket by bucket over a `generate_series` of the buckets (LATERAL), with
+the same answer (tests/analytics/test_query_engines.py compares both engines on such ranges).
 
 Written by hand rather than with SQLGlot: the language is a dozen constructs, the two dialects
 differ mostly in parameter style (psycopg `%s` vs BigQuery `@name` with types) and in a few
