@@ -6,8 +6,9 @@
 
 `generate` (re)creates the PostgreSQL database `explorer_bench` with the shared analytics data set
 (`bench/analytics_data.py`'s `generate`: N `/v1/events` rows over the last D days, 1,000 orgs,
-50,000 users, 20 event names), adds a member with a personal API key, then VACUUM ANALYZE (so
-index-only scans can skip the heap, as autovacuum does on a live table).
+50,000 users, 20 event names), adds a member with a personal API key, CLUSTERs the heap in receive
+order (as a live table's is) and runs VACUUM ANALYZE (so index-only scans skip the heap, as
+autovacuum lets them on a live table).
 
 `run` times, in process through the real views (Django test client, personal API key, prod settings
 pointed at the bench database):
@@ -70,9 +71,14 @@ def generate(args: argparse.Namespace) -> None:
     PersonalApiKey.objects.filter(user=user).delete()
     _, raw = personal_key_create(user=user, name="bench")
     META.write_text(json.dumps({"app_uuid": str(app.uuid), "key": raw}))
+    # A live table's heap is in receive order (rows are appended as they arrive), so a stream page's
+    # 200 newest rows share a dozen heap pages. The shared generator writes rows day-interleaved
+    # (row i is on day i % days), which puts them on 200 different pages: CLUSTER restores the live
+    # layout (measured: the page's statement 9.4 ms and 206 buffers before, 2.6 ms and 12 after).
     started = time.monotonic()
+    psql(DSN, "set maintenance_work_mem = '1GB'; cluster ingest_event using event_app_received")
     psql(DSN, "vacuum analyze ingest_event")
-    print(f"vacuum analyze in {time.monotonic() - started:.0f} s")
+    print(f"cluster, vacuum analyze in {time.monotonic() - started:.0f} s")
 
 
 def percentile(values: list[float], p: float) -> float:

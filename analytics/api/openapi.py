@@ -82,6 +82,9 @@ def analytics_errors_hook(result: dict, generator: object, request: object, publ
             continue
         for method, operation in item.items():
             if method in _METHODS:
+                if "requestBody" in operation:
+                    # Every analytics body is required (a raw schema in `extend_schema` leaves it optional).
+                    operation["requestBody"]["required"] = True
                 _document_errors(operation, method)
                 if operation.get("operationId") not in _HAND_PARSED:
                     _empty_means_absent(operation)

@@ -56,8 +56,9 @@ _SOURCE_AND_ITS_FILTERS = {
             "required": ["source"],
             "properties": {
                 "source": {"type": "string", "enum": ["sdk_events"]},
-                "customer_org_id": {"not": {}, "description": "Not a filter of sdk_events."},
-                "environment": {"not": {}, "description": "Not a filter of sdk_events."},
+                # Empty is no filter (as for every parameter here); any value is a 400.
+                "customer_org_id": {"type": "string", "maxLength": 0, "description": "Not a filter of sdk_events."},
+                "environment": {"type": "string", "maxLength": 0, "description": "Not a filter of sdk_events."},
             },
         },
     ]

@@ -4,6 +4,9 @@ The statement is built once, by `query_compile`, from dialect primitives (a colu
 time bucket, a parameter, a prefix test...). Each dialect decides only how a primitive is spelled;
 the shape of the statement (filters, grouping, ordering, the extra row that tells truncation) is
 shared, so both engines answer the same question. Client values only ever become parameters.
+One exception, for speed on PostgreSQL: a distinct count (users, orgs, sessions) with hour, day or
+week buckets is counted bucket by bucket over a `generate_series` of the buckets (LATERAL), with
+the same answer (tests/analytics/test_query_engines.py compares both engines on such ranges).
 
 Written by hand rather than with SQLGlot: the language is a dozen constructs, the two dialects
 differ mostly in parameter style (psycopg `%s` vs BigQuery `@name` with types) and in a few
@@ -66,6 +69,10 @@ POSTGRES_BUCKETS = {
     "week": "date_bin('7 days'::interval, occurred_at, '2000-01-03 00:00:00+00'::timestamptz)",
     "month": "date_trunc('month', occurred_at AT TIME ZONE 'UTC')",
 }
+
+
+POSTGRES_ORIGIN = "'2000-01-03 00:00:00+00'::timestamptz"
+POSTGRES_STEPS = {"hour": "'1 hour'::interval", "day": "'1 day'::interval", "week": "'7 days'::interval"}
 
 
 def postgres_bucket(interval: str) -> str:
@@ -209,23 +216,41 @@ def _filter_sql(d: _Dialect, flt: Filter) -> str:
 def query_compile(*, app: Application, query: Query, engine: Engine) -> Compiled:
     """The statement answering `query` for `app` on `engine`; asks for `limit + 1` rows."""
     d: _Dialect = _Postgres() if engine == "postgres" else _BigQuery()
+    measure = query.source.measures[query.measure]
+    # Parameters are numbered by position: each piece is rendered in the order it appears in the SQL.
+    per_bucket = engine == "postgres" and measure is not None and query.interval in POSTGRES_STEPS
+    if per_bucket:
+        # Distinct values bucket by bucket: one small hash table per bucket (a day's ~10 k users stay in
+        # the CPU cache) instead of one over every (bucket, value) pair of the range (300 k pairs, 70 MB
+        # at 10 M events, where each of 3.3 M rows is a cache miss). Each bucket is an index range scan.
+        step = POSTGRES_STEPS[query.interval]  # type: ignore[index]
+        series = (
+            f"generate_series(date_bin({step}, {d.param(query.start, 'TIMESTAMP')}::timestamptz, {POSTGRES_ORIGIN}), "
+            f"{d.param(query.end, 'TIMESTAMP')}::timestamptz - '1 microsecond'::interval, {step}) AS b(bucket)"
+        )
     select: list[str] = []
     keys: list[str] = []
     order: list[str] = []
     if query.interval:
-        select.append(f"{d.bucket(query.interval)} AS bucket")
+        if not per_bucket:  # else the bucket comes from the series
+            select.append(f"{d.bucket(query.interval)} AS bucket")
         keys.append("bucket")
         order.append("bucket")
     for i, group in enumerate(query.group_by):
         select.append(f"{d.column(group.field, group.prop)} AS g{i}")
         keys.append(f"g{i}")
-    measure = query.source.measures[query.measure]
     select.append(f"{(measure.pg if engine == 'postgres' else measure.bq) if measure else 'NULL'} AS m")
-    where = [
-        d.app_match(app),
-        f"occurred_at >= {d.param(query.start, 'TIMESTAMP')}",
-        f"occurred_at < {d.param(query.end, 'TIMESTAMP')}",
-    ]
+    where = [d.app_match(app)]
+    if per_bucket:
+        where += [
+            f"occurred_at >= greatest(b.bucket, {d.param(query.start, 'TIMESTAMP')}::timestamptz)",
+            f"occurred_at < least(b.bucket + {step}, {d.param(query.end, 'TIMESTAMP')}::timestamptz)",
+        ]
+    else:
+        where += [
+            f"occurred_at >= {d.param(query.start, 'TIMESTAMP')}",
+            f"occurred_at < {d.param(query.end, 'TIMESTAMP')}",
+        ]
     if query.source.pg_only_consented:
         where.append("consent_analytics")  # events without analytics consent are never queried
     where += [_filter_sql(d, flt) for flt in query.filters]
@@ -235,6 +260,15 @@ def query_compile(*, app: Application, query: Query, engine: Engine) -> Compiled
         order.append(f"{alias} ASC NULLS FIRST")
     limit = int(query.limit) + 1  # a validated integer, written as a literal (BigQuery wants a constant)
     rows = f"SELECT {', '.join(select)} FROM {d.table(query.source.name)} WHERE {' AND '.join(where)}"  # noqa: S608 (whitelisted SQL; values are parameters)
+    if per_bucket:
+        groups = keys[1:]
+        rows = f"SELECT DISTINCT {', '.join([*groups, 'm'])} FROM ({rows}) AS r WHERE m IS NOT NULL"  # noqa: S608
+        sql = (
+            f"SELECT {', '.join(['b.bucket', *(f'd.{g}' for g in groups), 'COUNT(*) AS value'])} "  # noqa: S608
+            f"FROM {series} CROSS JOIN LATERAL ({rows}) AS d "
+            f"GROUP BY {', '.join(['b.bucket', *(f'd.{g}' for g in groups)])} ORDER BY {', '.join(order)} LIMIT {limit}"
+        )
+        return Compiled(sql=sql, params=d.params, engine=engine)
     if measure is not None:
         # Distinct values per group in two steps (distinct pairs, then a count): unlike COUNT(DISTINCT),
         # PostgreSQL can hash-aggregate this in parallel instead of sorting every row of the range.
