@@ -4,6 +4,10 @@ import django.contrib.postgres.fields
 import django.db.models.deletion
 from django.db import migrations, models
 
+# Existing rollups: the per-user tables (UserDay, SessionDay, EventDay, PageDay) are dropped and the
+# new bitmap columns start empty, so after this migration run `manage.py analytics_rebuild --app UUID`
+# for every app (days whose raw rows retention already deleted keep their daily integer counts only).
+
 # The outbox: a statement-level trigger with a transition table queues every stored raw row in the
 # same transaction as its INSERT (or COPY), one INSERT ... SELECT per statement, so ingest's code
 # knows nothing of analytics: one queue row per statement and source and 1,000 ids (sorted). Rows still
