@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from pyroaring import BitMap
 
@@ -46,7 +47,7 @@ from .models import ALL_ENVIRONMENTS, FoldQueue, Source
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 20_000
+CHUNK_SIZE = 50_000  # per-chunk costs (rewriting the day's rollup rows) amortized over more events
 PATH_KEY_LENGTH = 512  # rollup keys are btree-indexed: longer paths are cut (in rollups only; `left(path, 512)`)
 SOURCES = {FoldQueue.SOURCE_EVENTS: str(Source.EVENTS), FoldQueue.SOURCE_SDK_EVENTS: str(Source.SDK_EVENTS)}
 
@@ -566,19 +567,8 @@ def _source_of(model: type) -> int:
 
 def oldest_unfolded_received(queryset: QuerySet) -> datetime | None:
     """Receive time of the oldest row of `queryset` still queued for the fold (the admin's rollup lag)."""
-    ids = queryset.order_by().values("pk")
-    sql, params = ids.query.sql_with_params()
-    with connection.cursor() as cursor:
-        table = queryset.model._meta.db_table
-        queued = "SELECT unnest(event_ids) AS id FROM analytics_foldqueue WHERE source = %s"
-        query = f"SELECT e.received_at FROM ({queued}) q JOIN {table} e ON e.id = q.id"  # noqa: S608 (model's table)
-        query += f" WHERE q.id IN ({sql}) ORDER BY q.id LIMIT 1"
-        cursor.execute(
-            query,
-            [_source_of(queryset.model), *params],
-        )
-        row = cursor.fetchone()
-    return row[0] if row else None
+    queued = RawSQL("SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = %s", [_source_of(queryset.model)])
+    return queryset.filter(pk__in=queued).order_by("pk").values_list("received_at", flat=True).first()
 
 
 def retention_unfolded_filter(model: type) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Celery tasks of analytics: thin adapters over the fold and the organizations scan.
 
-`analytics.fold_pending` is run by beat every few seconds (a sweep: rows are found through their
-marker, so a lost message only delays folding) and hands itself over to a fresh task while a backlog
+`analytics.fold_pending` is run by beat every few seconds (a sweep: rows are found through the fold
+queue, so a lost message only delays folding) and hands itself over to a fresh task while a backlog
 remains. After a fold, each app that got new events has its scan scheduled at most once per
 ANALYTICS_SCAN_DEBOUNCE_SECONDS, to run that long later; `analytics.scan_daily` rescans every app.
 """
@@ -45,7 +45,7 @@ def _scan_debounced(app_id: int) -> None:
     max_retries=5,
 )
 def fold_pending(self: Task) -> dict:
-    """Fold stored rows into rollups. Idempotent: a row is folded by the transaction clearing its marker."""
+    """Fold stored rows into rollups. Idempotent: a row is folded by the transaction deleting its queue entry."""
     try:
         report = fold.fold_drain(
             budget_seconds=FOLD_SOFT_TIME_LIMIT - 10, chunk_size=settings.ANALYTICS_FOLD_CHUNK_SIZE

@@ -4,23 +4,25 @@ import django.contrib.postgres.fields
 import django.db.models.deletion
 from django.db import migrations, models
 
+# Existing rollups: the per-user tables (UserDay, SessionDay, EventDay, PageDay) are dropped and the
+# new bitmap columns start empty, so after this migration run `manage.py analytics_rebuild --app UUID`
+# for every app (days whose raw rows retention already deleted keep their daily integer counts only).
+
 # The outbox: a statement-level trigger with a transition table queues every stored raw row in the
 # same transaction as its INSERT (or COPY), one INSERT ... SELECT per statement, so ingest's code
-# knows nothing of analytics: one queue row per statement and source and 1,000 ids (sorted). Rows still
+# knows nothing of analytics: one queue row per statement, source and block of 1,000 ids (sorted). Rows still
 # pending under the old marker are queued first.
 QUEUE_SQL = """
 CREATE FUNCTION analytics_queue_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO analytics_foldqueue (source, event_ids)
-    SELECT 1, array_agg(id ORDER BY id) FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM new_rows) r
-    GROUP BY n / 1000 ORDER BY n / 1000;
+    SELECT 1, array_agg(id ORDER BY id) FROM new_rows GROUP BY id / 1000 ORDER BY id / 1000;
     RETURN NULL;
 END $$;
 CREATE FUNCTION analytics_queue_sdkevents() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO analytics_foldqueue (source, event_ids)
-    SELECT 2, array_agg(id ORDER BY id) FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM new_rows) r
-    GROUP BY n / 1000 ORDER BY n / 1000;
+    SELECT 2, array_agg(id ORDER BY id) FROM new_rows GROUP BY id / 1000 ORDER BY id / 1000;
     RETURN NULL;
 END $$;
 ALTER TABLE analytics_foldqueue SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 200);

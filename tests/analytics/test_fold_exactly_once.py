@@ -33,17 +33,20 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DAY0 = datetime(2026, 11, 2, 12, tzinfo=UTC)
 
 
-def _store(app, n: int, *, users: int = 37, days: int = 3) -> None:
-    """`n` events over `days` days and `users` users, in one INSERT (as ingest writes them)."""
+def _store(app, n: int, *, users: int = 37, days: int = 3, per_insert: int | None = None) -> None:
+    """`n` events over `days` days and `users` users, in INSERTs of `per_insert` (as ingest writes them)."""
     Event.objects.bulk_create(
-        EventFactory.build(
-            application=app,
-            company=app.company,
-            user_hash=f"user-{i % users}-".ljust(64, "x"),
-            customer_org_id=f"org-{i % 5}",
-            occurred_at=DAY0 + timedelta(days=i % days),
-        )
-        for i in range(n)
+        (
+            EventFactory.build(
+                application=app,
+                company=app.company,
+                user_hash=f"user-{i % users}-".ljust(64, "x"),
+                customer_org_id=f"org-{i % 5}",
+                occurred_at=DAY0 + timedelta(days=i % days),
+            )
+            for i in range(n)
+        ),
+        batch_size=per_insert,
     )
 
 
@@ -77,9 +80,10 @@ def test_a_rerun_counts_nothing_twice():
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_several_folders_at_once_count_each_event_once():
-    # Given a backlog, and small chunks so that four folders interleave on the same days and users
+    # Given a backlog stored by many INSERTs (one queue row each), and small chunks so that four
+    # folders interleave on the same days and users
     app = ApplicationFactory()
-    _store(app, 4000)
+    _store(app, 4000, per_insert=50)
 
     reports, errors = [], []
     start = threading.Barrier(4)
