@@ -38,6 +38,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 
 EXACT_COUNT_UP_TO = 10_000
@@ -198,7 +199,7 @@ class LargeListMixin:
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return IndexOrderedChangeList
 
-    def action_checkbox(self, obj: Model) -> str:
+    def action_checkbox(self, obj: Any) -> SafeString:
         """Django's row checkbox, same HTML, without rendering a form-widget template per row (a
         fifth of a 50-row page's time)."""
         label = format_html(gettext("Select this object for an action - {}"), str(obj))
