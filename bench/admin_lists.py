@@ -362,7 +362,8 @@ for who, username, pages in users:
                 timings.append(elapsed)
         results.append((f"{who} | {name}", timings, status))
         if explain_path:
-            slowest = max(queries.captured_queries, key=lambda q: float(q["time"]))
+            measured = [q for q in queries.captured_queries if not q["sql"].startswith("EXPLAIN")]
+            slowest = max(measured, key=lambda q: float(q["time"]))
             with connection.cursor() as cursor:
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + slowest["sql"])
                 plan = "\\n".join(row[0] for row in cursor.fetchall())
