@@ -246,14 +246,12 @@ def pages_measure(env: dict, *, repeat: int, explain: str | None = None) -> int:
 
     from common import python
 
-    out = subprocess.run(
-        [python(), "-c", _MEASURE, str(repeat), explain or ""],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    child = subprocess.run(
+        [python(), "-c", _MEASURE, str(repeat), explain or ""], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if child.returncode:
+        sys.exit(f"measuring failed:\n{child.stderr[-4000:]}")
+    out = child.stdout
     results = json.loads(out.strip().splitlines()[-1])
     worst = 0.0
     say(f"{'page':<80} {'best ms':>8} {'worst ms':>9} {'status':>6}")
@@ -364,7 +362,8 @@ for who, username, pages in users:
                 timings.append(elapsed)
         results.append((f"{who} | {name}", timings, status))
         if explain_path:
-            slowest = max(queries.captured_queries, key=lambda q: float(q["time"]))
+            measured = [q for q in queries.captured_queries if not q["sql"].startswith("EXPLAIN")]
+            slowest = max(measured, key=lambda q: float(q["time"]))
             with connection.cursor() as cursor:
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + slowest["sql"])
                 plan = "\\n".join(row[0] for row in cursor.fetchall())

@@ -17,7 +17,15 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from apps_registry.admin_lists import LargeListMixin, as_prefix, as_uuid, choice_filter, model_ids, time_window_filter
+from apps_registry.admin_lists import (
+    LargeListMixin,
+    as_prefix,
+    as_uuid,
+    choice_filter,
+    model_ids,
+    prefix_lookups,
+    time_window_filter,
+)
 from apps_registry.admin_scoping import CompanyScopedAdmin, account_company_id
 from apps_registry.models import Application
 
@@ -114,7 +122,7 @@ class EventAdmin(OutboxRowAdmin):
             return {"event_id": event_id}  # unique index
         prefix = as_prefix(term)
         if prefix:
-            return {"customer_org_id__startswith": prefix}  # a range of the (customer_org_id, id) index
+            return prefix_lookups("customer_org_id", prefix)  # a range of the (customer_org_id, id) index
         return {"customer_org_id": term}  # (customer_org_id, id) index, read newest first
 
 
@@ -146,5 +154,5 @@ class IdentifyLinkAdmin(OutboxRowAdmin):
             return {"link_id": link_id}  # unique index
         prefix = as_prefix(term)
         if prefix:
-            return {"user_id__startswith": prefix}  # a range of the (user_id, id) index
+            return prefix_lookups("user_id", prefix)  # a range of the (user_id, id) index
         return {"user_id": term}  # (user_id, id) index, read newest first

@@ -19,7 +19,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from apps_registry.admin_lists import LargeListMixin, as_prefix, time_window_filter
+from apps_registry.admin_lists import LargeListMixin, as_prefix, prefix_lookups, time_window_filter
 from apps_registry.admin_scoping import CompanyScopedAdmin, ObjectPagesMixin, ReadOnlyScopedInline
 
 from . import services, signing
@@ -258,6 +258,27 @@ class WebhookAttemptInline(ReadOnlyScopedInline):
     verbose_name_plural = "attempts (newest first; response bodies truncated to 20 KB)"
 
 
+class EndpointFilter(admin.SimpleListFilter):
+    """The endpoints the user may see, read from the endpoints table.
+
+    Django's related-only filter derives its choices from `SELECT DISTINCT endpoint_id` over the
+    messages: every message, on every page of the list (0.4 s at 10 M rows).
+    """
+
+    title = "endpoint"
+    parameter_name = "endpoint__id__exact"  # the URL of the endpoint page's "all messages" link
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        endpoints = model_admin.admin_site._registry[WebhookEndpoint].get_queryset(request).order_by("pk")
+        return [(str(e.pk), str(e)) for e in endpoints]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(endpoint_id=int(value)) if value.isdigit() else queryset.none()
+
+
 @admin.register(WebhookMessage)
 class WebhookMessageAdmin(LargeListMixin, CompanyScopedAdmin):
     """Newest first by id (ids sort by creation time); see apps_registry/admin_lists.py."""
@@ -267,7 +288,7 @@ class WebhookMessageAdmin(LargeListMixin, CompanyScopedAdmin):
     list_filter = (
         "state",
         "event_type",
-        "endpoint",
+        EndpointFilter,
         time_window_filter("created_at", title="created", parameter="created"),
     )
     list_select_related = ("endpoint",)
@@ -287,7 +308,7 @@ class WebhookMessageAdmin(LargeListMixin, CompanyScopedAdmin):
         term = term.strip()
         field = "id" if term.startswith("msg_") else "source"  # primary key / source index
         prefix = as_prefix(term)
-        return {f"{field}__startswith": prefix} if prefix else {field: term}
+        return prefix_lookups(field, prefix) if prefix else {field: term}
 
     inlines = (WebhookAttemptInline,)
     actions = ("resend_action",)

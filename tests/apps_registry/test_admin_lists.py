@@ -340,3 +340,25 @@ def test_when_few_rows_match_the_page_sorts_them_instead_of_walking_an_index(sup
     ]
     assert len(pages) == 2
     assert all('ORDER BY COALESCE("ingest_event"."id", "ingest_event"."id") DESC' in sql for sql in pages), pages
+
+
+def test_the_endpoint_filter_lists_the_users_endpoints_without_reading_the_messages(client, two_companies):
+    # Given messages of two companies' endpoints
+    mine = WebhookMessageFactory(endpoint=two_companies["endpoint_a"])
+    WebhookMessageFactory(endpoint=two_companies["endpoint_b"])
+    client.force_login(two_companies["admin_a"])
+    url = "/admin/webhooks/webhookmessage/"
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url)
+    own = client.get(url, {"endpoint__id__exact": two_companies["endpoint_a"].pk})
+    foreign = client.get(url, {"endpoint__id__exact": two_companies["endpoint_b"].pk})
+
+    # Then the filter offers only their endpoint, filters by it, gives nothing for another
+    # company's endpoint, and no query reads DISTINCT endpoints over the messages
+    body = page.content.decode()
+    assert f"endpoint__id__exact={two_companies['endpoint_a'].pk}" in body
+    assert f"endpoint__id__exact={two_companies['endpoint_b'].pk}" not in body
+    assert [m.pk for m in own.context["cl"].result_list] == [mine.pk]
+    assert list(foreign.context["cl"].result_list) == []
+    assert not [q["sql"] for q in queries.captured_queries if "DISTINCT" in q["sql"]]
