@@ -77,12 +77,9 @@ _SDK_COLUMNS = """e.id, 2, e.company_id, e.application_id, '',
 # Claim: delete the oldest unclaimed queue rows and copy their raw rows into the chunk table. A queue
 # row whose raw row is gone (its app was deleted) is simply dropped.
 _CLAIM_SQL = f"""
-WITH locked AS (
-    SELECT id, cardinality(event_ids) AS n FROM analytics_foldqueue ORDER BY id LIMIT %(rows)s FOR UPDATE SKIP LOCKED
-),
-q AS (
+WITH q AS (
     DELETE FROM analytics_foldqueue WHERE id IN (
-        SELECT id FROM (SELECT id, sum(n) OVER (ORDER BY id) - n AS before FROM locked) w WHERE before < %(limit)s)
+        SELECT id FROM analytics_foldqueue WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE SKIP LOCKED)
     RETURNING source, event_ids
 ),
 copied AS (
@@ -442,27 +439,41 @@ def _usage_after() -> dict[int, int]:
     }
 
 
-# Events per queue row, learnt per process, so a claim locks about as many queue rows as it needs
-# (single events: 1 per row; group commits and SDK batches: tens to hundreds); the claim itself stops
-# at `limit` events whatever the estimate. Starts at the most a row holds: never over-locks.
-_events_per_queue_row = float(FoldQueue.QUEUE_IDS_PER_ROW)
+# Which queue rows a chunk takes: the oldest unlocked ones, up to `limit` events. They are looked at
+# under FOR UPDATE SKIP LOCKED inside a savepoint that is then rolled back (releasing the rows not
+# taken, so other folders are not locked out of them), and claimed by the DELETE right after.
+_PEEK_SQL = "SELECT id, cardinality(event_ids) FROM analytics_foldqueue ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+
+
+def _pick(cursor: Any, limit: int) -> list[int]:
+    cursor.execute("SAVEPOINT fold_peek")
+    cursor.execute(_PEEK_SQL, [limit])
+    picked: list[int] = []
+    events = 0
+    for queue_id, n in cursor.fetchall():
+        if picked and events + n > limit:
+            break
+        picked.append(queue_id)
+        events += n
+    cursor.execute("ROLLBACK TO SAVEPOINT fold_peek")
+    cursor.execute("RELEASE SAVEPOINT fold_peek")
+    return picked
 
 
 def fold_chunk(*, limit: int = CHUNK_SIZE, now: datetime | None = None) -> tuple[int, int, set[int]]:
     """Fold about `limit` queued rows (both tables) in one transaction: (claimed, counted, app ids)."""
-    global _events_per_queue_row
     now = now or timezone.now()
     usage_after = _usage_after()
     use_cache = not connection.in_atomic_block  # inside a caller's transaction new ids may yet roll back
-    queue_rows = max(1, int(2 * limit / _events_per_queue_row))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [FOLD_LOCK])
         cursor.execute(_CHUNK_TABLE)
         cursor.execute("DELETE FROM analytics_fold_chunk")  # empty unless inside a caller's transaction
-        cursor.execute(_CLAIM_SQL, {"rows": queue_rows, "limit": limit})
-        taken, claimed, copied = cursor.fetchone()
-        if taken:
-            _events_per_queue_row = max(1.0, claimed / taken)
+        picked = _pick(cursor, limit)
+        if not picked:
+            return 0, 0, set()
+        cursor.execute(_CLAIM_SQL, {"ids": picked})
+        _, claimed, copied = cursor.fetchone()
         if not copied:  # nothing queued, or only rows whose app was deleted since
             return claimed, 0, set()
         counted, apps, dictionaries = _fold_chunk_table(cursor, now=now, usage_after=usage_after, use_cache=use_cache)
