@@ -200,4 +200,3 @@ def accelerated_rows(app: Application, query: Query) -> list[tuple] | None:
         return None
     sql, params = _sql(app, query, environment)
     return rows_from(query, postgres_fetch(sql, params))
-

@@ -73,7 +73,8 @@ def app():
     _sdk_events(app, rnd, 10)
     SdkEventFactory(application=app, event_name="purchase", user_id="u9", occurred_at=TODAY, consent_analytics=False)
     assert FoldQueue.objects.exists()
-    assert DailyTotal.objects.filter(application=app).exists() and NameDay.objects.filter(application=app).exists()
+    assert DailyTotal.objects.filter(application=app).exists()
+    assert NameDay.objects.filter(application=app).exists()
     return app
 
 
