@@ -10,12 +10,15 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from analytics.fold import fold_drain
 from analytics.models import DailyTotal, FoldQueue, NameDay
 from analytics.query import query_answer
+from ingest.errors import ApiError
 from tests.factories import ApplicationFactory, EventFactory, SdkEventFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -173,3 +176,17 @@ def test_a_window_retention_may_have_emptied_goes_raw(app):
     fast, raw, path = _both(app, later)
     assert path == "rollups"
     assert fast == raw
+
+
+def test_the_rollup_path_is_cancelled_at_the_timeout(app, settings):
+    """A rollup read waiting on a lock (a stand-in for a slow one) is cancelled at ANALYTICS_QUERY_TIMEOUT."""
+    settings.ANALYTICS_QUERY_TIMEOUT = 0.3
+    query = {"source": "events", "measure": "users", "interval": "day", "from": iso(FROM), "to": iso(TO)}
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}) as other:
+        other.execute("LOCK TABLE analytics_dailytotal IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(ApiError) as raised:
+            query_answer(app=app, query=query, engine="postgres")
+        other.rollback()
+    assert raised.value.status_code == 504
+    assert query_answer(app=app, query=query, engine="postgres")[1] == "rollups"
