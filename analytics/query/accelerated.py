@@ -8,7 +8,10 @@ for shapes whose answer is provably the raw one (`eligible`); anything else goes
   name (NameDay), interval day/week/month or none, at most an `environment` `eq` filter (events),
   `from`/`to` on UTC midnights (the rollups are per UTC day).
 - Retention: raw rows received before the company's retention cutoff may be deleted while the
-  rollups keep them, so `from` must be after that cutoff (see `horizon`).
+  rollups keep them, so `from` must be after that cutoff (see `horizon`). Known gap: the cutoff is
+  on `received_at`, the window on `occurred_at`; a row dated up to a year ahead (TS_MAX_FUTURE_SECONDS)
+  and since deleted, or one deleted while the company kept fewer days than today, is still in the
+  rollups. A durable record of the latest `occurred_at` retention deleted would close it.
 - Events stored but not folded yet: ONE statement (so one snapshot, whatever the isolation level)
   reads the window's rollup rows and the window's raw rows listed in `analytics_foldqueue`. The fold
   deletes queue rows and updates rollups in one transaction, so the snapshot sees each event in
