@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common import PG, ROOT, prod_env, psql
 
@@ -38,9 +39,9 @@ DSN = f"{PG}/{DB_NAME}"
 META = Path(tempfile.gettempdir()) / "explorer-bench.json"
 
 
-def django_env() -> dict:
+def django_env(db: str = DB_NAME) -> dict:
     """The production settings pointed at the bench database (no server is started: port unused)."""
-    return prod_env(db_name=DB_NAME, port=0, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"))
+    return prod_env(db_name=db, port=0, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"))
 
 
 def generate(args: argparse.Namespace) -> None:
@@ -59,18 +60,10 @@ def generate(args: argparse.Namespace) -> None:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
 
-    from analytics.models import PersonalApiKey
-    from analytics.services import personal_key_create
-    from apps_registry.models import Application, Membership
+    from apps_registry.models import Application
 
-    app = Application.objects.get(uuid=data["app_uuid"])
-    user, _ = get_user_model().objects.get_or_create(username="explorer-bench")
-    Membership.objects.get_or_create(user=user, company=app.company, defaults={"role": Membership.Role.MEMBER})
-    PersonalApiKey.objects.filter(user=user).delete()
-    _, raw = personal_key_create(user=user, name="bench")
-    META.write_text(json.dumps({"app_uuid": str(app.uuid), "key": raw}))
+    META.write_text(json.dumps(member_key(Application.objects.get(uuid=data["app_uuid"]))))
     # A live table's heap is in receive order (rows are appended as they arrive), so a stream page's
     # 200 newest rows share a dozen heap pages. The shared generator writes rows day-interleaved
     # (row i is on day i % days), which puts them on 200 different pages: CLUSTER restores the live
@@ -79,6 +72,21 @@ def generate(args: argparse.Namespace) -> None:
     psql(DSN, "set maintenance_work_mem = '1GB'; cluster ingest_event using event_app_received")
     psql(DSN, "vacuum analyze ingest_event")
     print(f"cluster, vacuum analyze in {time.monotonic() - started:.0f} s")
+
+
+def member_key(app: Any) -> dict:
+    """A member of `app`'s company with a fresh personal API key (the bench's own user)."""
+    from django.contrib.auth import get_user_model
+
+    from analytics.models import PersonalApiKey
+    from analytics.services import personal_key_create
+    from apps_registry.models import Membership
+
+    user, _ = get_user_model().objects.get_or_create(username="explorer-bench")
+    Membership.objects.get_or_create(user=user, company=app.company, defaults={"role": Membership.Role.MEMBER})
+    PersonalApiKey.objects.filter(user=user).delete()
+    _, raw = personal_key_create(user=user, name="bench")
+    return {"app_uuid": str(app.uuid), "key": raw}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -103,7 +111,7 @@ def timed(fn: Callable[[], object], runs: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    os.environ.update(django_env())
+    os.environ.update(django_env(args.db))
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -111,7 +119,15 @@ def run(args: argparse.Namespace) -> None:
     from django.db import connection
     from django.test import Client
 
-    meta = json.loads(META.read_text())
+    if args.db == DB_NAME:
+        meta = json.loads(META.read_text())
+    else:  # another database of the shared data set (one app): a bench member and key of its own
+        from apps_registry.models import Application
+
+        meta_path = Path(tempfile.gettempdir()) / f"explorer-bench-{args.db}.json"
+        if not meta_path.exists():
+            meta_path.write_text(json.dumps(member_key(Application.objects.get())))
+        meta = json.loads(meta_path.read_text())
     client = Client(HTTP_AUTHORIZATION=f"Bearer {meta['key']}")
     base = f"/api/v1/analytics/apps/{meta['app_uuid']}"
 
@@ -141,8 +157,11 @@ def run(args: argparse.Namespace) -> None:
 
     now = time.time()
     day = 86400
-    start = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now - 31 * day))
-    end = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now - day))
+    # past: the 30 whole days before yesterday's end; recent: the 30 days ending with today, the window the
+    # rollup path may answer when retention is 30 days (a `from` before the retention cutoff goes raw).
+    first, last = (31, 1) if args.window == "past" else (29, -1)
+    start = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now - first * day))
+    end = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now - last * day))
     by_event = {
         "source": "events",
         "measure": "events",
@@ -207,6 +226,8 @@ def main() -> None:
     bench.add_argument("--runs", type=int, default=20)
     bench.add_argument("--explain", action="store_true")
     bench.add_argument("--only", choices=["stream", "explorer"], help="time only this part")
+    bench.add_argument("--db", default=DB_NAME, help="a database of the same data set (e.g. analytics_bench)")
+    bench.add_argument("--window", choices=["past", "recent"], default="past", help="the explorer's 30 days")
     args = parser.parse_args()
     lock_path = os.environ.get("BENCH_LOCK") or Path(tempfile.gettempdir()) / "saastracker-bench-ingest.lock"
     with open(lock_path, "w") as lock:

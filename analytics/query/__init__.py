@@ -10,11 +10,12 @@ from django.conf import settings
 
 from apps_registry.models import Application
 
+from .accelerated import accelerated_rows
 from .compiler import Engine, bucket_iso, query_compile
 from .engines import bigquery_rows, postgres_rows
 from .validation import Query, query_parse
 
-__all__ = ["Query", "query_compile", "query_parse", "query_run"]
+__all__ = ["Query", "query_answer", "query_compile", "query_parse", "query_run"]
 
 
 def engine_configured() -> Engine:
@@ -26,11 +27,23 @@ def query_run(*, app: Application, query: object, engine: Engine | None = None) 
 
     Raises ApiError 400 (invalid query, naming the member), 504 (timeout), 502/503 (BigQuery).
     """
+    return query_answer(app=app, query=query, engine=engine)[0]
+
+
+def query_answer(
+    *, app: Application, query: object, engine: Engine | None = None, accelerate: bool = True
+) -> tuple[dict[str, Any], str]:
+    """`query_run`'s answer and the path that produced it: "rollups" (analytics/query/accelerated.py,
+    PostgreSQL only, when they answer exactly), "raw" or "bigquery"."""
     parsed = query_parse(query)
     engine = engine or engine_configured()
-    compiled = query_compile(app=app, query=parsed, engine=engine)
     started = time.monotonic()
-    rows = postgres_rows(compiled) if engine == "postgres" else bigquery_rows(compiled)
+    rows = accelerated_rows(app, parsed) if engine == "postgres" and accelerate else None
+    path = "rollups"
+    if rows is None:
+        compiled = query_compile(app=app, query=parsed, engine=engine)
+        rows = postgres_rows(compiled) if engine == "postgres" else bigquery_rows(compiled)
+        path = "raw" if engine == "postgres" else "bigquery"
     took_ms = round((time.monotonic() - started) * 1000)
     truncated = len(rows) > parsed.limit
     columns = (["bucket"] if parsed.interval else []) + [g.name for g in parsed.group_by] + ["value"]
@@ -40,7 +53,7 @@ def query_run(*, app: Application, query: object, engine: Engine | None = None) 
         "engine": engine,
         "truncated": truncated,
         "took_ms": took_ms,
-    }
+    }, path
 
 
 def _row(row: tuple, *, has_bucket: bool) -> list:

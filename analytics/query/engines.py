@@ -63,10 +63,15 @@ def postgres_settings_apply(cursor: Any, *, is_local: bool) -> None:
 
 def postgres_rows(compiled: Compiled) -> list[tuple]:
     """Rows of `compiled` on the default database, cancelled by the server after the timeout."""
+    return postgres_fetch(compiled.sql, compiled.params)
+
+
+def postgres_fetch(sql: str, params: list[Any]) -> list[tuple]:
+    """Rows of one statement under the explorer's settings (timeout: 504)."""
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             postgres_settings_apply(cursor, is_local=True)
-            cursor.execute(compiled.sql, compiled.params)
+            cursor.execute(sql, params)
             return cursor.fetchall()
     except OperationalError as exc:
         if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
