@@ -79,8 +79,12 @@ def stop(proc: subprocess.Popen | None, timeout: float = 15) -> None:
         proc.wait(timeout=10)
 
 
-def worker_start(env: dict, log: Path, celery_app, *, timeout: float = 60) -> subprocess.Popen:
-    """`scripts/worker` in its own process group, returned once it answers a ping."""
+def worker_start(env: dict, log: Path, celery_app=None, *, timeout: float = 60) -> subprocess.Popen:
+    """`scripts/worker` in its own process group, returned once it is up.
+
+    Up means: it answers a ping through `celery_app` (a Celery app configured for the same broker),
+    or, without one, every role (export, webhooks, maintenance, analytics) has logged `ready`.
+    """
     import time
 
     worker = subprocess.Popen(
@@ -91,9 +95,17 @@ def worker_start(env: dict, log: Path, celery_app, *, timeout: float = 60) -> su
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+    def up() -> bool:
+        if celery_app is not None:
+            return bool(celery_app.control.ping(timeout=0.5))
+        time.sleep(0.5)
+        return log.read_text(errors="replace").count(" ready.") >= 4
+
     deadline = time.monotonic() + timeout
-    while not celery_app.control.ping(timeout=0.5):
+    while not up():
         if time.monotonic() > deadline or worker.poll() is not None:
+            stop(worker)
             raise SystemExit(f"celery worker did not start; see {log}")
     return worker
 

@@ -28,7 +28,6 @@ import hmac
 import http.client
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +36,7 @@ import uuid
 from pathlib import Path
 
 import psutil
-from common import ROOT, free_port, manage, prod_env, sdk_event, stop
+from common import ROOT, free_port, manage, prod_env, sdk_event, stop, worker_start
 
 sys.path.append(str(ROOT))  # appended: `ingest` below must stay this folder's bench/ingest.py
 import ingest as ingest_bench
@@ -85,7 +84,7 @@ def scenario_restart(args) -> int:
         ingest_bench.requests_generate(shared, workdir / "requests", app, n=args.n, batches=10)
         proc = ingest_bench.server_start(env, workdir / "server.log")
         if args.worker:  # the whole service, as deployed: its Celery workers on the same database
-            worker = worker_start_logged(env, workdir / "worker.log")
+            worker = worker_start(env, workdir / "worker.log", timeout=120)
         ingest_bench.wrk_run(shared, workdir / "requests", "single", int(env["PORT"]), _short(args))  # warm-up
         for phase in ("before", "restart", "after", "after2"):
             restarter = None
@@ -131,25 +130,6 @@ def scenario_restart(args) -> int:
     print("BENCH_JSON " + json.dumps({"baseline": baseline, **phases, "after2_over_before": ratio}))
     missing = sum(p["missing"] for p in phases.values())
     return 1 if missing or ratio < 0.85 else 0
-
-
-def worker_start_logged(env: dict, log: Path, timeout: float = 120) -> subprocess.Popen:
-    """`scripts/worker` (every role, beat included), returned once each role has logged `ready`."""
-    worker = subprocess.Popen(
-        [str(ROOT / "scripts" / "worker")],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + timeout
-    while log.read_text(errors="replace").count(" ready.") < 4:
-        if time.monotonic() > deadline or worker.poll() is not None:
-            stop(worker)
-            sys.exit(f"the worker did not start; see {log}")
-        time.sleep(0.5)
-    return worker
 
 
 def postmaster_pid(pg: PrivatePostgres) -> int:
