@@ -47,7 +47,7 @@ from .models import ALL_ENVIRONMENTS, FoldQueue, Source
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 50_000  # per-chunk costs (rewriting the day's rollup rows) amortized over more events
+CHUNK_SIZE = 100_000  # per-chunk costs (rewriting the day's rollup rows) amortized over more events
 PATH_KEY_LENGTH = 512  # rollup keys are btree-indexed: longer paths are cut (in rollups only; `left(path, 512)`)
 SOURCES = {FoldQueue.SOURCE_EVENTS: str(Source.EVENTS), FoldQueue.SOURCE_SDK_EVENTS: str(Source.SDK_EVENTS)}
 

@@ -202,7 +202,7 @@ WEBHOOK_DISABLE_AFTER_SECONDS = env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 
 # Analytics (analytics/): the fold, the organizations scan and the health model (documented in the
 # API docs of the organizations endpoints). Weights are relative; a component that cannot be computed
 # (breadth when the app defines no feature) is left out and the others are rescaled.
-ANALYTICS_FOLD_CHUNK_SIZE = env_int("ANALYTICS_FOLD_CHUNK_SIZE", 50000)
+ANALYTICS_FOLD_CHUNK_SIZE = env_int("ANALYTICS_FOLD_CHUNK_SIZE", 100000)
 # Retention keeps raw rows these callables (model -> filter kwargs) select: rows the fold has not counted.
 RETENTION_KEEP_FILTERS = ["analytics.fold.retention_unfolded_filter"]
 # The admin's rollup lag: receive time of the oldest row of a queryset not yet folded in.
