@@ -487,10 +487,21 @@ def _is_retryable(exc: OperationalError) -> bool:
     return getattr(getattr(exc, "__cause__", None), "sqlstate", None) in {"40P01", "40001"}
 
 
+_IDLE_POLLS = 20
+_IDLE_POLL_SECONDS = 0.025
+
+
+def _queue_has_rows() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM analytics_foldqueue)")
+        return bool(cursor.fetchone()[0])
+
+
 def fold_drain(*, budget_seconds: float = 50.0, chunk_size: int = CHUNK_SIZE) -> FoldReport:
     """Fold queued rows until none are left or the time budget is used."""
     report = FoldReport()
     deadline = time.monotonic() + budget_seconds
+    idle_polls = 0
     while True:
         if time.monotonic() >= deadline:
             report.more = True
@@ -507,8 +518,15 @@ def fold_drain(*, budget_seconds: float = 50.0, chunk_size: int = CHUNK_SIZE) ->
         report.applications |= apps
         if claimed:
             report.chunks += 1
-        if not claimed:
+            idle_polls = 0
+            continue
+        # Nothing claimable. Either the queue is empty, or another folder holds every row: for a few
+        # milliseconds while it peeks (its savepoint locks the rows it looks at), or for a whole chunk
+        # once it has claimed them. Look again briefly so that a peek does not send this folder away.
+        if idle_polls >= _IDLE_POLLS or not _queue_has_rows():
             return report
+        idle_polls += 1
+        time.sleep(_IDLE_POLL_SECONDS)
 
 
 def rollups_rebuild(
