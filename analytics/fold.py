@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
@@ -47,7 +48,8 @@ from .models import ALL_ENVIRONMENTS, FoldQueue, Source
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 100_000  # per-chunk costs (rewriting the day's rollup rows) amortized over more events
+# Per-chunk costs (rewriting the day's rollup rows) are amortized over more events; one default, in settings.
+CHUNK_SIZE: int = settings.ANALYTICS_FOLD_CHUNK_SIZE
 PATH_KEY_LENGTH = 512  # rollup keys are btree-indexed: longer paths are cut (in rollups only; `left(path, 512)`)
 SOURCES = {FoldQueue.SOURCE_EVENTS: str(Source.EVENTS), FoldQueue.SOURCE_SDK_EVENTS: str(Source.SDK_EVENTS)}
 
