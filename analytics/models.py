@@ -224,6 +224,7 @@ class Organization(models.Model):
         WATCH = "watch"
         AT_RISK = "at_risk"
         INACTIVE = "inactive"
+        NEW = "new"
 
     application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
     customer_org_id = models.CharField(max_length=255)
@@ -233,6 +234,12 @@ class Organization(models.Model):
     health_score = models.SmallIntegerField(null=True, blank=True)
     health_bucket = models.CharField(max_length=16, choices=Bucket.choices, blank=True, default="")
     health_components = models.JSONField(default=dict, blank=True)
+    health_reasons = models.JSONField(
+        default=list,
+        db_default=models.Value([], output_field=models.JSONField()),  # the fold inserts orgs in SQL
+        blank=True,
+        help_text="[{code, text}], worst first.",
+    )
     scanned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -258,6 +265,12 @@ class OrgSignal(models.Model):
     active_since = models.DateTimeField()
     cleared_at = models.DateTimeField(null=True, blank=True)
     dismissed_at = models.DateTimeField(null=True, blank=True)
+    detail = models.JSONField(
+        default=dict,
+        db_default=models.Value({}, output_field=models.JSONField()),  # rows may be inserted in SQL
+        blank=True,
+        help_text="Its magnitude, updated by each scan.",
+    )
 
     class Meta:
         constraints = [
@@ -266,6 +279,78 @@ class OrgSignal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_org_id} {self.kind}"
+
+
+class SignalDismissal(models.Model):
+    """Who dismissed a signal, when and why: kept after the signal clears and is raised again."""
+
+    application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
+    customer_org_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=32)
+    active_since = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
+    dismissed_at = models.DateTimeField(default=timezone.now)
+    dismissed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["application", "customer_org_id", "-dismissed_at"], name="dismissal_org")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_org_id} {self.kind} dismissed"
+
+
+class OrgHealthDay(models.Model):
+    """An organization's score and bucket on a UTC day (the last scan of that day), kept 400 days."""
+
+    application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
+    customer_org_id = models.CharField(max_length=255)
+    day = models.DateField()
+    score = models.SmallIntegerField(null=True, blank=True)
+    bucket = models.CharField(max_length=16)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["application", "customer_org_id", "day"], name="orghealthday_uniq")
+        ]
+        indexes = [models.Index(fields=["application", "day"], name="orghealthday_app_day")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_org_id} {self.day} {self.bucket}"
+
+
+class HealthModel(models.Model):
+    """An app's tuning of the health model; keys it leaves out take the settings' defaults."""
+
+    application = models.OneToOneField("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
+    config = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"health model of app {self.application_id}"
+
+
+class HealthModelChange(models.Model):
+    """One saved change of an app's health model: who, when, the full model before and after."""
+
+    application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    before = models.JSONField(default=dict)
+    after = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"health model change {self.changed_at:%Y-%m-%d %H:%M}"
 
 
 class Feature(models.Model):

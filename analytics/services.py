@@ -3,13 +3,14 @@
 import secrets
 
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
 from apps_registry.crypto import hash_key
 from apps_registry.models import Application
 
-from .models import Feature, OrgSignal, PersonalApiKey
+from .models import Feature, HealthModel, HealthModelChange, OrgSignal, PersonalApiKey, SignalDismissal
 
 PERSONAL_KEY_PREFIX = "stp_"
 
@@ -47,14 +48,56 @@ def feature_delete(*, app: Application, name: str) -> bool:
     return bool(deleted)
 
 
-def signal_dismiss(*, app: Application, customer_org_id: str, signal: str) -> OrgSignal:
-    """Dismiss an active signal: it stays dismissed until a scan raises it afresh after it had cleared."""
-    active = OrgSignal.objects.filter(
-        application=app, customer_org_id=customer_org_id, kind=signal, cleared_at__isnull=True
-    ).first()
-    if active is None:
-        raise NotFound("No such active signal.")
-    if active.dismissed_at is None:
-        active.dismissed_at = timezone.now()
-        active.save(update_fields=["dismissed_at"])
+def signal_dismiss(
+    *, app: Application, customer_org_id: str, signal: str, user: User | None = None, reason: str = ""
+) -> OrgSignal:
+    """Dismiss an active signal: it stays dismissed until a scan raises it afresh after it had cleared.
+
+    Each dismissal is kept (who, when, why, the magnitude then), so the org's page shows what the
+    team decided even after the signal came back.
+    """
+    with transaction.atomic():
+        active = (
+            OrgSignal.objects.select_for_update()
+            .filter(application=app, customer_org_id=customer_org_id, kind=signal, cleared_at__isnull=True)
+            .first()
+        )
+        if active is None:
+            raise NotFound("No such active signal.")
+        if active.dismissed_at is None:
+            active.dismissed_at = timezone.now()
+            active.save(update_fields=["dismissed_at"])
+            SignalDismissal.objects.create(
+                application=app,
+                customer_org_id=customer_org_id,
+                kind=active.kind,
+                active_since=active.active_since,
+                detail=active.detail,
+                dismissed_at=active.dismissed_at,
+                dismissed_by=user if user is not None and user.is_authenticated else None,
+                reason=reason.strip(),
+            )
     return active
+
+
+def health_model_save(*, app: Application, config: dict, user: User | None) -> HealthModelChange | None:
+    """Store an app's model (validated by the caller), record the change, rescore its orgs within 60 s.
+
+    Returns None when nothing changed (no log entry, no rescan).
+    """
+    from .health import model_get, model_merge
+    from .tasks import scan_app
+
+    with transaction.atomic():
+        stored, _ = HealthModel.objects.select_for_update().get_or_create(application=app)
+        before = model_get(app)
+        after = model_merge({**stored.config, **config})
+        if after == before:
+            return None
+        stored.config = {**stored.config, **config}
+        stored.updated_at = timezone.now()
+        stored.updated_by = user
+        stored.save()
+        change = HealthModelChange.objects.create(application=app, changed_by=user, before=before, after=after)
+        transaction.on_commit(lambda: scan_app.apply_async(args=[app.id], retry=False))
+    return change

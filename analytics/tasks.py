@@ -11,6 +11,7 @@ import random
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from apps_registry.models import Application
 from saastracker.redis_client import get_redis
@@ -60,13 +61,20 @@ def fold_pending(self: Task) -> dict:
     return report.as_dict()
 
 
-@shared_task(name="analytics.scan_app", acks_late=True, soft_time_limit=280, time_limit=300)
-def scan_app(app_id: int) -> dict:
-    """Recompute health and signals of one app's orgs (idempotent)."""
+@shared_task(name="analytics.scan_app", acks_late=True, soft_time_limit=50, time_limit=60)
+def scan_app(app_id: int, after_id: int = 0) -> dict:
+    """Rescore one chunk of an app's orgs (ANALYTICS_SCAN_CHUNK_ORGS), then queue the next chunk.
+
+    A chunk is a short task, so a tenant with 50,000 orgs takes turns with every other app's scans on
+    the `scans` queue instead of holding a worker for a minute; folds run on their own queue.
+    """
     app = Application.objects.select_related("company__plan").filter(pk=app_id).first()
     if app is None:
         return {}
-    return health.organizations_scan(app=app)
+    part = health.organizations_scan_chunk(app=app, now=timezone.now(), after_id=after_id)
+    if part.next_after is not None:
+        scan_app.apply_async(args=[app_id, part.next_after], retry=False)
+    return {"orgs": part.orgs, "raised": part.raised, "cleared": part.cleared, "next_after": part.next_after}
 
 
 @shared_task(name="analytics.scan_daily", acks_late=True, soft_time_limit=280, time_limit=300)

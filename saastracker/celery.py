@@ -24,7 +24,8 @@ QUEUE_EXPORT = "export"  # BigQuery: export and recovery of abandoned batches (m
 QUEUE_WEBHOOKS = "webhooks"  # fan-out and delivery (may block on customers' endpoints)
 QUEUE_MAINTENANCE = "maintenance"  # short periodic sweeps; never waits on BigQuery or a customer
 QUEUE_ANALYTICS = "analytics"  # folding events into rollups (analytics/)
-QUEUES = (QUEUE_EXPORT, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE, QUEUE_ANALYTICS)
+QUEUE_SCANS = "scans"  # organization health scans, in bounded chunks: never delays a fold (issue 18 item 4)
+QUEUES = (QUEUE_EXPORT, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE, QUEUE_ANALYTICS, QUEUE_SCANS)
 
 TASK_ROUTES = {
     # export: talks to BigQuery
@@ -39,7 +40,10 @@ TASK_ROUTES = {
     "ingest.retention": {"queue": QUEUE_MAINTENANCE},
     "webhooks.sweep_due": {"queue": QUEUE_MAINTENANCE},
     "apps_registry.usage_refresh": {"queue": QUEUE_MAINTENANCE},
-    # analytics: every task named `analytics.*` (the rollup fold and whatever joins it)
+    # scans: organization health (one chunk of orgs per task), on their own worker
+    "analytics.scan_app": {"queue": QUEUE_SCANS},
+    "analytics.scan_daily": {"queue": QUEUE_SCANS},
+    # analytics: every other task named `analytics.*` (the rollup fold and whatever joins it)
     "analytics.*": {"queue": QUEUE_ANALYTICS},
 }
 app.conf.task_routes = (TASK_ROUTES,)

@@ -30,6 +30,8 @@ EXPECTED_QUEUES = {
     "webhooks.sweep_due": "maintenance",
     "apps_registry.usage_refresh": "maintenance",
     "analytics.fold_pending": "analytics",
+    "analytics.scan_app": "scans",
+    "analytics.scan_daily": "scans",
 }
 
 
@@ -47,7 +49,7 @@ def test_every_registered_and_periodic_task_lands_on_a_queue_the_workers_consume
     ours = [name for name in app.tasks if not name.startswith("celery.")]
     periodic = [entry["task"] for entry in app.conf.beat_schedule.values()]
     assert {_queue_of(name) for name in ours + periodic} <= set(QUEUES)
-    assert set(QUEUES) == {"export", "webhooks", "maintenance", "analytics"}
+    assert set(QUEUES) == {"export", "webhooks", "maintenance", "analytics", "scans"}
 
 
 @contextmanager
@@ -105,7 +107,7 @@ def test_webhooks_are_delivered_while_every_export_task_hangs(receiver, tmp_path
             start_new_session=True,
         )
         try:
-            _nodes_up({"export", "webhooks", "maintenance", "analytics"}, timeout=90)
+            _nodes_up({"export", "webhooks", "maintenance", "analytics", "scans"}, timeout=90)
             # ... and more export tasks are waiting than there are export processes, each stuck on BigQuery
             for _ in range(6):
                 app.send_task("ingest.export_pending", kwargs={"fanout": False})

@@ -219,6 +219,20 @@ ANALYTICS_HEALTH_WATCH_MIN = env_int("ANALYTICS_HEALTH_WATCH_MIN", 40)
 ANALYTICS_HEALTH_RECENCY_DAYS = env_int("ANALYTICS_HEALTH_RECENCY_DAYS", 30)
 ANALYTICS_HEALTH_DEPTH_USERS = env_int("ANALYTICS_HEALTH_DEPTH_USERS", 5)
 ANALYTICS_HEALTH_DEPTH_SESSIONS_PER_USER = env_int("ANALYTICS_HEALTH_DEPTH_SESSIONS_PER_USER", 4)
+# Caps (issue 19): usage down by these percents (last 30 days vs the 30 before) caps the bucket at
+# watch / at_risk; silence of SILENCE_DAYS after regular use (active on REGULAR_DAYS days of 60) is
+# at_risk; no event for INACTIVE_DAYS is inactive. New orgs (first seen < NEW_DAYS ago, unless active
+# on NEW_EXIT_ACTIVE_DAYS days already) are `new`, without a verdict. Each app can tune these.
+ANALYTICS_HEALTH_DROP_WATCH_PCT = env_int("ANALYTICS_HEALTH_DROP_WATCH_PCT", 50)
+ANALYTICS_HEALTH_DROP_AT_RISK_PCT = env_int("ANALYTICS_HEALTH_DROP_AT_RISK_PCT", 70)
+ANALYTICS_HEALTH_SILENCE_DAYS = env_int("ANALYTICS_HEALTH_SILENCE_DAYS", 14)
+ANALYTICS_HEALTH_INACTIVE_DAYS = env_int("ANALYTICS_HEALTH_INACTIVE_DAYS", 30)
+ANALYTICS_HEALTH_REGULAR_DAYS = env_int("ANALYTICS_HEALTH_REGULAR_DAYS", 3)
+ANALYTICS_HEALTH_NEW_DAYS = env_int("ANALYTICS_HEALTH_NEW_DAYS", 14)
+ANALYTICS_HEALTH_NEW_EXIT_ACTIVE_DAYS = env_int("ANALYTICS_HEALTH_NEW_EXIT_ACTIVE_DAYS", 10)
+ANALYTICS_HEALTH_HISTORY_DAYS = env_int("ANALYTICS_HEALTH_HISTORY_DAYS", 400)
+# A scan task handles this many orgs, then queues the next chunk behind other work (issue 18 item 4).
+ANALYTICS_SCAN_CHUNK_ORGS = env_int("ANALYTICS_SCAN_CHUNK_ORGS", 2000)
 # --- Analytics: Event explorer (issue 11) -----------------------------------------------------
 # Where `POST /api/v1/analytics/apps/<uuid>/query` runs: postgres (raw rows within retention) or
 # bigquery (the exported tables, full history; needs the BigQuery settings above).
