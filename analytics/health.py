@@ -190,7 +190,9 @@ def health_evaluate(facts: Facts, model: dict[str, Any]) -> Verdict:
     elif change is not None and change >= 0.2:
         reasons.append((8, "usage_up", _change_text(facts.last30, facts.prev30)))
     elif change is not None:
-        reasons.append((6, "steady", f"steady use: {_plural(facts.last30, 'event')} in 30 days ({facts.prev30:,} before)"))
+        reasons.append(
+            (6, "steady", f"steady use: {_plural(facts.last30, 'event')} in 30 days ({facts.prev30:,} before)")
+        )
     elif facts.last30:
         reasons.append((7, "usage_up", f"{_plural(facts.last30, 'event')} in the last 30 days, none in the 30 before"))
     if silent and regular:
@@ -230,11 +232,7 @@ def health_evaluate(facts: Facts, model: dict[str, Any]) -> Verdict:
         }
     if silent:
         signals[OrgSignal.Kind.INACTIVE] = {"days": facts.days_since_seen}
-    if (
-        facts.prev30
-        and facts.last30 >= EXPANSION_RATIO * facts.prev30
-        and bucket == Organization.Bucket.HEALTHY
-    ):
+    if facts.prev30 and facts.last30 >= EXPANSION_RATIO * facts.prev30 and bucket == Organization.Bucket.HEALTHY:
         signals[OrgSignal.Kind.EXPANSION_CANDIDATE] = {
             "before": facts.prev30,
             "after": facts.last30,

@@ -1,6 +1,7 @@
 """Reads of the analytics app that every endpoint and page share: who may read which application."""
 
 import base64
+import json
 import uuid
 from collections import OrderedDict
 from datetime import date, timedelta
@@ -17,7 +18,7 @@ from ingest.errors import ApiError
 
 from . import bitmaps
 from .fold import PATH_KEY_LENGTH
-from .models import ALL_ENVIRONMENTS, Feature, Organization, OrgSignal, Source
+from .models import ALL_ENVIRONMENTS, Feature, Organization, OrgHealthDay, OrgSignal, SignalDismissal, Source
 
 
 def applications_readable(*, user: User | AnonymousUser | None) -> QuerySet[Application]:
@@ -374,15 +375,17 @@ def _cursor_for(offset: int) -> str:
 
 def _signals_of(app: Application, org_ids: list[str]) -> dict[str, list[dict]]:
     """Active, undismissed signals of these orgs."""
+    from .health import signal_tone
+
     signals: dict[str, list[dict]] = {org: [] for org in org_ids}
-    for org, kind, since in (
+    for org, kind, since, detail in (
         OrgSignal.objects.filter(
             application=app, customer_org_id__in=org_ids, cleared_at__isnull=True, dismissed_at__isnull=True
         )
         .order_by("kind")
-        .values_list("customer_org_id", "kind", "active_since")
+        .values_list("customer_org_id", "kind", "active_since", "detail")
     ):
-        signals[org].append({"signal": kind, "active_since": since})
+        signals[org].append({"signal": kind, "active_since": since, "tone": signal_tone(kind), "detail": detail})
     return signals
 
 
@@ -409,7 +412,9 @@ def _org_distincts(
 
 
 def _org_item(row: tuple, users: dict, sessions: dict, signals: dict) -> dict:
-    org, events, first_seen, last_seen, score, bucket, over_limit = row
+    org, events, first_seen, last_seen, score, bucket, over_limit, reasons = row
+    if isinstance(reasons, str):  # jsonb through a raw cursor comes back as text
+        reasons = json.loads(reasons)
     return {
         "customer_org_id": org,
         "events": int(events),
@@ -418,14 +423,14 @@ def _org_item(row: tuple, users: dict, sessions: dict, signals: dict) -> dict:
         "first_seen": first_seen,
         "last_seen": last_seen,
         "over_limit": over_limit,
-        "health": {"score": score, "bucket": bucket or None},
+        "health": {"score": score, "bucket": bucket or None, "reasons": reasons or []},
         "signals": signals.get(org, []),
     }
 
 
 _ORG_SELECT = """
 SELECT o.customer_org_id, coalesce(d.events, 0) AS events, o.first_seen, o.last_seen, o.health_score,
-    o.health_bucket, o.over_limit
+    o.health_bucket, o.over_limit, o.health_reasons
 FROM analytics_organization o
 LEFT JOIN (
     SELECT customer_org_id, sum(events) AS events FROM analytics_orgday
@@ -567,7 +572,27 @@ def organization_get(
     item["health"] = {
         "score": org.health_score,
         "bucket": org.health_bucket or None,
+        "reasons": org.health_reasons or [],
         "components": org.health_components,
         "scanned_at": org.scanned_at,
+        "history": [
+            {"date": d, "score": sc, "bucket": b}
+            for d, sc, b in OrgHealthDay.objects.filter(application=app, customer_org_id=customer_org_id)
+            .order_by("day")
+            .values_list("day", "score", "bucket")
+        ],
     }
+    item["dismissals"] = [
+        {
+            "signal": d.kind,
+            "active_since": d.active_since,
+            "detail": d.detail,
+            "dismissed_at": d.dismissed_at,
+            "dismissed_by": d.dismissed_by.get_username() if d.dismissed_by else None,
+            "reason": d.reason,
+        }
+        for d in SignalDismissal.objects.filter(application=app, customer_org_id=customer_org_id)
+        .select_related("dismissed_by")
+        .order_by("-dismissed_at")[:50]
+    ]
     return item

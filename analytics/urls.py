@@ -6,6 +6,7 @@ from .api.activity import ActiveUsersView, ActivityView
 from .api.apps import AppsView
 from .api.base import not_found
 from .api.features import FeaturesView, FeatureView
+from .api.health import HealthBacktestView, HealthModelPreviewView, HealthModelView
 from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
 from .api.pages import PagesView, PageTrendView
 from .api.query import QueryView
@@ -30,6 +31,10 @@ urlpatterns = [
         SignalDismissView.as_view(),
         name="signal-dismiss",
     ),
+    # issue 19: the health model (tuning, preview, change log) and its backtest
+    path("apps/<uuid:app_uuid>/health/model", HealthModelView.as_view(), name="health-model"),
+    path("apps/<uuid:app_uuid>/health/model/preview", HealthModelPreviewView.as_view(), name="health-preview"),
+    path("apps/<uuid:app_uuid>/health/backtest", HealthBacktestView.as_view(), name="health-backtest"),
     # Issue 11: Event stream and Event explorer.
     path("apps/<uuid:app_uuid>/stream", StreamView.as_view(), name="stream"),
     path("apps/<uuid:app_uuid>/query", QueryView.as_view(), name="query"),

@@ -4,6 +4,7 @@ import uuid
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -12,7 +13,7 @@ from ..models import Organization, OrgSignal
 from ..selectors import DEFAULT_ORG_SORT, ORG_SORTS, organization_get, organizations_list
 from ..services import signal_dismiss
 from .base import AnalyticsView
-from .params import WindowSerializer, parse, window
+from .params import WindowSerializer, invalid_parameter, parse, window
 
 
 class OrganizationsParams(WindowSerializer):
@@ -25,7 +26,22 @@ class OrganizationsParams(WindowSerializer):
 
 
 _SIGNAL = inline_serializer(
-    "OrgSignal", {"signal": serializers.CharField(), "active_since": serializers.DateTimeField()}, many=True
+    "OrgSignal",
+    {
+        "signal": serializers.CharField(),
+        "active_since": serializers.DateTimeField(),
+        "tone": serializers.ChoiceField(choices=["bad", "good"], help_text="Bad news or good news."),
+        "detail": serializers.DictField(
+            help_text='Magnitude: {"before", "after", "change"} for usage signals, {"days"} of silence for inactive.'
+        ),
+    },
+    many=True,
+)
+_REASONS = inline_serializer(
+    "HealthReason",
+    {"code": serializers.CharField(), "text": serializers.CharField()},
+    many=True,
+    help_text="Why, worst first, in words and figures.",
 )
 _ORG: dict[str, serializers.Field] = {
     "customer_org_id": serializers.CharField(),
@@ -36,7 +52,12 @@ _ORG: dict[str, serializers.Field] = {
     "last_seen": serializers.DateTimeField(),
     "over_limit": serializers.BooleanField(help_text="Tracked beyond the company's orgs_max (soft limit)."),
     "health": inline_serializer(
-        "OrgHealth", {"score": serializers.IntegerField(allow_null=True), "bucket": serializers.CharField()}
+        "OrgHealth",
+        {
+            "score": serializers.IntegerField(allow_null=True, help_text="Null for `new` orgs (no verdict yet)."),
+            "bucket": serializers.ChoiceField(choices=Organization.Bucket.values),
+            "reasons": _REASONS,
+        },
     ),
     "signals": _SIGNAL,
 }
@@ -97,10 +118,33 @@ class OrganizationView(AnalyticsView):
                         "OrgHealthDetail",
                         {
                             "score": serializers.IntegerField(allow_null=True),
-                            "bucket": serializers.CharField(),
+                            "bucket": serializers.ChoiceField(choices=Organization.Bucket.values),
+                            "reasons": _REASONS,
                             "components": serializers.DictField(child=serializers.FloatField()),
                             "scanned_at": serializers.DateTimeField(allow_null=True),
+                            "history": inline_serializer(
+                                "OrgHealthDay",
+                                {
+                                    "date": serializers.DateField(),
+                                    "score": serializers.IntegerField(allow_null=True),
+                                    "bucket": serializers.CharField(),
+                                },
+                                many=True,
+                                help_text="One score and bucket per day, 400 days.",
+                            ),
                         },
+                    ),
+                    "dismissals": inline_serializer(
+                        "SignalDismissal",
+                        {
+                            "signal": serializers.CharField(),
+                            "active_since": serializers.DateTimeField(),
+                            "detail": serializers.DictField(),
+                            "dismissed_at": serializers.DateTimeField(),
+                            "dismissed_by": serializers.CharField(allow_null=True),
+                            "reason": serializers.CharField(),
+                        },
+                        many=True,
                     ),
                     "series": inline_serializer(
                         "OrgPoint",
@@ -141,12 +185,19 @@ class OrganizationView(AnalyticsView):
         )
 
 
+class DismissInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
 class SignalDismissView(AnalyticsView):
+    parser_classes = [JSONParser]
+
     @extend_schema(
         tags=["analytics"],
-        summary="Dismiss an active signal (any member)",
-        description="It stays dismissed until it clears and a later scan raises it afresh.",
-        request=None,
+        summary="Dismiss an active signal (any member), with an optional reason",
+        description="It stays dismissed until it clears and a later scan raises it afresh. Each dismissal is "
+        "kept (who, when, reason) and listed in the organization's `dismissals`.",
+        request=DismissInput,
         responses={
             200: inline_serializer(
                 "DismissedSignal",
@@ -161,7 +212,17 @@ class SignalDismissView(AnalyticsView):
     )
     def post(self, request: Request, app_uuid: uuid.UUID, customer_org_id: str, signal: str) -> Response:
         app = self.application(request, app_uuid)
-        dismissed = signal_dismiss(app=app, customer_org_id=customer_org_id, signal=signal)
+        serializer = DismissInput(data=request.data if isinstance(request.data, dict) else {"reason": None})
+        if not serializer.is_valid():
+            field, messages = next(iter(serializer.errors.items()))
+            raise invalid_parameter(field, str(messages[0]))
+        dismissed = signal_dismiss(
+            app=app,
+            customer_org_id=customer_org_id,
+            signal=signal,
+            user=request.user,
+            reason=serializer.validated_data["reason"],
+        )
         return Response(
             {"signal": dismissed.kind, "active_since": dismissed.active_since, "dismissed_at": dismissed.dismissed_at}
         )

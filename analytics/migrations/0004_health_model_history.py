@@ -7,83 +7,154 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('analytics', '0003_fold_queue_bitmaps'),
-        ('apps_registry', '0001_initial'),
+        ("analytics", "0003_fold_queue_bitmaps"),
+        ("apps_registry", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='organization',
-            name='health_reasons',
-            field=models.JSONField(blank=True, db_default=models.Value([], output_field=models.JSONField()), default=list, help_text='[{code, text}], worst first.'),
+            model_name="organization",
+            name="health_reasons",
+            field=models.JSONField(
+                blank=True,
+                db_default=models.Value([], output_field=models.JSONField()),
+                default=list,
+                help_text="[{code, text}], worst first.",
+            ),
         ),
         migrations.AddField(
-            model_name='orgsignal',
-            name='detail',
-            field=models.JSONField(blank=True, db_default=models.Value({}, output_field=models.JSONField()), default=dict, help_text='Its magnitude, updated by each scan.'),
+            model_name="orgsignal",
+            name="detail",
+            field=models.JSONField(
+                blank=True,
+                db_default=models.Value({}, output_field=models.JSONField()),
+                default=dict,
+                help_text="Its magnitude, updated by each scan.",
+            ),
         ),
         migrations.AlterField(
-            model_name='organization',
-            name='health_bucket',
-            field=models.CharField(blank=True, choices=[('healthy', 'Healthy'), ('watch', 'Watch'), ('at_risk', 'At Risk'), ('inactive', 'Inactive'), ('new', 'New')], default='', max_length=16),
+            model_name="organization",
+            name="health_bucket",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("healthy", "Healthy"),
+                    ("watch", "Watch"),
+                    ("at_risk", "At Risk"),
+                    ("inactive", "Inactive"),
+                    ("new", "New"),
+                ],
+                default="",
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='HealthModel',
+            name="HealthModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('application', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
-                ('updated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "application",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
+                (
+                    "updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='HealthModelChange',
+            name="HealthModelChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('changed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('before', models.JSONField(default=dict)),
-                ('after', models.JSONField(default=dict)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("changed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("before", models.JSONField(default=dict)),
+                ("after", models.JSONField(default=dict)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
+                "ordering": ["-changed_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='OrgHealthDay',
+            name="OrgHealthDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('customer_org_id', models.CharField(max_length=255)),
-                ('day', models.DateField()),
-                ('score', models.SmallIntegerField(blank=True, null=True)),
-                ('bucket', models.CharField(max_length=16)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("customer_org_id", models.CharField(max_length=255)),
+                ("day", models.DateField()),
+                ("score", models.SmallIntegerField(blank=True, null=True)),
+                ("bucket", models.CharField(max_length=16)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['application', 'day'], name='orghealthday_app_day')],
-                'constraints': [models.UniqueConstraint(fields=('application', 'customer_org_id', 'day'), name='orghealthday_uniq')],
+                "indexes": [models.Index(fields=["application", "day"], name="orghealthday_app_day")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("application", "customer_org_id", "day"), name="orghealthday_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SignalDismissal',
+            name="SignalDismissal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('customer_org_id', models.CharField(max_length=255)),
-                ('kind', models.CharField(max_length=32)),
-                ('active_since', models.DateTimeField()),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('dismissed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('reason', models.CharField(blank=True, default='', max_length=500)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='apps_registry.application')),
-                ('dismissed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("customer_org_id", models.CharField(max_length=255)),
+                ("kind", models.CharField(max_length=32)),
+                ("active_since", models.DateTimeField()),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                ("dismissed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("reason", models.CharField(blank=True, default="", max_length=500)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="apps_registry.application"
+                    ),
+                ),
+                (
+                    "dismissed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['application', 'customer_org_id', '-dismissed_at'], name='dismissal_org')],
+                "indexes": [
+                    models.Index(fields=["application", "customer_org_id", "-dismissed_at"], name="dismissal_org")
+                ],
             },
         ),
     ]

@@ -1,24 +1,25 @@
 """The issue-19 scenario, hand-built: 30 customer organizations over 61 days, four features.
 
-As of NOW (2026-06-30 12:00 UTC): the last 30 days are 06-01..06-30, the 30 before 05-02..05-31.
+As of NOW (the real time the test runs, so the API, the preview and the backtest, which read the
+clock, see the same days): the last 30 days are day 0..29 before today, the 30 before day 30..59.
 - 8 steady: 12 events a day every day, 5 users, every feature;
 - 6 growing: 6 a day in the month before, 12 a day in the last one;
 - 3 dropping by 60 % (20 a day, then 8) and 3 by 75 % (20 a day, then 5), still broad and deep;
-- 5 silent for the last 19 days (12 a day until 06-11);
-- 3 new (first seen 06-27, 06-29, and 31 s before NOW with one event);
-- 2 gone for 50 days (12 a day until 05-11).
+- 5 silent for the last 19 days (12 a day until day 19);
+- 3 new (first seen 3 and 1 days ago, and 31 s before NOW with one event);
+- 2 gone for 50 days (12 a day until day 50).
 Events are bulk-inserted (the fold trigger queues them like any INSERT) and folded.
 """
 
 import hashlib
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from analytics.fold import fold_drain
 from analytics.services import feature_create
 from ingest.models import Event
 
-NOW = datetime.fromisoformat("2026-06-30T12:00:00+00:00")
+NOW = datetime.now(UTC).replace(microsecond=0)
 TODAY = NOW.date()
 FEATURE_EVENTS = ["report_run", "export", "invite", "dashboard_view"]
 
