@@ -147,7 +147,7 @@ def _plural(n: int, word: str) -> str:
 
 def _change_text(last30: int, prev30: int) -> str:
     pct = round(100 * (last30 - prev30) / prev30)
-    sign = "−" if pct < 0 else "+"
+    sign = "\u2212" if pct < 0 else "+"  # a real minus sign, as people print it
     return f"events {sign}{abs(pct)} % vs the previous 30 days ({last30:,} vs {prev30:,})"
 
 
@@ -340,10 +340,7 @@ def _facts(
         if first_seen.date() > as_of:
             continue  # did not exist yet
         last30, prev30, active, last_day = per_org.get(org, (0, 0, 0, None))
-        if live:
-            seen = last_seen.date()
-        else:
-            seen = last_day or older.get(org) or first_seen.date()
+        seen = last_seen.date() if live else last_day or older.get(org) or first_seen.date()
         dense = ctx.dense_of.get(org, 0)
         facts[org] = Facts(
             org=org,

@@ -68,11 +68,12 @@ def test_scores_buckets_and_components_by_hand(orgs):
 
     # grew: recency 1-1/30, trend min(1, 20/10)=1, depth .5*5/5 + .5*min(1, 4/4)=1
     #   -> (0.3*0.9667 + 0.3 + 0.2) / 0.8 = 98.75 -> 99
-    # dropped: recency 1-2/30, trend 5/20, depth .5*1/5 + .5*1/4 = .225 -> 0.4/0.8 = 50
+    # dropped: recency 1-2/30, trend 5/20, depth .5*1/5 + .5*1/4 = .225 -> 0.4/0.8 = 50, but usage fell
+    #   75 % (>= 70 %): capped at 39, at_risk
     # quiet: recency 1-20/30, trend 1 (none before, some now), depth .225 -> 0.445/0.8 = 55.6 -> 56
     # gone: nothing in 30 days -> inactive whatever the score
     assert health(orgs) == {
-        "dropped": (50, "watch"),
+        "dropped": (39, "at_risk"),
         "gone": (0, "inactive"),
         "grew": (99, "healthy"),
         "quiet": (56, "watch"),
@@ -91,6 +92,7 @@ def test_each_signal_is_raised(orgs):
         ("grew", "expansion_candidate"),
         ("dropped", "usage_drop"),
         ("quiet", "inactive"),
+        ("gone", "inactive"),  # silent for 90 days: inactive covers every silence of 14 days or more
     }
 
 
@@ -103,7 +105,7 @@ def test_signals_clear_when_the_condition_no_longer_holds(orgs):
     fold_drain()
     organizations_scan(app=orgs, now=NOW)
 
-    assert active_signals(orgs) == set()
+    assert active_signals(orgs) == {("gone", "inactive")}  # still silent
     assert OrgSignal.objects.filter(cleared_at__isnull=False).count() == 3
 
 
@@ -124,6 +126,9 @@ def test_a_dismissed_signal_stays_dismissed_until_it_clears_and_is_raised_afresh
     fold_drain()
     organizations_scan(app=orgs, now=NOW)
     assert ("dropped", "usage_drop") not in active_signals(orgs)
+    send(orgs, "dropped", "07-05", 20)  # 45 events 06-12..07-11, then 5 in 07-12..08-10: -89 %
+    send(orgs, "dropped", "08-01", 5)
+    fold_drain()
     organizations_scan(app=orgs, now=datetime.fromisoformat("2026-08-10T12:00:00+00:00"))
     listed = api_client.get(base, {"signal": "usage_drop", "from": "2026-07-01", "to": "2026-08-10"}).json()
     dropped = next(o for o in listed["organizations"] if o["customer_org_id"] == "dropped")
@@ -142,7 +147,7 @@ def test_bucket_filter(orgs, api_client, member):
 
     body = api_client.get(f"/api/v1/analytics/apps/{orgs.uuid}/organizations", {"bucket": "watch"}).json()
 
-    assert sorted(o["customer_org_id"] for o in body["organizations"]) == ["dropped", "quiet"]
+    assert sorted(o["customer_org_id"] for o in body["organizations"]) == ["quiet"]  # dropped 75 %: at_risk
 
 
 def test_orgs_beyond_orgs_max_are_tracked_and_flagged(application):

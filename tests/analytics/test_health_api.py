@@ -17,6 +17,7 @@ from tests.analytics import health_scenario as sc
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
+MINUS = "\u2212"  # reasons print a real minus sign
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_the_organization_answer_has_reasons_history_and_signal_magnitudes(scann
     assert body["health"]["bucket"] == "at_risk"
     assert body["health"]["reasons"][0] == {
         "code": "usage_drop",
-        "text": "events −75 % vs the previous 30 days (150 vs 600)",
+        "text": f"events {MINUS}75 % vs the previous 30 days (150 vs 600)",
     }
     assert body["health"]["history"] == [{"date": sc.TODAY.isoformat(), "score": 39, "bucket": "at_risk"}]
     assert body["signals"] == [
@@ -188,8 +189,10 @@ def test_the_backtest_on_a_hand_built_set_has_the_known_auc(application, api_cli
     assert result["auc"] == 0.8333
     assert result["churned_flagged_share"] == round(2 / 3, 4)
     by_org = {r["customer_org_id"]: r for r in result["orgs"]}
-    assert by_org["A"]["bucket"] == "at_risk" and by_org["B"]["bucket"] == "watch"
-    assert by_org["A"]["date"] == sc.day(69) and by_org["A"]["from"] == "recomputed"
+    assert by_org["A"]["bucket"] == "at_risk"
+    assert by_org["B"]["bucket"] == "watch"
+    assert by_org["A"]["date"] == sc.day(69)
+    assert by_org["A"]["from"] == "recomputed"
     assert result["summary"].startswith("AUC 0.83 (good)")
     # the API answers the same to a member
     api_client.force_login(member)

@@ -8,6 +8,7 @@ from analytics.models import HealthModel, Organization, OrgSignal
 from tests.analytics import health_scenario as sc
 
 pytestmark = pytest.mark.django_db
+MINUS = "\u2212"  # reasons print a real minus sign
 
 
 @pytest.fixture
@@ -40,9 +41,9 @@ def test_the_reasons_say_it_in_words_and_figures(scenario):
 
     assert scored["drop75-0"].health_reasons[0] == {
         "code": "usage_drop",
-        "text": "events −75 % vs the previous 30 days (150 vs 600)",
+        "text": f"events {MINUS}75 % vs the previous 30 days (150 vs 600)",
     }
-    assert scored["drop60-0"].health_reasons[0]["text"] == "events −60 % vs the previous 30 days (240 vs 600)"
+    assert scored["drop60-0"].health_reasons[0]["text"] == f"events {MINUS}60 % vs the previous 30 days (240 vs 600)"
     assert scored["silent-0"].health_reasons[0] == {"code": "silent", "text": "no activity for 19 days"}
     assert scored["gone-0"].health_reasons[0] == {"code": "inactive", "text": "no activity for 50 days"}
     assert scored["growing-0"].health_reasons[0]["text"] == "events +100 % vs the previous 30 days (360 vs 180)"
