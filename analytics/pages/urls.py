@@ -34,6 +34,7 @@ urlpatterns = [
     path("<uuid:app_uuid>/features/", views.features, name="features"),
     path("<uuid:app_uuid>/organizations/", views.organizations, name="organizations"),
     path("<uuid:app_uuid>/organizations/<path:customer_org_id>/", views.organization, name="organization"),
+    path("<uuid:app_uuid>/settings/health/", views.health_model, name="health_model"),
     path("<uuid:app_uuid>/stream/", views.stream, name="stream"),
     path("<uuid:app_uuid>/stream/rows/", views.stream_rows, name="stream_rows"),
     path("<uuid:app_uuid>/explorer/", views.explorer, name="explorer"),

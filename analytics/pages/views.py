@@ -47,7 +47,13 @@ ORG_COLUMNS = [
     ("last_seen", "Last seen"),
     ("health", "Health"),
 ]
-ORG_BUCKETS = [("healthy", "Healthy"), ("watch", "Watch"), ("at_risk", "At risk"), ("inactive", "Inactive")]
+ORG_BUCKETS = [
+    ("healthy", "Healthy"),
+    ("watch", "Watch"),
+    ("at_risk", "At risk"),
+    ("inactive", "Inactive"),
+    ("new", "New"),
+]
 ORG_SIGNALS = [
     ("usage_drop", "Usage drop"),
     ("inactive", "Inactive"),
@@ -317,7 +323,14 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
             messages.error(request, "Unknown signal.")
         else:
             try:
-                _read("signal_dismiss", app=app, customer_org_id=customer_org_id, signal=signal)
+                _read(
+                    "signal_dismiss",
+                    app=app,
+                    customer_org_id=customer_org_id,
+                    signal=signal,
+                    user=request.user,
+                    reason=(request.POST.get("reason") or "").strip()[:500],
+                )
             except (Http404, PageError):
                 messages.error(request, "That signal is no longer active.")
             else:
@@ -348,10 +361,20 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         if isinstance(components, dict):
             components = [{"name": k, "value": v} for k, v in components.items()]
         chart = _series_chart(org.get("series", []), [("events", "Events"), ("users", "Users")])
+        history = org.get("health", {}).get("history") or []
+        history_chart = {
+            "kind": "line",
+            "labels": [_day_label(h["date"]) for h in history],
+            "datasets": [{"label": "Health score", "data": [h["score"] for h in history]}],
+        }
+        # The table beside the line: the days the bucket changed (the first day, then each move).
+        moves = [h for i, h in enumerate(history) if i == 0 or h["bucket"] != history[i - 1]["bucket"]]
         return {
             "org": org,
             "components": components,
             "chart": chart,
+            "history_chart": history_chart,
+            "history_moves": moves[::-1],
             "latest": [_stream_row(e) for e in latest["events"]],
         }
 
@@ -481,3 +504,99 @@ def explorer_csv(request: HttpRequest, app: Application, filters: PageFilters) -
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="explorer-{app.uuid}-{stamp}.csv"'
     return response
+
+
+@require_http_methods(["GET", "POST"])
+@app_page
+def health_model(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponse:
+    """Settings → Health model: the model, its backtest and change log; owners/admins preview and save."""
+    from ..api.health import health_model_state, parse_model_input
+    from ..health_backtest import health_backtest, health_model_preview
+    from ..models import Feature
+    from ..selectors import application_writable
+    from ..services import health_model_save
+
+    writable = application_writable(user=request.user, app=app)
+    preview = None
+    form_error = None
+    submitted: dict[str, Any] | None = None
+    if request.method == "POST":
+        if not writable:
+            return HttpResponse("Only owners and admins of the company may change the health model.", status=403)
+        submitted = _health_form(request.POST)
+        try:
+            changes = parse_model_input(app, submitted)
+        except ApiError as exc:
+            detail = (exc.details or [{}])[0]
+            form_error = f"{detail.get('field')}: {detail.get('message')}"
+        else:
+            if request.POST.get("action") == "save":
+                saved = health_model_save(app=app, config=changes, user=request.user)
+                if saved is None:
+                    messages.info(request, "Nothing changed.")
+                else:
+                    messages.success(request, "Health model saved: the organizations are rescored within a minute.")
+                return redirect(reverse("pages:health_model", args=[app.uuid]) + filters.querystring())
+            preview = health_model_preview(app=app, config=changes)
+
+    def load() -> dict:
+        state = health_model_state(app)
+        model = state["model"]
+        if submitted is not None:
+            model = {**model, **{k: v for k, v in submitted.items() if k != "weights"}}
+            model["weights"] = {**state["model"]["weights"], **submitted.get("weights", {})}
+        backtest = health_backtest(app=app)
+        chart = {
+            "kind": "bar",
+            "labels": [f"{b['from']}-{b['to']}" for b in backtest["distribution"]["churned"]],
+            "datasets": [
+                {"label": "Churned", "data": [b["orgs"] for b in backtest["distribution"]["churned"]]},
+                {"label": "Retained", "data": [b["orgs"] for b in backtest["distribution"]["retained"]]},
+            ],
+        }
+        distribution = list(zip(backtest["distribution"]["churned"], backtest["distribution"]["retained"], strict=True))
+        return {
+            "model": model,
+            "changes": state["changes"],
+            "backtest": backtest,
+            "backtest_chart": chart,
+            "distribution": distribution,
+            "features": list(Feature.objects.filter(application=app).values_list("name", flat=True)),
+        }
+
+    extra = {"writable": writable, "preview": preview, "form_error": form_error}
+    return _render(request, "analytics/pages/health_model.html", app, filters, "health", load, extra)
+
+
+_HEALTH_INTS = (
+    "healthy_min",
+    "watch_min",
+    "drop_watch_pct",
+    "drop_at_risk_pct",
+    "silence_days",
+    "inactive_days",
+    "regular_days",
+    "new_days",
+    "new_exit_active_days",
+)
+
+
+def _health_form(post: Any) -> dict[str, Any]:
+    """The form's fields as the API's JSON body (the API's validation then names a bad member)."""
+    data: dict[str, Any] = {}
+    for key in _HEALTH_INTS:
+        raw = (post.get(key) or "").strip()
+        if raw:
+            data[key] = raw
+    weights = {}
+    for key in ("recency", "trend", "breadth", "depth"):
+        raw = (post.get(f"weight_{key}") or "").strip()
+        if raw:
+            weights[key] = raw
+    if weights:
+        data["weights"] = weights
+    if post.get("features_mode") == "some":
+        data["features"] = post.getlist("features")
+    elif post.get("features_mode") == "all":
+        data["features"] = None
+    return data

@@ -19,6 +19,7 @@ LABELS = {
     "watch": "Watch",
     "at_risk": "At risk",
     "inactive": "Inactive",
+    "new": "New",
     "usage_drop": "Usage drop",
     "expansion_candidate": "Expansion candidate",
 }
