@@ -48,7 +48,8 @@ scan = time.perf_counter() - started
 client = Client()
 client.force_login(user)
 base = f"/api/v1/analytics/apps/{app.uuid}/organizations"
-org = Organization.objects.filter(application=app).order_by("customer_org_id").values_list("customer_org_id", flat=True).first()
+org = (Organization.objects.filter(application=app).order_by("customer_org_id")
+       .values_list("customer_org_id", flat=True).first())
 def timed(url, params, n):
     client.get(url, params)
     out = []
