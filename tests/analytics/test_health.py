@@ -204,3 +204,24 @@ def test_another_companys_orgs_do_not_count_against_the_limit(application):
     organizations_scan(app=application, now=NOW)
 
     assert Organization.objects.get(customer_org_id="mine").over_limit is False
+
+
+def test_a_scan_task_rescores_one_chunk_and_queues_the_next_on_the_scans_queue(orgs, settings):
+    # Issue 18 item 4: no tenant holds the scans worker for its whole scan; folds have their own queue.
+    from analytics.tasks import scan_app
+
+    settings.ANALYTICS_SCAN_CHUNK_ORGS = 3
+    redis = celery_app.connection_for_write().default_channel.client
+    redis.delete("scans")
+
+    first = scan_app.apply(args=[orgs.id]).get()
+
+    assert first["orgs"] == 3
+    assert first["next_after"] is not None
+    assert Organization.objects.filter(scanned_at__isnull=True).count() == 1
+    assert redis.llen("scans") == 1  # the rest of the app waits its turn behind other apps' scans
+    second = scan_app.apply(args=[orgs.id, first["next_after"]]).get()
+    assert (second["orgs"], second["next_after"]) == (1, None)
+    assert Organization.objects.filter(scanned_at__isnull=True).count() == 0
+    assert redis.llen("scans") == 1
+    redis.delete("scans")
