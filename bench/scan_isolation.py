@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -77,7 +78,9 @@ def top_up(conn, app_b: int, orgs: int) -> None:
 
 
 def tenant_a(conn) -> tuple[int, int]:
-    row = conn.execute("SELECT a.id, a.company_id FROM apps_registry_application a WHERE a.name = 'Tenant A'").fetchone()
+    row = conn.execute(
+        "SELECT a.id, a.company_id FROM apps_registry_application a WHERE a.name = 'Tenant A'"
+    ).fetchone()
     if row:
         return row
     company = conn.execute(
@@ -97,8 +100,10 @@ def run_tree(tree: Path, db: str, app_a: tuple, app_b: tuple, seconds: float) ->
     import redis
 
     redis.Redis.from_url(REDIS).flushdb()
-    roles = "maintenance,analytics,scans" if (tree / "analytics" / "health_backtest.py").exists() else (
-        "maintenance,analytics"
+    roles = (
+        "maintenance,analytics,scans"
+        if (tree / "analytics" / "health_backtest.py").exists()
+        else ("maintenance,analytics")
     )
     env = dict(os.environ)
     env.update(
@@ -109,7 +114,7 @@ def run_tree(tree: Path, db: str, app_a: tuple, app_b: tuple, seconds: float) ->
         LOG_LEVEL="WARNING",
         CELERY_LOG_LEVEL="warning",
         ANALYTICS_SCAN_DEBOUNCE_SECONDS="5",
-        CELERY_BEAT_SCHEDULE_FILE=f"/tmp/scan-iso-beat-{os.getpid()}",
+        CELERY_BEAT_SCHEDULE_FILE=os.path.join(tempfile.gettempdir(), f"scan-iso-beat-{os.getpid()}"),
         PORT=str(os.getpid()),
     )
     worker = subprocess.Popen(
@@ -139,14 +144,9 @@ def run_tree(tree: Path, db: str, app_a: tuple, app_b: tuple, seconds: float) ->
                                 delays.append(now - pending.pop(i))
                 time.sleep(0.05)
 
-    scans_before = None
     try:
         time.sleep(15)  # workers up, beat started
         with psycopg.connect(f"{PG}/{db}", autocommit=True) as conn:
-            scans_before = conn.execute(
-                "SELECT count(*) FROM analytics_organization WHERE application_id = %s AND scanned_at > now()",
-                [app_b[0]],
-            ).fetchone()[0]
             poller = threading.Thread(target=poll, daemon=True)
             poller.start()
             load_start = os.getloadavg()[0]
@@ -209,9 +209,7 @@ def main() -> int:
         app_b = conn.execute(
             "SELECT id, company_id FROM apps_registry_application WHERE name <> 'Tenant A' ORDER BY id LIMIT 1"
         ).fetchone()
-        conn.execute(
-            "UPDATE apps_registry_company SET orgs_max_override = %s WHERE id = %s", [args.orgs * 2, app_b[1]]
-        )
+        conn.execute("UPDATE apps_registry_company SET orgs_max_override = %s WHERE id = %s", [args.orgs * 2, app_b[1]])
         top_up(conn, app_b[0], args.orgs)
         app_a = tenant_a(conn)
         orgs_b = conn.execute(
