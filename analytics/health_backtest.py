@@ -131,7 +131,7 @@ def health_backtest(
             if (org, as_of) not in scored and (org, as_of) in history:
                 score, bucket = history[(org, as_of)]
                 scored[(org, as_of)] = (int(score or 0), bucket, "history")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "customer_org_id": org,
             "group": group,
@@ -143,8 +143,8 @@ def health_backtest(
         for org, group, as_of in cases
         if (org, as_of) in scored
     ]
-    churned_scores = [r["score"] for r in rows if r["group"] == "churned"]
-    retained_scores = [r["score"] for r in rows if r["group"] == "retained"]
+    churned_scores: list[int] = [int(r["score"]) for r in rows if r["group"] == "churned"]
+    retained_scores: list[int] = [int(r["score"]) for r in rows if r["group"] == "retained"]
     flagged = sum(r["bucket"] in FLAGGED for r in rows if r["group"] == "churned")
     retained_flagged = sum(r["bucket"] in FLAGGED for r in rows if r["group"] == "retained")
     auc = _auc(churned_scores, retained_scores)
@@ -194,7 +194,7 @@ def health_model_preview(*, app: Application, config: dict[str, Any], today: dat
     current = model_merge(stored)
     proposed = model_merge({**stored, **config})
     verdicts = health_compute(app=app, model=proposed, as_of=today)
-    changes = []
+    changes: list[dict[str, Any]] = []
     moves: dict[str, int] = defaultdict(int)
     for org, bucket, score in Organization.objects.filter(application=app).values_list(
         "customer_org_id", "health_bucket", "health_score"
@@ -211,7 +211,7 @@ def health_model_preview(*, app: Application, config: dict[str, Any], today: dat
                 "reason": verdict.reasons[0]["text"] if verdict.reasons else "",
             }
         )
-    changes.sort(key=lambda c: c["customer_org_id"])
+    changes.sort(key=lambda c: str(c["customer_org_id"]))
     return {
         "model": proposed,
         "orgs": len(verdicts),

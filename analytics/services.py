@@ -2,7 +2,7 @@
 
 import secrets
 
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
@@ -49,7 +49,12 @@ def feature_delete(*, app: Application, name: str) -> bool:
 
 
 def signal_dismiss(
-    *, app: Application, customer_org_id: str, signal: str, user: User | None = None, reason: str = ""
+    *,
+    app: Application,
+    customer_org_id: str,
+    signal: str,
+    user: User | AnonymousUser | None = None,
+    reason: str = "",
 ) -> OrgSignal:
     """Dismiss an active signal: it stays dismissed until a scan raises it afresh after it had cleared.
 
@@ -74,13 +79,13 @@ def signal_dismiss(
                 active_since=active.active_since,
                 detail=active.detail,
                 dismissed_at=active.dismissed_at,
-                dismissed_by=user if user is not None and user.is_authenticated else None,
+                dismissed_by=user if isinstance(user, User) else None,
                 reason=reason.strip(),
             )
     return active
 
 
-def health_model_save(*, app: Application, config: dict, user: User | None) -> HealthModelChange | None:
+def health_model_save(*, app: Application, config: dict, user: User | AnonymousUser | None) -> HealthModelChange | None:
     """Store an app's model (validated by the caller), record the change, rescore its orgs within 60 s.
 
     Returns None when nothing changed (no log entry, no rescan).
@@ -96,8 +101,9 @@ def health_model_save(*, app: Application, config: dict, user: User | None) -> H
             return None
         stored.config = {**stored.config, **config}
         stored.updated_at = timezone.now()
-        stored.updated_by = user
+        author = user if isinstance(user, User) else None
+        stored.updated_by = author
         stored.save()
-        change = HealthModelChange.objects.create(application=app, changed_by=user, before=before, after=after)
+        change = HealthModelChange.objects.create(application=app, changed_by=author, before=before, after=after)
         transaction.on_commit(lambda: scan_app.apply_async(args=[app.id], retry=False))
     return change
