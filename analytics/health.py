@@ -19,7 +19,7 @@ collapsed:
 - usage down >= drop_at_risk_pct (70 %) with >= 10 events before: capped at watch_min - 1 (at_risk);
 - usage down >= drop_watch_pct (50 %): capped at healthy_min - 1 (at most watch);
 - no event for silence_days (14) or more after regular use (active on >= regular_days (3) days of
-  the 60): capped at watch_min - 1 (at_risk);
+  the 60): capped at watch_min - 1 (at_risk); without regular use: capped at healthy_min - 1;
 - floor: an org neither silent that long nor down >= drop_watch_pct scores at least watch_min, so
   `at_risk` always has a cause a person can act on.
 Buckets, first match wins: `new` (first seen < new_days (14) ago, unless already active on
@@ -195,8 +195,8 @@ def health_evaluate(facts: Facts, model: dict[str, Any]) -> Verdict:
         )
     elif facts.last30:
         reasons.append((7, "usage_up", f"{_plural(facts.last30, 'event')} in the last 30 days, none in the 30 before"))
-    if silent and regular:
-        score = min(score, watch_min - 1)
+    if silent:  # after regular use at_risk; an org that was never regular is at most watch
+        score = min(score, (watch_min if regular else healthy_min) - 1)
     if not silent and drop_pct < float(model["drop_watch_pct"]):
         score = max(score, watch_min)
     inactive = facts.days_since_seen >= int(model["inactive_days"])

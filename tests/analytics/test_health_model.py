@@ -142,3 +142,45 @@ def test_an_org_moves_between_buckets_over_days_and_keeps_its_history(applicatio
     assert moved_on == sc.day(6)
     org = Organization.objects.get(application=application, customer_org_id="acme")
     assert {"code": "moved", "text": f"moved to at_risk on {moved_on.isoformat()} (from healthy)"} in org.health_reasons
+
+
+def _facts(**kw):
+    from analytics.health import Facts
+
+    base = dict(
+        org="o",
+        days_since_first=60,
+        days_since_seen=0,
+        last30=300,
+        prev30=300,
+        active_days=60,
+        users30=5,
+        sessions30=40,
+        features_used=4,
+        features_total=4,
+    )
+    return Facts(**{**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("facts", "bucket", "first"),
+    [
+        ({"last30": 93, "prev30": 300}, "watch", "usage_drop"),  # -69 %: at most watch, not at_risk
+        ({"last30": 90, "prev30": 300}, "at_risk", "usage_drop"),  # -70 %
+        ({"last30": 5, "prev30": 9}, "healthy", "usage_down"),  # < 10 events before: not counted as a drop
+        ({"days_since_first": 9, "active_days": 9}, "new", "new"),
+        ({"days_since_first": 9, "active_days": 10}, "healthy", "steady"),  # enough history: leaves `new` early
+        ({"days_since_first": 14, "active_days": 2}, "healthy", "steady"),  # day 14: leaves `new`
+        ({"users30": 1, "sessions30": 1, "features_used": 0}, "watch", "breadth"),  # narrow, shallow, steady
+        ({"days_since_seen": 13}, "healthy", "steady"),
+        ({"days_since_seen": 14, "last30": 160}, "at_risk", "silent"),
+        ({"days_since_seen": 14, "last30": 160, "active_days": 2}, "watch", "silent"),  # no regular use: no cap
+        ({"days_since_seen": 30, "last30": 0}, "inactive", "inactive"),
+    ],
+)
+def test_the_rules_at_their_boundaries(facts, bucket, first):
+    from analytics.health import health_evaluate, model_defaults
+
+    verdict = health_evaluate(_facts(**facts), model_defaults())
+
+    assert (verdict.bucket, verdict.reasons[0]["code"]) == (bucket, first)
