@@ -47,7 +47,7 @@ orgs = Organization.objects.filter(application=app).count()
 started = time.perf_counter()
 counts = organizations_scan(app=app)
 scan = time.perf_counter() - started
-client = Client()
+client = Client(HTTP_HOST="localhost")
 client.force_login(user)
 base = f"/api/v1/analytics/apps/{app.uuid}/organizations"
 org = (Organization.objects.filter(application=app).order_by("customer_org_id")
@@ -87,10 +87,13 @@ def run(tree: Path, db: str, calls: int) -> dict:
         [str(ROOT / ".venv" / "bin" / "python"), "-c", CHILD],
         cwd=tree,
         env=env,
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
-    ).stdout
+    )
+    if out.returncode:
+        raise SystemExit(f"{tree}: {out.stderr[-3000:]}")
+    out = out.stdout
     line = next(x for x in out.splitlines() if x.startswith("CHILD_JSON "))
     result = json.loads(line.split(" ", 1)[1])
     result["load_before"] = load_before
