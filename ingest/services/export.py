@@ -42,6 +42,7 @@ configured, nothing runs and rows stay PENDING.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -213,7 +214,7 @@ def _claim(spec: TableSpec, limit: int, *, deadline: float) -> _Chunk | None:
         except DATABASE_DOWN_ERRORS as exc:
             # The connection broke: the commit may still have happened. Undo it once the database
             # answers (nothing was sent for it), instead of leaving it to wait out its lease.
-            _database_retry(lambda b=batch_id: _claim_undo(spec, b), first_error=exc, deadline=deadline)
+            _database_retry(functools.partial(_claim_undo, spec, batch_id), first_error=exc, deadline=deadline)
 
 
 # --- the database going away -------------------------------------------------------------------
@@ -225,20 +226,20 @@ DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
 DATABASE_WAIT_SECONDS = 60.0
 
 
-def _database_retry(action: Callable[[], None], *, first_error: DatabaseError, deadline: float) -> None:
+def _database_retry(action: Callable[[], None], *, first_error: Exception, deadline: float) -> None:
     """Run `action` as soon as the database answers again; re-raise once `deadline` has passed.
 
     The exporter is the only one who knows what BigQuery did with its batch, so it waits for the
     database (a blip of seconds) instead of dying and leaving the batch to its 180 s lease. Inside
     someone else's transaction (tests) a broken connection cannot be replaced: re-raise at once.
     """
-    error: DatabaseError = first_error
+    error: Exception = first_error
     delay = 0.1
     while True:
         if connection.in_atomic_block or time.monotonic() >= deadline:
             raise error
         logger.warning("export: database unavailable (%s); retrying in %.1f s", str(error).strip()[:200], delay)
-        with contextlib.suppress(DatabaseError):
+        with contextlib.suppress(DatabaseError, InterfaceError):
             connection.close()  # a broken connection is dropped; the next query opens a new one
         time.sleep(delay)
         delay = min(1.0, delay * 2)
