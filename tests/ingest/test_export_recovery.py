@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.db import connections
+from django.utils import timezone
 
 from ingest.models import Event, ExportBatch, ExportState, IdentifyLink, SdkEvent
 from ingest.services.export import export_drain, exports_recover, in_doubt_seconds
@@ -251,3 +252,32 @@ def test_identify_links_are_exported_while_sdk_events_drain_a_backlog(bigquery, 
     assert _states(SdkEvent) == {ExportState.EXPORTED: 5000}
     rows = bigquery.query("SELECT link_id FROM {identify_links}")
     assert sorted(r["link_id"] for r in rows) == sorted(str(link.link_id) for link in links)
+
+
+@pytest.mark.django_db
+def test_the_sweep_has_recovery_mark_a_timed_out_insert_that_landed(bigquery, settings):
+    from ingest.tasks import export_sweep
+    from saastracker.celery import app as celery_app
+
+    # Given an insert that timed out 20 s ago but landed, far from its lease's end
+    EventFactory.create_batch(5)
+    settings.BIGQUERY_TIMEOUT_SECONDS = 1.5
+    with slow_proxy(bigquery.emulator.port) as proxy:
+        settings.BIGQUERY_API_ENDPOINT = proxy.endpoint
+        proxy.hold()
+        assert export_drain().unknown
+        _wait_for(lambda: bigquery.count("events") == 5, 10, "the insert to land")
+        proxy.release()
+        ExportBatch.objects.update(claimed_at=timezone.now() - dt.timedelta(seconds=20))
+
+        # When the periodic sweep runs (tasks it publishes run inline here)
+        celery_app.conf.task_always_eager = True
+        try:
+            export_sweep.apply().get()
+        finally:
+            celery_app.conf.task_always_eager = False
+
+    # Then it had recovery mark the rows exported, with no wait for the lease
+    assert _states(Event) == {ExportState.EXPORTED: 5}
+    assert not ExportBatch.objects.exists()
+    assert bigquery.count("events") == 5
