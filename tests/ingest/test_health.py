@@ -157,13 +157,16 @@ def test_health_is_503_while_event_inserts_fail_though_other_writes_succeed(
 
 
 def test_health_is_503_on_a_read_only_database(api_client, transactional_db):
-    # Given this service's session sees a read-only database (as on a replica after a failover)
+    # Given new sessions see a read-only database (as on a replica after a failover); the probe
+    # runs on a thread and connection of its own, which reconnects after each check in tests
+    name = connection.settings_dict["NAME"]
     with connection.cursor() as cursor:
-        cursor.execute("SET default_transaction_read_only = on")
+        cursor.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
     try:
         # Then health is 503, where SELECT 1 would have said 200
         assert api_client.get(HEALTH_URL).status_code == 503
     finally:
-        connection.close()  # the setting goes with the session
+        with connection.cursor() as cursor:  # this session predates the setting: still writable
+            cursor.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
 
     assert api_client.get(HEALTH_URL).status_code == 200
