@@ -94,6 +94,7 @@ def test_webhooks_are_delivered_while_every_export_task_hangs(receiver, tmp_path
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
             "CELERY_BEAT": "0",
             "CELERY_LOG_LEVEL": "info",
+            "WORKER_HEARTBEAT_DIR": str(tmp_path / "heartbeat"),  # killed with SIGKILL: no cleanup runs
         }
         log = tmp_path / "worker.log"
         worker = subprocess.Popen(  # noqa: S603 (our own script)
