@@ -20,6 +20,7 @@ Redis is reported but does not decide readiness (issue 17, item 2): ingest takes
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -53,7 +54,8 @@ _lock = threading.Lock()
 _verdicts: dict[str, tuple[bool, float]] = {}
 _running: dict[str, Future] = {}
 # One thread per check at most: a check stuck on a frozen server holds its own thread only.
-_pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="probe")
+# Made on first use in each process (threads do not survive a fork).
+_pool: tuple[int, ThreadPoolExecutor] | None = None
 _migrations_applied = False  # once true, true for the life of the process (migrations are not undone)
 
 
@@ -69,6 +71,14 @@ def _fresh(name: str, hit: tuple[bool, float]) -> bool:
         if not ok and ok_at > computed_at and ok_at > failed_at:
             return False
     return True
+
+
+def _probe_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=3, thread_name_prefix="probe"))
+        _running.clear()  # futures of the parent's threads would never finish here
+    return _pool[1]
 
 
 def _run(name: str, check: Callable[[], bool]) -> bool:
@@ -97,7 +107,7 @@ def _verdicts_get(checks: dict[str, Callable[[], bool]]) -> dict[str, bool]:
                 continue
             future = _running.get(name)
             if future is None or future.done():
-                future = _running[name] = _pool.submit(_run, name, check)
+                future = _running[name] = _probe_pool().submit(_run, name, check)
             waiting[name] = future
     if waiting:
         futures_wait(waiting.values(), timeout=settings.HEALTH_PROBE_TIMEOUT_SECONDS)
