@@ -69,6 +69,14 @@ def log(msg: str) -> None:
 
 
 def main() -> int:
+    pg = PrivatePostgres(fsync=True)
+    try:
+        return run(pg)
+    finally:
+        pg.destroy()  # whatever failed, the private cluster does not outlive the bench
+
+
+def run(pg: PrivatePostgres) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=int, default=500, help="rows/s stored throughout")
     p.add_argument("--before", type=float, default=20.0, help="seconds of load before the fault")
@@ -79,7 +87,6 @@ def main() -> int:
     args = p.parse_args()
 
     logs = Path(tempfile.mkdtemp(prefix="bench-export-blip-"))
-    pg = PrivatePostgres(fsync=True)
     pg.start()
     pg.psql(f"create database {DB_NAME}")
     dsn = pg.url(DB_NAME)
@@ -254,7 +261,6 @@ def main() -> int:
         stop_loading.set()
         stop(worker, timeout=30)
         stop(emulator)
-        pg.destroy()
 
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     stays = result.get("lag_stays_under_10s_after_return_s")
