@@ -69,14 +69,6 @@ def log(msg: str) -> None:
 
 
 def main() -> int:
-    pg = PrivatePostgres(fsync=True)
-    try:
-        return run(pg)
-    finally:
-        pg.destroy()  # whatever failed, the private cluster does not outlive the bench
-
-
-def run(pg: PrivatePostgres) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=int, default=500, help="rows/s stored throughout")
     p.add_argument("--before", type=float, default=20.0, help="seconds of load before the fault")
@@ -85,7 +77,14 @@ def run(pg: PrivatePostgres) -> int:
     p.add_argument("--mode", choices=["fast", "immediate"], default="fast", help="pg_ctl stop mode")
     p.add_argument("--code", type=Path, default=ROOT, help="checkout whose scripts/worker runs the export")
     args = p.parse_args()
+    pg = PrivatePostgres(fsync=True)
+    try:
+        return run(pg, args)
+    finally:
+        pg.destroy()  # whatever failed, the private cluster does not outlive the bench
 
+
+def run(pg: PrivatePostgres, args: argparse.Namespace) -> int:
     logs = Path(tempfile.mkdtemp(prefix="bench-export-blip-"))
     pg.start()
     pg.psql(f"create database {DB_NAME}")
