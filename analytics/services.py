@@ -34,7 +34,12 @@ def personal_key_revoke(*, key: PersonalApiKey) -> None:
 
 
 def feature_create(*, app: Application, name: str, events: list[str], path_prefixes: list[str]) -> Feature:
-    """Define a feature; it applies to every day the rollups hold, not only from now on."""
+    """Define a feature; it applies to every day the rollups hold, not only from now on.
+
+    Call inside a transaction: the application row is locked so that concurrent definitions cannot
+    pass FEATURES_PER_APP_MAX together.
+    """
+    Application.objects.select_for_update().filter(pk=app.pk).values_list("pk", flat=True).first()
     feature = Feature(application=app, name=name, events=events, path_prefixes=path_prefixes)
     feature.full_clean()
     feature.save()

@@ -23,6 +23,8 @@ from apps_registry.models import Application
 from ingest.errors import ApiError
 from ingest.models import Event, SdkEvent
 
+from .reads import timed_read
+
 Source = Literal["events", "sdk_events"]
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -153,6 +155,7 @@ def stream_filters_allowed(source: Source) -> list[str]:
     return list(_FILTERS[source])
 
 
+@timed_read
 def _page_rows(
     *,
     app: Application,

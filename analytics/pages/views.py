@@ -5,7 +5,6 @@ a page and the same number in the API cannot disagree. Another company's applica
 exactly as in the API.
 """
 
-import csv
 import logging
 import uuid
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from rest_framework.exceptions import NotFound
 from apps_registry import snippets
 from apps_registry.models import Application
 from ingest.errors import ApiError
+from saastracker.csvfile import csv_lines
 
 from ..selectors import application_readable_get, applications_readable
 from . import explorer as explorer_form
@@ -461,11 +461,6 @@ def explorer(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
     return render(request, "analytics/pages/explorer.html", _context(request, app, filters, "explorer", **context))
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @require_GET
 @app_page
 def explorer_csv(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponseBase:
@@ -475,8 +470,7 @@ def explorer_csv(request: HttpRequest, app: Application, filters: PageFilters) -
         result = _read("query_run", app=app, query=form.query())
     except PageError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    writer = csv.writer(_Echo())
-    lines = [writer.writerow(result["columns"])] + [writer.writerow(row) for row in result["rows"]]
+    lines = list(csv_lines(result["columns"], result["rows"]))
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="explorer-{app.uuid}-{stamp}.csv"'
