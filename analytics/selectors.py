@@ -21,9 +21,16 @@ from .fold import PATH_KEY_LENGTH
 from .models import ALL_ENVIRONMENTS, Feature, Organization, OrgSignal, Source
 from .reads import read_budget_check, timed_read
 
+# Deactivation (README, "Analytics (rollups, organizations, read API)"):
+# - a deactivated COMPANY is closed to its members: its applications answer 404 in the API and the
+#   pages, as another company's do (superusers, i.e. support, still read them);
+# - a deactivated APPLICATION of an active company stays readable (its history; ingest already
+#   refuses its events) but is read-only: defining or removing features and dismissing signals
+#   answer 403 `application_inactive`, for everyone (superusers included).
+
 
 def applications_readable(*, user: User | AnonymousUser | None) -> QuerySet[Application]:
-    """Applications of the user's company (any role); every application for a superuser."""
+    """Applications of the user's company (any role) while the company is active; all for a superuser."""
     apps = Application.objects.select_related("company")
     if user is None or not user.is_authenticated or not user.is_active:
         return apps.none()
@@ -32,7 +39,17 @@ def applications_readable(*, user: User | AnonymousUser | None) -> QuerySet[Appl
     membership = Membership.objects.filter(user=user).values_list("company_id", flat=True).first()
     if membership is None:
         return apps.none()
-    return apps.filter(company_id=membership)
+    return apps.filter(company_id=membership, company__is_active=True)
+
+
+def application_active_check(*, app: Application) -> None:
+    """A write to a deactivated application (or one of a deactivated company): 403, whoever asks."""
+    if not (app.is_active and app.company.is_active):
+        raise ApiError(
+            status_code=403,
+            code="application_inactive",
+            message="The application is deactivated: its analytics are read-only.",
+        )
 
 
 def application_readable_get(*, user: User | AnonymousUser | None, app_uuid: uuid.UUID) -> Application:
@@ -44,7 +61,8 @@ def application_readable_get(*, user: User | AnonymousUser | None, app_uuid: uui
 
 
 def application_writable(*, user: User | AnonymousUser | None, app: Application) -> bool:
-    """Owners and admins of the app's company, and superusers, may change its analytics settings."""
+    """Owners and admins of the app's company, and superusers, may change its analytics settings
+    (while it is active: see `application_active_check`)."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False
     if user.is_superuser:
@@ -83,6 +101,14 @@ def invalid_parameter(name: str, message: str) -> ApiError:
         message="Invalid query parameters.",
         details=[{"field": name, "message": message}],
     )
+
+
+def text_param(name: str, value: str) -> str:
+    """A client's text bound for a PostgreSQL text column: PostgreSQL refuses NUL, so it is a 400 naming
+    the member, not a DataError answered 503 "database unavailable" and logged at ERROR."""
+    if "\x00" in value:
+        raise invalid_parameter(name, "Must not contain NUL characters.")
+    return value
 
 
 def default_window(*, today: date | None = None, days: int = 30) -> tuple[date, date]:
@@ -274,6 +300,7 @@ def pages_list(*, app: Application, date_from: date, date_to: date, environment:
 @timed_read
 def page_trend_get(*, app: Application, path: str, date_from: date, date_to: date, environment: str | None) -> dict:
     """Views and distinct users of one path per day."""
+    text_param("path", path)
     env_sql, env_params = _env_where(environment)
     views: dict[date, int] = {}
     users: dict[date, list[BitMap]] = {}
@@ -463,6 +490,10 @@ def features_list(
     return {"features": features}
 
 
+# Far beyond any real list (pages of at most 500), and within PostgreSQL's bigint OFFSET.
+CURSOR_OFFSET_MAX = 100_000_000
+
+
 def _cursor_offset(cursor: str | None) -> int:
     if not cursor:
         return 0
@@ -470,7 +501,7 @@ def _cursor_offset(cursor: str | None) -> int:
         offset = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("o:"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_parameter("cursor", "Not a cursor this API returned.") from exc
-    if offset < 0:
+    if not 0 <= offset <= CURSOR_OFFSET_MAX:
         raise invalid_parameter("cursor", "Not a cursor this API returned.")
     return offset
 
@@ -573,6 +604,7 @@ def organizations_list(
         )
         params.append(signal)
     if search:
+        text_param("search", search)
         sql += " AND o.customer_org_id ILIKE %s"
         params.append("%" + _like_prefix(search))
     sql += f" ORDER BY {ORG_SORTS[sort]}, o.customer_org_id LIMIT %s OFFSET %s"
@@ -601,6 +633,7 @@ def organization_get(
     *, app: Application, customer_org_id: str, date_from: date, date_to: date, environment: str | None
 ) -> dict:
     """One org: the list figures plus a daily series, top pages, features used and health components."""
+    text_param("customer_org_id", customer_org_id)
     rows = _rows(
         _ORG_SELECT + " AND o.customer_org_id = %s",
         [app.id, _env_key(environment), date_from, date_to, app.id, customer_org_id],

@@ -24,7 +24,7 @@ from ..models import (
     Feature,
     Source,
 )
-from ..selectors import application_writable, features_list
+from ..selectors import application_active_check, application_writable, features_list
 from ..services import feature_create, feature_delete
 from .base import AnalyticsView
 from .params import WindowSerializer, parse, window
@@ -166,7 +166,9 @@ class FeaturesView(AnalyticsView):
                     f"(`events`, `path_prefixes`, or `name` when the app already defines {FEATURES_PER_APP_MAX})."
                 )
             ),
-            403: OpenApiResponse(description="Members may only read"),
+            403: OpenApiResponse(
+                description="Members may only read; `application_inactive`: the application is deactivated"
+            ),
             409: OpenApiResponse(description="A feature of that name exists"),
         },
     )
@@ -174,6 +176,7 @@ class FeaturesView(AnalyticsView):
         app = self.application(request, app_uuid)
         if not application_writable(user=request.user, app=app):
             raise PermissionDenied("Only owners and admins of the company may define features.")
+        application_active_check(app=app)
         serializer = FeatureInput(data=request.data)
         if not serializer.is_valid():
             field, messages = next(iter(serializer.errors.items()))
@@ -209,12 +212,19 @@ class FeatureView(AnalyticsView):
     @extend_schema(
         tags=["analytics"],
         summary="Remove a feature (owners, admins, superusers)",
-        responses={204: None, 403: OpenApiResponse(description="Members may only read"), 404: None},
+        responses={
+            204: None,
+            403: OpenApiResponse(
+                description="Members may only read; `application_inactive`: the application is deactivated"
+            ),
+            404: None,
+        },
     )
     def delete(self, request: Request, app_uuid: uuid.UUID, name: str) -> Response:
         app = self.application(request, app_uuid)
         if not application_writable(user=request.user, app=app):
             raise PermissionDenied("Only owners and admins of the company may remove features.")
+        application_active_check(app=app)
         if not feature_delete(app=app, name=name):
             raise NotFound("Unknown feature.")
         return Response(status=204)

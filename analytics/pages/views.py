@@ -33,7 +33,7 @@ from saastracker.csvfile import csv_lines
 from ..selectors import application_readable_get, applications_readable
 from . import explorer as explorer_form
 from .filters import RANGE_PRESETS, PageFilters, filters_from_query
-from .links import admin_links
+from .links import admin_links, organization_url
 from .selectors import environments_list
 from .sources import SourceMissing, source
 
@@ -290,6 +290,10 @@ def organizations(request: HttpRequest, app: Application, filters: PageFilters) 
                     "aria_sort": "descending" if descending else "ascending" if ascending else "none",
                 }
             )
+        for org in listed["organizations"]:
+            org["url"] = organization_url(
+                app_uuid=app.uuid, customer_org_id=org["customer_org_id"], query=filters.params()
+            )
         return {
             "organizations": listed["organizations"],
             "listing": listed,
@@ -318,11 +322,13 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         else:
             try:
                 _read("signal_dismiss", app=app, customer_org_id=customer_org_id, signal=signal)
-            except (Http404, PageError):
+            except Http404:
                 messages.error(request, "That signal is no longer active.")
+            except PageError as exc:  # e.g. the application is deactivated (read-only)
+                messages.error(request, str(exc))
             else:
                 messages.success(request, f"Signal “{dict(ORG_SIGNALS)[signal]}” dismissed.")
-        return redirect(reverse("pages:organization", args=[app.uuid, customer_org_id]) + filters.querystring())
+        return redirect(organization_url(app_uuid=app.uuid, customer_org_id=customer_org_id, query=filters.params()))
 
     def load() -> dict:
         org = _read(
@@ -356,6 +362,12 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         }
 
     return _render(request, "analytics/pages/organization.html", app, filters, "organizations", load)
+
+
+@require_http_methods(["GET", "POST"])
+def organization_by_id(request: HttpRequest, app_uuid: uuid.UUID) -> HttpResponseBase:
+    """An organization whose id cannot be a path segment (dots only), named by `?id=`."""
+    return organization(request, app_uuid, request.GET.get("id", ""))
 
 
 def _stream_row(event: dict) -> dict:
