@@ -120,7 +120,10 @@ def _context(request: HttpRequest, app: Application, filters: PageFilters, secti
         query["range"] = str(days)
         url = f"{request.path}?{query.urlencode()}"
         range_links.append({"days": days, "url": url, "current": days == filters.days})
-    environments = environments_list(app=app)
+    try:
+        environments = environments_list(app=app)
+    except ApiError:  # its read timed out: the page still renders, the filter offers what the URL holds
+        environments = []
     if filters.environment and filters.environment not in environments:
         environments = [filters.environment, *environments]
     return {
