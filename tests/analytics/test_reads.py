@@ -28,17 +28,19 @@ LOCK_HOLD_SECONDS = 8  # far past the test's timeout: only the timeout can end t
 def table_locked(table: str) -> Iterator[None]:
     """`table` locked by another session until the block ends (released at once if it ends early)."""
     s = connection.settings_dict
+    timer = None
     other = psycopg.connect(
         dbname=s["NAME"], user=s["USER"], password=s["PASSWORD"], host=s["HOST"] or None, port=s["PORT"] or None
     )
     try:
         other.execute("SET lock_timeout = '5s'")
         other.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        timer = threading.Timer(LOCK_HOLD_SECONDS, other.cancel)
+        timer = threading.Timer(LOCK_HOLD_SECONDS, other.rollback)  # the lock ends, with or without a timeout
         timer.start()
         yield
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
         other.rollback()
         other.close()
 
