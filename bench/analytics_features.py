@@ -18,11 +18,13 @@ Prints `FEATURES_BENCH_JSON {...}`.
 """
 
 import argparse
+import fcntl
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +111,15 @@ def main() -> int:
     p.add_argument("--reuse", action="store_true", help="keep the database of a previous run")
     args = p.parse_args()
     import psycopg
+
+    # One heavy run at a time on this machine (the lock every bench here takes).
+    lock_path = os.environ.get("BENCH_LOCK") or Path(tempfile.gettempdir()) / "saastracker-bench-ingest.lock"
+    lock = open(lock_path, "w")  # noqa: SIM115 (held for the whole run)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another bench run is in progress; waiting for it", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
 
     if args.reuse:
         with psycopg.connect(f"{PG}/{args.db}") as conn:
