@@ -97,13 +97,13 @@ PAGE_READS = [
 ]
 
 
-@pytest.mark.parametrize(("page", "table"), PAGE_READS)
-def test_every_page_shows_its_error_state_after_the_timeout(application, short_timeout, page, table):
+@pytest.mark.parametrize(("section", "table"), PAGE_READS)
+def test_every_page_shows_its_error_state_after_the_timeout(application, short_timeout, section, table):
     client = Client()
     client.force_login(MembershipFactory(company=application.company, role=Membership.Role.MEMBER).user)
 
     with table_locked(table):
-        response = client.get(f"/app/{application.uuid}/{page}")
+        response = client.get(f"/app/{application.uuid}/{section}")
 
     assert response.status_code == 200
     assert "ANALYTICS_QUERY_TIMEOUT" in response.content.decode()
