@@ -1,6 +1,7 @@
 """Reads of the analytics app that every endpoint and page share: who may read which application."""
 
 import base64
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -338,16 +339,20 @@ _RESOLVED_MAX = 10_000
 
 
 class _Resolved:
+    """A definition's matched paths as of path id `top`. Never changed once cached (other threads may be
+    iterating `paths`): new paths make a new entry."""
+
     __slots__ = ("paths", "prefixes", "top", "top_key")
 
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
+    def __init__(self, prefixes: tuple[str, ...], paths: frozenset[str] = frozenset(), top: int = 0, top_key: str = ""):
         self.prefixes = prefixes
-        self.paths: set[str] = set()
-        self.top = 0  # highest path id matched so far
-        self.top_key = ""
+        self.paths = paths
+        self.top = top  # highest path id matched so far
+        self.top_key = top_key
 
 
 _resolved: OrderedDict[tuple[int, int | None], _Resolved] = OrderedDict()
+_resolved_lock = threading.Lock()
 
 
 def _prefix_match(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
@@ -366,7 +371,7 @@ def _prefix_match(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
     return match
 
 
-def _feature_paths(app: Application, feature: Feature, paths: bitmaps._Reverse) -> set[str]:
+def _feature_paths(app: Application, feature: Feature, paths: bitmaps._Reverse) -> frozenset[str]:
     """The rollup paths (PathDay keys) that start with one of the feature's prefixes."""
     prefixes = tuple(feature.path_prefixes)
     key = (app.id, feature.pk)
@@ -381,14 +386,13 @@ def _feature_paths(app: Application, feature: Feature, paths: bitmaps._Reverse) 
     if paths.top > entry.top:
         match = _prefix_match(prefixes)
         keys = paths.keys
-        entry.paths.update(
-            p for dense in range(entry.top + 1, paths.top + 1) if (p := keys.get(dense)) is not None and match(p)
-        )
-        entry.top, entry.top_key = paths.top, keys.get(paths.top, "")
-    _resolved[key] = entry
-    _resolved.move_to_end(key)
-    while len(_resolved) > _RESOLVED_MAX:
-        _resolved.popitem(last=False)
+        found = {p for dense in range(entry.top + 1, paths.top + 1) if (p := keys.get(dense)) is not None and match(p)}
+        entry = _Resolved(prefixes, entry.paths | found if found else entry.paths, paths.top, keys.get(paths.top, ""))
+    with _resolved_lock:
+        _resolved[key] = entry
+        _resolved.move_to_end(key)
+        while len(_resolved) > _RESOLVED_MAX:
+            _resolved.popitem(last=False)
     return entry.paths
 
 
@@ -414,7 +418,7 @@ def features_sets(
             [app.id, source, events, date_from, date_to, *env_params],
         ):
             by_event.setdefault(event, []).append((u, o))
-    matched: list[set[str]] = [set() for _ in features]
+    matched: list[frozenset[str]] = [frozenset() for _ in features]
     by_path: dict[str, list[tuple[BitMap, BitMap]]] = {}
     if source == Source.EVENTS and any(f.path_prefixes for f in features):
         read_budget_check()
