@@ -164,3 +164,18 @@ def test_the_organization_page_lists_features_from_the_same_matching(api_client,
 
     assert response.status_code == 200
     assert response.json()["features_used"] == ["export", "reports"]
+
+
+def test_the_admin_form_refuses_what_the_api_refuses(application):
+    # The admin's form runs the model's clean(): the same caps, each on its field
+    from django.core.exceptions import ValidationError
+
+    Feature.objects.bulk_create(
+        Feature(application=application, name=f"f{i}", events=["e"]) for i in range(FEATURES_PER_APP_MAX)
+    )
+    feature = Feature(application=application, name="more", path_prefixes=["/" + "a" * FEATURE_PREFIX_MAX_LENGTH])
+
+    with pytest.raises(ValidationError) as caught:
+        feature.full_clean()
+
+    assert set(caught.value.message_dict) == {"name", "path_prefixes"}
