@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The embedded BigQuery emulator's memory after a large export, started exactly as `scripts/dev` starts it.
 
-    bench/emulator_memory.py [--events 1000000] [--stock] [--rss-ceiling-gb 6]
+    bench/emulator_memory.py [--events 1000000] [--stock] [--rss-ceiling-gb 6] [--concurrency 1]
 
 What it does:
 1. creates/migrates the PostgreSQL database `bench_emulator_memory`, a company and an application,
@@ -88,6 +88,7 @@ def main() -> int:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--stock", action="store_true", help="the emulator as the tests run it (time travel on)")
     p.add_argument("--rss-ceiling-gb", type=float, default=6.0)
+    p.add_argument("--concurrency", type=int, default=1, help="export pool processes (scripts/dev: 1)")
     args = p.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,7 @@ def main() -> int:
         "CELERY_LOG_LEVEL": "warning",
         "CELERY_BEAT": "0",
         "CELERY_ROLES": "export",
-        "CELERY_EXPORT_CONCURRENCY": "1",  # scripts/dev's pool size
+        "CELERY_EXPORT_CONCURRENCY": str(args.concurrency),  # scripts/dev: 1; more only drains faster
         "METRICS_DIR": str(work / "metrics"),
     }
     os.environ.update(env)
