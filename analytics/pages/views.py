@@ -221,7 +221,7 @@ def page_trend(request: HttpRequest, app: Application, filters: PageFilters) -> 
             environment=filters.environment,
         )
         totals = {"views": sum(d["views"] for d in trend["series"])}
-        chart = _series_chart(trend["series"], [("views", "Views"), ("users", "Users")])
+        chart = _series_chart(trend["series"], [("views", "Events"), ("users", "Users")])
         return {"trend": trend, "totals": totals, "chart": chart}
 
     return _render(request, "analytics/pages/page_trend.html", app, filters, "pages", load)
