@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "apps_registry",
     "ingest",
     "webhooks",
+    "revenue",
     "analytics",
 ]
 
