@@ -47,7 +47,10 @@ def test_bom_crlf_and_quoted_fields_with_commas_and_newlines(application):
     [
         (b"", [(None, None, "The file is empty.")]),
         (b"  \n\n", [(None, None, "The file is empty.")]),
-        (b"external_org_id,display_name\nacme,Caf\xe9\n", [(2, None, "The file is not UTF-8 (byte 38 is not valid UTF-8).")]),
+        (
+            b"external_org_id,display_name\nacme,Caf\xe9\n",
+            [(2, None, "The file is not UTF-8 (byte 38 is not valid UTF-8).")],
+        ),
         (b"display_name\nAcme\n", [(1, "external_org_id", None)]),
         (b"external_org_id,name\nacme,Acme\n", [(1, "name", None), (1, "display_name", None)]),
         (b"external_org_id,display_name\nacme\n", [(2, None, "1 fields where the header has 2.")]),
