@@ -153,7 +153,7 @@ def test_command_exit_code_seen_by_a_shell(tmp_path):
     bad = tmp_path / "subs.csv"
     bad.write_text("x\n")
     result = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "manage.py", "import_subscriptions", "--app", "00000000-0000-0000-0000-000000000000", str(bad)],
+        [sys.executable, "manage.py", "import_subscriptions", "--app", "00000000-0000-0000-0000-000000000000", bad],
         capture_output=True,
         text=True,
         check=False,
