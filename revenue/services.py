@@ -209,8 +209,8 @@ def is_company_admin(*, user: AbstractBaseUser | AnonymousUser | None, app: Appl
 def _invalid(name: str, message: str) -> ApiError:
     return ApiError(
         status_code=400,
-        code="invalid_request",
-        message=f"{name}: {message}",
+        code="validation_failed",
+        message="Invalid request body.",
         details=[{"field": name, "message": message}],
     )
 
