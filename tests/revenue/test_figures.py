@@ -52,7 +52,8 @@ def test_trend_of_36_months_starts_at_zero_with_no_percentage(app):
     months = selectors.mrr_trend(app=app, months=36, now=NOW)
     assert len(months) == 36
     assert months[0] == {"month": "2023-07", "mrr": "0.00", "change": "0.00", "change_pct": None}
-    assert months[23]["month"] == "2025-06" and months[23]["mrr"] == "60.00"
+    assert months[23]["month"] == "2025-06"
+    assert months[23]["mrr"] == "60.00"
     assert months[23]["change_pct"] is None  # from 0
 
 
@@ -90,7 +91,8 @@ def test_revenue_now_composition_and_health(app):
         ("d", "Dunder", "70.00", ["pro"]),
     ]
     assert top[0]["health"] == {"score": 30, "bucket": "at_risk"}
-    assert top[2]["health"] == {"score": None, "bucket": None} and top[2]["last_seen"] is None
+    assert top[2]["health"] == {"score": None, "bucket": None}
+    assert top[2]["last_seen"] is None
 
 
 def test_movements_of_the_current_month(app):

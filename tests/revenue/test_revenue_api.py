@@ -56,7 +56,8 @@ def test_revenue_answer_shape(api_client, application, member):
         "grr",
         "top_orgs",
     }
-    assert body["nrr"] == 100.0 and body["grr"] == 100.0
+    assert body["nrr"] == 100.0
+    assert body["grr"] == 100.0
     trend = api_client.get(url(application, "revenue/mrr?months=24"), HTTP_AUTHORIZATION=f"Bearer {key.raw_key}")
     months = trend.json()["months"]
     assert len(months) == 24
