@@ -17,6 +17,7 @@ from .api.revenue import (
     OrganizationsImportView,
     RevenueHealthView,
     RevenueView,
+    SignalsView,
     SubscriptionsImportView,
     TagsView,
     TagView,
@@ -52,6 +53,7 @@ urlpatterns = [
     path("apps/<uuid:app_uuid>/revenue", RevenueView.as_view(), name="revenue"),
     path("apps/<uuid:app_uuid>/revenue/mrr", MrrTrendView.as_view(), name="revenue-mrr"),
     path("apps/<uuid:app_uuid>/revenue-health", RevenueHealthView.as_view(), name="revenue-health"),
+    path("apps/<uuid:app_uuid>/signals", SignalsView.as_view(), name="signals"),
     path("apps/<uuid:app_uuid>/organizations/<str:customer_org_id>/notes", NotesView.as_view(), name="notes"),
     path(
         "apps/<uuid:app_uuid>/organizations/<str:customer_org_id>/notes/<int:note_id>",

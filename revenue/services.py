@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
@@ -21,6 +22,7 @@ from ingest.errors import ApiError
 from . import imports
 from .models import DEFAULT_REPORTING_CURRENCY, CustomerOrg, FxRate, Import, Note, RevenueSettings, Tag
 from .selectors import money, mrr_total_at
+from .signals import import_applied
 
 _LOCK_NAMESPACE = 0x5245_56  # "REV": pg_advisory_xact_lock(namespace, app id)
 MAX_NOTE_CHARS = 10_000
@@ -79,6 +81,7 @@ def import_run(
                 _orgs_upsert(app, report.rows, now)
             else:
                 _subscriptions_replace(app, report.rows, now)
+            transaction.on_commit(partial(import_applied.send, sender=Import, application=app, kind=kind))
         record = Import.objects.create(
             application=app,
             kind=kind,

@@ -26,6 +26,7 @@ from revenue.services import import_report, import_run, is_company_admin, note_c
 
 from ..revenue_health import REVENUE_HEALTH_DOC, mrr_trend_get, revenue_get, revenue_health_get
 from ..selectors import invalid_parameter
+from ..signals import SIGNALS_DOC, signals_list
 from .base import AnalyticsView
 from .params import parse
 
@@ -446,3 +447,56 @@ class TagView(AnalyticsView):
         app = self.application(request, app_uuid)
         tag_remove(app=app, customer_org_id=customer_org_id, label=label)
         return Response(status=204)
+
+
+# --- Signals ------------------------------------------------------------------------------------------
+
+
+class SignalsParams(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class SignalsView(AnalyticsView):
+    @extend_schema(
+        tags=["analytics"],
+        summary="Organizations with active signals, highest priority first (revenue-aware)",
+        description=SIGNALS_DOC,
+        parameters=[SignalsParams],
+        responses={
+            200: inline_serializer(
+                "Signals",
+                {
+                    "summary": inline_serializer(
+                        "SignalsSummary",
+                        {"orgs": serializers.IntegerField(), "mrr_at_risk": _MONEY, "expansion_mrr": _MONEY},
+                    ),
+                    "orgs": inline_serializer(
+                        "SignalOrg",
+                        {
+                            "customer_org_id": serializers.CharField(),
+                            "display_name": serializers.CharField(allow_null=True),
+                            "signals": inline_serializer(
+                                "SignalItem",
+                                {
+                                    "type": serializers.CharField(),
+                                    "since": serializers.DateTimeField(),
+                                    "dismissed": serializers.BooleanField(),
+                                },
+                                many=True,
+                            ),
+                            "priority": serializers.FloatField(),
+                            "mrr": _MONEY,
+                            "health": serializers.DictField(),
+                            "last_seen": serializers.DateTimeField(allow_null=True),
+                        },
+                        many=True,
+                    ),
+                    "total": serializers.IntegerField(),
+                },
+            )
+        },
+    )
+    def get(self, request: Request, app_uuid: uuid.UUID) -> Response:
+        app = self.application(request, app_uuid)
+        params = parse(SignalsParams, request)
+        return Response(signals_list(app=app, limit=params["limit"]))
