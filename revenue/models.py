@@ -8,7 +8,10 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from .currencies import ISO_4217
+
 CURRENCY_VALIDATOR = RegexValidator(r"^[A-Z]{3}$", "A three-letter ISO 4217 code, e.g. EUR.")
+CURRENCY_CHOICES = [(code, code) for code in sorted(ISO_4217)]
 DEFAULT_REPORTING_CURRENCY = "EUR"
 
 
@@ -19,7 +22,7 @@ class RevenueSettings(models.Model):
         "apps_registry.Application", on_delete=models.CASCADE, related_name="revenue_settings"
     )
     reporting_currency = models.CharField(
-        max_length=3, default=DEFAULT_REPORTING_CURRENCY, validators=[CURRENCY_VALIDATOR]
+        max_length=3, default=DEFAULT_REPORTING_CURRENCY, choices=CURRENCY_CHOICES, validators=[CURRENCY_VALIDATOR]
     )
 
     class Meta:
@@ -38,7 +41,7 @@ class FxRate(models.Model):
     """
 
     company = models.ForeignKey("apps_registry.Company", on_delete=models.CASCADE, related_name="fx_rates")
-    currency = models.CharField(max_length=3, validators=[CURRENCY_VALIDATOR])
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, validators=[CURRENCY_VALIDATOR])
     rate = models.DecimalField(max_digits=20, decimal_places=10, validators=[MinValueValidator(0)])
     updated_at = models.DateTimeField(default=timezone.now)
 
