@@ -16,13 +16,22 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps_registry.models import Application
+from ingest.errors import ApiError
 from revenue import imports
 from revenue import selectors as revenue
 from revenue.models import Import
-from revenue.services import import_report, import_run, is_company_admin
+from revenue.services import (
+    import_report,
+    import_run,
+    is_company_admin,
+    note_create,
+    note_delete,
+    tag_add,
+    tag_remove,
+)
 
 from ..revenue_health import SEGMENTS, mrr_trend_get, revenue_get, revenue_health_get
 from ..signals import signals_list
@@ -171,3 +180,43 @@ def org_data_page(request: HttpRequest, app: Application, filters: PageFilters) 
 
     extra = {"may_import": may_import, "preview": preview, "max_mb": imports.MAX_FILE_BYTES // (1024 * 1024)}
     return _render(request, "analytics/pages/org_data.html", app, filters, "org_data", load, extra)
+
+
+def _back_to_org(app: Application, org: str, filters: PageFilters) -> HttpResponse:
+    return redirect(reverse("pages:organization", args=[app.uuid, org]) + filters.querystring())
+
+
+@require_POST
+@app_page
+def org_note(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponse:
+    """Add a note (any member) or delete one (its author, or an owner/admin)."""
+    org = (request.POST.get("org") or "")[:255]
+    try:
+        if request.POST.get("delete"):
+            note_delete(app=app, note_id=int(request.POST["delete"]), user=request.user)
+            messages.success(request, "Note deleted.")
+        else:
+            note_create(app=app, customer_org_id=org, author=request.user, text=request.POST.get("text", ""))
+            messages.success(request, "Note added.")
+    except ApiError as exc:
+        if exc.status_code == 403:
+            raise PermissionDenied(exc.message) from exc
+        messages.error(request, exc.message + " " + "; ".join(str(d.get("message")) for d in exc.details or []))
+    except ValueError:
+        messages.error(request, "Unknown note.")
+    return _back_to_org(app, org, filters)
+
+
+@require_POST
+@app_page
+def org_tag(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponse:
+    """Add or remove a tag (any member)."""
+    org = (request.POST.get("org") or "")[:255]
+    try:
+        if request.POST.get("remove"):
+            tag_remove(app=app, customer_org_id=org, label=request.POST["remove"])
+        else:
+            tag_add(app=app, customer_org_id=org, label=request.POST.get("label", ""))
+    except ApiError as exc:
+        messages.error(request, exc.message + " " + "; ".join(str(d.get("message")) for d in exc.details or []))
+    return _back_to_org(app, org, filters)
