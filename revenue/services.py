@@ -101,6 +101,7 @@ def import_report(record: Import) -> dict:
     """The answer of an import (API, page, command): the same shape everywhere."""
     return {
         "import_id": record.pk,
+        "via": record.via,
         "kind": record.kind,
         "status": record.status,
         "dry_run": record.status == Import.Status.DRY_RUN,
