@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -165,7 +166,7 @@ def signals_list(*, app: Application, limit: int = 100, now: datetime | None = N
     per_org: dict[str, list[dict]] = {}
     for org, kind, since, dismissed in rows:
         per_org.setdefault(org, []).append({"type": kind, "since": since, "dismissed": dismissed is not None})
-    items = []
+    items: list[dict[str, Any]] = []
     for org, signals in per_org.items():
         mrr = paying.get(org, Decimal(0))
         live = [s["type"] for s in signals if not s["dismissed"]]

@@ -228,7 +228,8 @@ def movements(*, app: Application, month: date, now: datetime | None = None) -> 
             [app.id, start],
         )
     }
-    totals = {kind: [ZERO, 0] for kind in MOVEMENTS}
+    amounts: dict[str, Decimal] = dict.fromkeys(MOVEMENTS, ZERO)
+    counts: dict[str, int] = dict.fromkeys(MOVEMENTS, 0)
     for org in set(before) | set(after):
         b, a = before.get(org, ZERO), after.get(org, ZERO)
         if b == 0 and a > 0:
@@ -241,13 +242,12 @@ def movements(*, app: Application, month: date, now: datetime | None = None) -> 
             kind = "contraction"
         else:
             continue
-        totals[kind][0] += abs(a - b)
-        totals[kind][1] += 1
-    net = totals["new"][0] + totals["reactivation"][0] + totals["expansion"][0]
-    net -= totals["contraction"][0] + totals["churned"][0]
+        amounts[kind] += abs(a - b)
+        counts[kind] += 1
+    net = amounts["new"] + amounts["reactivation"] + amounts["expansion"] - amounts["contraction"] - amounts["churned"]
     return {
         "month": f"{month:%Y-%m}",
-        **{kind: {"mrr": money(v[0]), "orgs": v[1]} for kind, v in totals.items()},
+        **{kind: {"mrr": money(amounts[kind]), "orgs": counts[kind]} for kind in MOVEMENTS},
         "net_new": money(net),
     }
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from functools import partial
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -51,7 +51,7 @@ def import_run(
     kind: str,
     data: bytes,
     file_name: str = "",
-    user: AbstractBaseUser | AnonymousUser | None = None,
+    user: User | AnonymousUser | None = None,
     via: str = "api",
     dry_run: bool = False,
     now: datetime | None = None,
@@ -178,7 +178,7 @@ def _subscriptions_replace(app: Application, rows: list[dict], now: datetime) ->
             "application_id, external_org_id, product_code, subscription_id, mrr, original_mrr, "
             "original_currency, fx_rate, start_at, end_at"
         )
-        with cursor.cursor.copy(f"COPY revenue_subscription ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+        with cursor.cursor.copy(f"COPY revenue_subscription ({columns}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row(
                     (
@@ -199,7 +199,7 @@ def _subscriptions_replace(app: Application, rows: list[dict], now: datetime) ->
 # --- Who may import, notes, tags -----------------------------------------------------------------
 
 
-def is_company_admin(*, user: AbstractBaseUser | AnonymousUser | None, app: Application) -> bool:
+def is_company_admin(*, user: User | AnonymousUser | None, app: Application) -> bool:
     """Owners and admins of the app's company (and superusers) may import and delete others' notes."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False
@@ -219,7 +219,7 @@ def _invalid(name: str, message: str) -> ApiError:
     )
 
 
-def note_create(*, app: Application, customer_org_id: str, author: AbstractBaseUser, text: str) -> Note:
+def note_create(*, app: Application, customer_org_id: str, author: User, text: str) -> Note:
     text = (text or "").strip()
     if not text:
         raise _invalid("text", "Required, but empty.")
@@ -230,7 +230,7 @@ def note_create(*, app: Application, customer_org_id: str, author: AbstractBaseU
     return Note.objects.create(application=app, customer_org_id=customer_org_id, author=author, text=text)
 
 
-def note_delete(*, app: Application, note_id: int, user: AbstractBaseUser) -> None:
+def note_delete(*, app: Application, note_id: int, user: User) -> None:
     """The author, or an owner/admin of the company, may delete a note; anyone else gets a 403."""
     note = Note.objects.filter(application=app, pk=note_id).first()
     if note is None:

@@ -391,7 +391,12 @@ class NotesView(AnalyticsView):
     def post(self, request: Request, app_uuid: uuid.UUID, customer_org_id: str) -> Response:
         app = self.application(request, app_uuid)
         data = _body(NoteInput, request)
-        note = note_create(app=app, customer_org_id=customer_org_id, author=request.user, text=data["text"])
+        note = note_create(
+            app=app,
+            customer_org_id=customer_org_id,
+            author=request.user,  # type: ignore[arg-type]  # IsAuthenticated: a User
+            text=data["text"],
+        )
         return Response(
             {
                 "id": note.pk,
@@ -412,12 +417,14 @@ class NoteView(AnalyticsView):
     )
     def delete(self, request: Request, app_uuid: uuid.UUID, customer_org_id: str, note_id: int) -> Response:
         app = self.application(request, app_uuid)
-        note_delete(app=app, note_id=note_id, user=request.user)
+        note_delete(app=app, note_id=note_id, user=request.user)  # type: ignore[arg-type]  # a User
         return Response(status=204)
 
 
 class TagInput(serializers.Serializer):
-    label = serializers.CharField(max_length=64, help_text="Lower-cased; letters, digits and . : / + - _ spaces.")
+    label = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.label: DRF allows it
+        max_length=64, help_text="Lower-cased; letters, digits and . : / + - _ spaces."
+    )
 
 
 class TagsView(AnalyticsView):

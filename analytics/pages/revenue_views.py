@@ -64,11 +64,12 @@ def _guard(load):  # type: ignore[no-untyped-def]
 @require_GET
 @app_page
 def revenue_page(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponse:
-    months = request.GET.get("months") if request.GET.get("months") in {"12", "24", "36"} else "12"
+    months: str = request.GET.get("months") or "12"
+    months = months if months in {"12", "24", "36"} else "12"
     month = None
     match = _MONTH.match(request.GET.get("month") or "")
-    if match and 1 <= int(match.group(2)) <= 12:
-        month = date(int(match.group(1)), int(match.group(2)), 1)
+    if match and 1 <= int(str(match.group(2))) <= 12:
+        month = date(int(str(match.group(1))), int(str(match.group(2))), 1)
 
     @_guard
     def load() -> dict:
@@ -193,10 +194,15 @@ def org_note(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
     org = (request.POST.get("org") or "")[:255]
     try:
         if request.POST.get("delete"):
-            note_delete(app=app, note_id=int(request.POST["delete"]), user=request.user)
+            note_delete(app=app, note_id=int(request.POST["delete"]), user=request.user)  # type: ignore[arg-type]  # a User
             messages.success(request, "Note deleted.")
         else:
-            note_create(app=app, customer_org_id=org, author=request.user, text=request.POST.get("text", ""))
+            note_create(
+                app=app,
+                customer_org_id=org,
+                author=request.user,  # type: ignore[arg-type]  # login required: a User
+                text=request.POST.get("text", ""),
+            )
             messages.success(request, "Note added.")
     except ApiError as exc:
         if exc.status_code == 403:
