@@ -45,13 +45,15 @@ class OrgHealth:
 def health_of(*, app: Application, org_ids: list[str] | None = None) -> dict[str, OrgHealth]:
     """The current health score and bucket of the app's orgs seen in events (others are absent)."""
     orgs = Organization.objects.filter(application=app)
-    if org_ids is not None:
+    if org_ids is not None and len(org_ids) <= 1000:  # a long IN list costs more than reading the app's orgs
         orgs = orgs.filter(customer_org_id__in=org_ids)
+    wanted = set(org_ids) if org_ids is not None else None
     return {
         org: OrgHealth(score, bucket or None, last_seen)
         for org, score, bucket, last_seen in orgs.values_list(
             "customer_org_id", "health_score", "health_bucket", "last_seen"
         )
+        if wanted is None or org in wanted
     }
 
 
@@ -129,11 +131,12 @@ def revenue_get(*, app: Application, month: date | None = None, now: datetime | 
     now = now or timezone.now()
     month = month or date(now.year, now.month, 1)
     with revenue.consistent_read():
-        paying = revenue.paying_orgs_at(app=app, at=now)
+        paying = {org: mrr for org, mrr in revenue.mrr_by_org_at(app=app, at=now).items() if mrr > 0}
         health = health_of(app=app, org_ids=list(paying))
         by_product = revenue.by_product(app=app, at=now)
-        movements = revenue.movements(app=app, month=month, now=now)
-        retention = revenue.retention(app=app, now=now)
+        current = revenue.mrr_by_org_at(app=app, at=now)  # read once, shared by movements and retention
+        movements = revenue.movements(app=app, month=month, now=now, current=current)
+        retention = revenue.retention(app=app, now=now, current=current)
         top = sorted(paying.items(), key=lambda item: (-item[1], item[0]))[:TOP_ORGS]
         top_ids = [org for org, _ in top]
         names = revenue.display_names(app=app, org_ids=top_ids)

@@ -92,14 +92,25 @@ def revenue_signals_scan(*, app: Application, now: datetime | None = None) -> di
             mrr=mrr, score=h.score if h else None, last_seen=h.last_seen if h else None, today=now
         ):
             wanted.add((org, kind))
-    for key in wanted - set(current):
-        OrgSignal.objects.update_or_create(
-            application=app,
-            customer_org_id=key[0],
-            kind=key[1],
-            defaults={"active_since": now, "cleared_at": None, "dismissed_at": None},
+    to_raise = wanted - set(current)
+    if to_raise:  # in bulk: thousands of paying orgs can turn quiet on one daily scan
+        cleared_rows = {
+            (s.customer_org_id, s.kind): s.pk
+            for s in OrgSignal.objects.filter(application=app, kind__in=REVENUE_KINDS, cleared_at__isnull=False).only(
+                "pk", "customer_org_id", "kind"
+            )
+        }
+        again = [cleared_rows[key] for key in to_raise if key in cleared_rows]
+        OrgSignal.objects.filter(pk__in=again).update(active_since=now, cleared_at=None, dismissed_at=None)
+        OrgSignal.objects.bulk_create(
+            [
+                OrgSignal(application=app, customer_org_id=org, kind=kind, active_since=now)
+                for org, kind in to_raise
+                if (org, kind) not in cleared_rows
+            ],
+            ignore_conflicts=True,
         )
-        raised += 1
+        raised = len(to_raise)
     stale = [current[key].pk for key in set(current) - wanted]
     if stale:
         cleared = OrgSignal.objects.filter(pk__in=stale).update(cleared_at=now)

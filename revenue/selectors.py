@@ -212,14 +212,18 @@ def concentration(paying: dict[str, Decimal]) -> dict[str, float | None]:
 MOVEMENTS = ("new", "reactivation", "expansion", "contraction", "churned")
 
 
-def movements(*, app: Application, month: date, now: datetime | None = None) -> dict:
+def movements(
+    *, app: Application, month: date, now: datetime | None = None, current: dict[str, Decimal] | None = None
+) -> dict:
     """Each org's MRR at the month's start against its end (now for the current month), classified."""
     now = now or timezone.now()
     start = month_start(month)
-    if start > now:
-        raise ValueError("month in the future")
+    if start > now:  # a month not begun: nothing moved yet
+        zero = {"mrr": money(ZERO), "orgs": 0}
+        return {"month": f"{month:%Y-%m}", **{kind: dict(zero) for kind in MOVEMENTS}, "net_new": money(ZERO)}
     before = mrr_by_org_at(app=app, at=start - EPSILON)
-    after = mrr_by_org_at(app=app, at=month_end_instant(month, now))
+    end = month_end_instant(month, now)
+    after = current if current is not None and end == now else mrr_by_org_at(app=app, at=end)
     paid_before = {
         org
         for (org,) in _rows(
@@ -252,11 +256,13 @@ def movements(*, app: Application, month: date, now: datetime | None = None) -> 
     }
 
 
-def retention(*, app: Application, now: datetime | None = None, months: int = 12) -> dict[str, float | None]:
+def retention(
+    *, app: Application, now: datetime | None = None, months: int = 12, current: dict[str, Decimal] | None = None
+) -> dict[str, float | None]:
     """NRR and GRR over `months`: the cohort paying then, its MRR now (GRR: each org capped at then)."""
     now = now or timezone.now()
     then = paying_orgs_at(app=app, at=months_back(now, months))
-    current = mrr_by_org_at(app=app, at=now)
+    current = current if current is not None else mrr_by_org_at(app=app, at=now)
     base = sum(then.values(), ZERO)
     if not base:
         return {"nrr": None, "grr": None}

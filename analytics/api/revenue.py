@@ -10,7 +10,6 @@ import re
 import uuid
 from datetime import date
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
@@ -77,6 +76,7 @@ _REPORT = inline_serializer(
     "ImportReport",
     {
         "import_id": serializers.IntegerField(),
+        "via": serializers.CharField(help_text="api, page or command"),
         "kind": serializers.ChoiceField(choices=Import.Kind.values),
         "status": serializers.ChoiceField(choices=Import.Status.values),
         "dry_run": serializers.BooleanField(),
@@ -177,7 +177,7 @@ class ImportsView(AnalyticsView):
     @extend_schema(
         tags=["analytics"],
         summary="The latest 20 imports of the app (any member)",
-        responses={200: inline_serializer("Imports", {"imports": _REPORT})},
+        responses={200: inline_serializer("Imports", {"imports": serializers.ListField(child=_REPORT)})},
     )
     def get(self, request: Request, app_uuid: uuid.UUID) -> Response:
         app = self.application(request, app_uuid)
@@ -188,20 +188,20 @@ class ImportsView(AnalyticsView):
 
 
 class RevenueParams(serializers.Serializer):
-    month = serializers.CharField(required=False, help_text="YYYY-MM: the movements' month (default the current).")
+    month = serializers.RegexField(
+        r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$",
+        required=False,
+        help_text="YYYY-MM: the movements' month (default the current; a month not begun has none).",
+    )
 
 
 def _month(value: str | None) -> date | None:
     if not value:
         return None
     match = _MONTH.match(value)
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
+    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1000:
         raise invalid_parameter("month", "A month as YYYY-MM.")
-    month = date(int(match.group(1)), int(match.group(2)), 1)
-    today = timezone.now().date()
-    if month > date(today.year, today.month, 1):
-        raise invalid_parameter("month", "Not after the current month.")
-    return month
+    return date(int(match.group(1)), int(match.group(2)), 1)
 
 
 _AMOUNT_ORGS = inline_serializer("MrrOrgs", {"mrr": _MONEY, "orgs": serializers.IntegerField()})
@@ -346,8 +346,17 @@ class RevenueHealthView(AnalyticsView):
 # --- Notes and tags ---------------------------------------------------------------------------------
 
 
+class _Text(serializers.CharField):
+    """A JSON string only: DRF's CharField takes `0` or `true` as "0" or "True", which the document refuses."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class NoteInput(serializers.Serializer):
-    text = serializers.CharField(max_length=10_000, help_text="Up to 10,000 characters.")
+    text = _Text(max_length=10_000, help_text="Up to 10,000 characters.")
 
 
 _NOTE = inline_serializer(
@@ -376,7 +385,7 @@ class NotesView(AnalyticsView):
     @extend_schema(
         tags=["analytics"],
         summary="An organization's notes, newest first (any member)",
-        responses={200: inline_serializer("Notes", {"notes": _NOTE})},
+        responses={200: inline_serializer("Notes", {"notes": serializers.ListField(child=_NOTE)})},
     )
     def get(self, request: Request, app_uuid: uuid.UUID, customer_org_id: str) -> Response:
         app = self.application(request, app_uuid)
@@ -422,7 +431,7 @@ class NoteView(AnalyticsView):
 
 
 class TagInput(serializers.Serializer):
-    label = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.label: DRF allows it
+    label = _Text(  # type: ignore[assignment]  # a field named like Field.label: DRF allows it
         max_length=64, help_text="Lower-cased; letters, digits and . : / + - _ spaces."
     )
 

@@ -180,3 +180,9 @@ def test_amounts_are_decimal_end_to_end(app):
 def test_an_instant_exactly_at_end_at_is_not_active(app):
     assert "b" not in selectors.mrr_by_org_at(app=app, at=datetime(2026, 4, 1, tzinfo=UTC))
     assert selectors.mrr_by_org_at(app=app, at=datetime(2026, 3, 31, 23, 59, 59, tzinfo=UTC))["b"] == Decimal(200)
+
+
+def test_a_month_not_begun_has_no_movements(app):
+    future = selectors.movements(app=app, month=date(2026, 9, 1), now=NOW)
+    assert future["net_new"] == "0.00"
+    assert future["new"] == {"mrr": "0.00", "orgs": 0}
