@@ -195,6 +195,10 @@ def _subscriptions_replace(app: Application, rows: list[dict], now: datetime) ->
                     )
                 )
 
+        # The snapshot replaced every row of the app: fresh statistics, or the planner keeps the old
+        # estimate (a handful of rows) and picks a bitmap scan over the dead tuples for the next reads.
+        cursor.execute("ANALYZE revenue_subscription")
+
 
 # --- Who may import, notes, tags -----------------------------------------------------------------
 
