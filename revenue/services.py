@@ -28,7 +28,8 @@ _LOCK_NAMESPACE = 0x5245_56  # "REV": pg_advisory_xact_lock(namespace, app id)
 MAX_NOTE_CHARS = 10_000
 MAX_TAG_CHARS = 64
 MAX_TAGS_PER_ORG = 50
-_TAG = re.compile(r"^[\w][\w .:/+-]*$")
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_ .:/+-]*$"
+_TAG = re.compile(TAG_PATTERN)
 
 
 def reporting_currency(*, app: Application) -> str:
@@ -247,10 +248,10 @@ def note_delete(*, app: Application, note_id: int, user: User) -> None:
 
 
 def tag_add(*, app: Application, customer_org_id: str, label: str) -> Tag:
-    label = (label or "").strip().lower()
     if not label:
         raise _invalid("label", "Required, but empty.")
-    if len(label) > MAX_TAG_CHARS or not _TAG.match(label):
+    label = label.lower() if _TAG.fullmatch(label) else label
+    if len(label) > MAX_TAG_CHARS or not _TAG.fullmatch(label):
         raise _invalid(
             "label", f"At most {MAX_TAG_CHARS} characters: letters, digits, and . : / + - _ or spaces inside."
         )

@@ -21,12 +21,22 @@ from ingest.errors import ApiError, error_body
 from revenue import imports
 from revenue import selectors as revenue
 from revenue.models import Import
-from revenue.services import import_report, import_run, is_company_admin, note_create, note_delete, tag_add, tag_remove
+from revenue.services import (
+    TAG_PATTERN,
+    import_report,
+    import_run,
+    is_company_admin,
+    note_create,
+    note_delete,
+    tag_add,
+    tag_remove,
+)
 
 from ..revenue_health import REVENUE_HEALTH_DOC, mrr_trend_get, revenue_get, revenue_health_get
 from ..selectors import invalid_parameter
 from ..signals import SIGNALS_DOC, signals_list
 from .base import AnalyticsView
+from .features import _NOT_BLANK
 from .params import parse
 
 _MONEY = serializers.CharField(help_text='A decimal string with 2 places, e.g. "1234.50".')
@@ -355,6 +365,25 @@ class _Text(serializers.CharField):
         return super().to_internal_value(data)
 
 
+_NOTE_INPUT_SCHEMA = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {"text": {"type": "string", "maxLength": 10_000, "pattern": _NOT_BLANK, "description": "Not blank."}},
+}
+_TAG_INPUT_SCHEMA = {
+    "type": "object",
+    "required": ["label"],
+    "properties": {
+        "label": {
+            "type": "string",
+            "maxLength": 64,
+            "pattern": TAG_PATTERN,
+            "description": "Letters, digits, `_`, then also spaces and `. : / + -`; stored lower-cased.",
+        }
+    },
+}
+
+
 class NoteInput(serializers.Serializer):
     text = _Text(max_length=10_000, help_text="Up to 10,000 characters.")
 
@@ -394,7 +423,7 @@ class NotesView(AnalyticsView):
     @extend_schema(
         tags=["analytics"],
         summary="Add a note (any member of the company)",
-        request=NoteInput,
+        request={"application/json": _NOTE_INPUT_SCHEMA},
         responses={201: _NOTE, 400: OpenApiResponse(description="Empty or too long")},
     )
     def post(self, request: Request, app_uuid: uuid.UUID, customer_org_id: str) -> Response:
@@ -432,7 +461,7 @@ class NoteView(AnalyticsView):
 
 class TagInput(serializers.Serializer):
     label = _Text(  # type: ignore[assignment]  # a field named like Field.label: DRF allows it
-        max_length=64, help_text="Lower-cased; letters, digits and . : / + - _ spaces."
+        trim_whitespace=False, max_length=64, help_text="Lower-cased; letters, digits and . : / + - _ spaces."
     )
 
 
@@ -442,7 +471,7 @@ class TagsView(AnalyticsView):
     @extend_schema(
         tags=["analytics"],
         summary="Tag an organization (any member); adding an existing tag changes nothing",
-        request=TagInput,
+        request={"application/json": _TAG_INPUT_SCHEMA},
         responses={200: inline_serializer("Tags", {"tags": serializers.ListField(child=serializers.CharField())})},
     )
     def post(self, request: Request, app_uuid: uuid.UUID, customer_org_id: str) -> Response:

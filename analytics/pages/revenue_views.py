@@ -222,7 +222,7 @@ def org_tag(request: HttpRequest, app: Application, filters: PageFilters) -> Htt
         if request.POST.get("remove"):
             tag_remove(app=app, customer_org_id=org, label=request.POST["remove"])
         else:
-            tag_add(app=app, customer_org_id=org, label=request.POST.get("label", ""))
+            tag_add(app=app, customer_org_id=org, label=request.POST.get("label", "").strip())
     except ApiError as exc:
         messages.error(request, exc.message + " " + "; ".join(str(d.get("message")) for d in exc.details or []))
     return _back_to_org(app, org, filters)
