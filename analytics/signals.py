@@ -170,30 +170,32 @@ def signals_list(*, app: Application, limit: int = 100, now: datetime | None = N
             .order_by("customer_org_id", "kind")
             .values_list("customer_org_id", "kind", "active_since", "dismissed_at")
         )
-        org_ids = sorted({r[0] for r in rows})
         paying = revenue.mrr_by_org_at(app=app, at=now)
-        health = health_of(app=app, org_ids=org_ids)
-        names = revenue.display_names(app=app, org_ids=org_ids)
-    per_org: dict[str, list[dict]] = {}
-    for org, kind, since, dismissed in rows:
-        per_org.setdefault(org, []).append({"type": kind, "since": since, "dismissed": dismissed is not None})
-    items: list[dict[str, Any]] = []
-    for org, signals in per_org.items():
-        mrr = paying.get(org, Decimal(0))
-        live = [s["type"] for s in signals if not s["dismissed"]]
-        h = health.get(org)
-        items.append(
-            {
-                "customer_org_id": org,
-                "display_name": names.get(org),
-                "signals": signals,
-                "priority": signal_priority(kinds=live, mrr=mrr) if live else 0.0,
-                "mrr": revenue.money(mrr),
-                "health": {"score": h.score if h else None, "bucket": h.bucket if h else None},
-                "last_seen": h.last_seen if h else None,
-            }
-        )
-    items.sort(key=lambda i: (-i["priority"], -Decimal(i["mrr"]), i["customer_org_id"]))
+        per_org: dict[str, list[dict]] = {}
+        for org, kind, since, dismissed in rows:
+            per_org.setdefault(org, []).append({"type": kind, "since": since, "dismissed": dismissed is not None})
+        items: list[dict[str, Any]] = []
+        for org, signals in per_org.items():
+            mrr = paying.get(org, Decimal(0))
+            live = [s["type"] for s in signals if not s["dismissed"]]
+            items.append(
+                {
+                    "customer_org_id": org,
+                    "signals": signals,
+                    "priority": signal_priority(kinds=live, mrr=mrr) if live else 0.0,
+                    "mrr": revenue.money(mrr),
+                }
+            )
+        items.sort(key=lambda i: (-i["priority"], -Decimal(i["mrr"]), i["customer_org_id"]))
+        # Names and health only for the rows returned: the order needs MRR and signals alone.
+        shown = [i["customer_org_id"] for i in items[:limit]]
+        health = health_of(app=app, org_ids=shown)
+        names = revenue.display_names(app=app, org_ids=shown)
+    for item in items[:limit]:
+        h = health.get(item["customer_org_id"])
+        item["display_name"] = names.get(item["customer_org_id"])
+        item["health"] = {"score": h.score if h else None, "bucket": h.bucket if h else None}
+        item["last_seen"] = h.last_seen if h else None
     live_orgs = [i for i in items if any(not s["dismissed"] for s in i["signals"])]
     at_risk = sum(
         (
