@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "apps_registry",
     "ingest",
     "webhooks",
+    "revenue",
     "analytics",
 ]
 
