@@ -63,6 +63,7 @@ EXPANSION_RATIO = 1.3
 MOVED_LOOKBACK_DAYS = 90
 # The signals this scan raises and clears; other kinds (revenue's) are left alone.
 HEALTH_SIGNALS = (OrgSignal.Kind.USAGE_DROP, OrgSignal.Kind.INACTIVE, OrgSignal.Kind.EXPANSION_CANDIDATE)
+USAGE_SIGNAL_KINDS = HEALTH_SIGNALS  # the name issue 20's analytics/signals.py knows them by
 # Bad news and good news look different on the pages and carry `tone` in the API.
 SIGNAL_TONE = {"usage_drop": "bad", "inactive": "bad", "expansion_candidate": "good"}
 BUCKET_RANK = {"healthy": 0, "new": 0, "watch": 1, "at_risk": 2, "inactive": 3}
@@ -528,6 +529,7 @@ class ScanChunk:
     raised: int
     cleared: int
     next_after: int | None  # org id to resume after; None when the app is done
+    revenue: dict[str, int] = field(default_factory=dict)  # analytics/signals.py's counts
 
 
 def organizations_scan_chunk(
@@ -564,7 +566,18 @@ def organizations_scan_chunk(
         _add_move_reasons(verdicts, _moves(app, verdicts, today))
         _write(app, [(r[0], r[1]) for r in rows], verdicts, now)
         counts = _signals_write(app, verdicts, now)
-    return ScanChunk(len(rows), counts["raised"], counts["cleared"], rows[-1][0] if len(rows) == limit else None)
+        # issue 20: the revenue-aware signals, and `signal.raised` for this chunk's activations (at `now`),
+        # committed with them (analytics/signals.py); idempotent, so running it per chunk is safe.
+        from .signals import revenue_signals_scan
+
+        revenue_counts = revenue_signals_scan(app=app, now=now)
+    return ScanChunk(
+        len(rows),
+        counts["raised"],
+        counts["cleared"],
+        rows[-1][0] if len(rows) == limit else None,
+        {k: int(v) for k, v in revenue_counts.items()},
+    )
 
 
 def organizations_scan(*, app: Application, now: datetime | None = None, chunk: int | None = None) -> dict[str, int]:
@@ -579,6 +592,8 @@ def organizations_scan(*, app: Application, now: datetime | None = None, chunk: 
         counts["orgs"] += part.orgs
         counts["raised"] += part.raised
         counts["cleared"] += part.cleared
+        for key, value in part.revenue.items():
+            counts[key] = counts.get(key, 0) + value
         after = part.next_after
     return counts
 

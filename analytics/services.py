@@ -11,6 +11,7 @@ from apps_registry.crypto import hash_key
 from apps_registry.models import Application
 
 from .models import Feature, HealthModel, HealthModelChange, OrgSignal, PersonalApiKey, SignalDismissal
+from .selectors import application_active_check
 
 PERSONAL_KEY_PREFIX = "stp_"
 
@@ -35,7 +36,12 @@ def personal_key_revoke(*, key: PersonalApiKey) -> None:
 
 
 def feature_create(*, app: Application, name: str, events: list[str], path_prefixes: list[str]) -> Feature:
-    """Define a feature; it applies to every day the rollups hold, not only from now on."""
+    """Define a feature; it applies to every day the rollups hold, not only from now on.
+
+    Call inside a transaction: the application row is locked so that concurrent definitions cannot
+    pass FEATURES_PER_APP_MAX together.
+    """
+    Application.objects.select_for_update().filter(pk=app.pk).values_list("pk", flat=True).first()
     feature = Feature(application=app, name=name, events=events, path_prefixes=path_prefixes)
     feature.full_clean()
     feature.save()
@@ -44,6 +50,8 @@ def feature_create(*, app: Application, name: str, events: list[str], path_prefi
 
 def feature_delete(*, app: Application, name: str) -> bool:
     """Remove a feature by name; False if it did not exist (so programs can delete idempotently)."""
+    if "\x00" in name:  # PostgreSQL holds no NUL: no feature has such a name
+        return False
     deleted, _ = Feature.objects.filter(application=app, name=name).delete()
     return bool(deleted)
 
@@ -61,6 +69,9 @@ def signal_dismiss(
     Each dismissal is kept (who, when, why, the magnitude then), so the org's page shows what the
     team decided even after the signal came back.
     """
+    application_active_check(app=app)
+    if "\x00" in customer_org_id or "\x00" in signal:  # PostgreSQL holds no NUL: no such signal
+        raise NotFound("No such active signal.")
     with transaction.atomic():
         active = (
             OrgSignal.objects.select_for_update()
@@ -92,6 +103,8 @@ def health_model_save(*, app: Application, config: dict, user: User | AnonymousU
     """
     from .health import model_get, model_merge
     from .tasks import scan_app
+
+    application_active_check(app=app)
 
     with transaction.atomic():
         stored, _ = HealthModel.objects.select_for_update().get_or_create(application=app)

@@ -5,7 +5,6 @@ a page and the same number in the API cannot disagree. Another company's applica
 exactly as in the API.
 """
 
-import csv
 import logging
 import uuid
 from collections.abc import Callable
@@ -29,11 +28,12 @@ from rest_framework.exceptions import NotFound
 from apps_registry import snippets
 from apps_registry.models import Application
 from ingest.errors import ApiError
+from saastracker.csvfile import csv_lines
 
 from ..selectors import application_readable_get, applications_readable
 from . import explorer as explorer_form
 from .filters import RANGE_PRESETS, PageFilters, filters_from_query
-from .links import admin_links
+from .links import admin_links, organization_url
 from .selectors import environments_list
 from .sources import SourceMissing, source
 
@@ -46,6 +46,7 @@ ORG_COLUMNS = [
     ("users", "Users"),
     ("last_seen", "Last seen"),
     ("health", "Health"),
+    ("mrr", "MRR"),  # issue 20
 ]
 ORG_BUCKETS = [
     ("healthy", "Healthy"),
@@ -58,8 +59,16 @@ ORG_SIGNALS = [
     ("usage_drop", "Usage drop"),
     ("inactive", "Inactive"),
     ("expansion_candidate", "Expansion candidate"),
+    ("revenue_at_risk", "Revenue at risk"),  # issue 20
+    ("inactive_paying", "Inactive paying"),
 ]
-ORG_SORTS = {"customer_org_id", "events", "users", "last_seen", "health", "first_seen"}
+ORG_SORTS = {"customer_org_id", "events", "users", "last_seen", "health", "first_seen", "mrr"}
+ORG_SEGMENTS = [  # issue 20: the Revenue × Health cells
+    ("champions", "Champions"),
+    ("expansion", "Expansion"),
+    ("revenue_at_risk", "Revenue at risk"),
+    ("low_value", "Low value"),
+]
 ORG_PAGE_SIZE = 50
 PAGES_LIMIT = 50
 STREAM_PAGE_SIZE = 50
@@ -126,7 +135,10 @@ def _context(request: HttpRequest, app: Application, filters: PageFilters, secti
         query["range"] = str(days)
         url = f"{request.path}?{query.urlencode()}"
         range_links.append({"days": days, "url": url, "current": days == filters.days})
-    environments = environments_list(app=app)
+    try:
+        environments = environments_list(app=app)
+    except ApiError:  # its read timed out: the page still renders, the filter offers what the URL holds
+        environments = []
     if filters.environment and filters.environment not in environments:
         environments = [filters.environment, *environments]
     return {
@@ -224,7 +236,7 @@ def page_trend(request: HttpRequest, app: Application, filters: PageFilters) -> 
             environment=filters.environment,
         )
         totals = {"views": sum(d["views"] for d in trend["series"])}
-        chart = _series_chart(trend["series"], [("views", "Views"), ("users", "Users")])
+        chart = _series_chart(trend["series"], [("views", "Events"), ("users", "Users")])
         return {"trend": trend, "totals": totals, "chart": chart}
 
     return _render(request, "analytics/pages/page_trend.html", app, filters, "pages", load)
@@ -266,11 +278,24 @@ def organizations(request: HttpRequest, app: Application, filters: PageFilters) 
     signal = request.GET.get("signal") if request.GET.get("signal") in dict(ORG_SIGNALS) else None
     search = (request.GET.get("q") or "").strip()[:200] or None
     cursor = request.GET.get("cursor") or None
-    table_filters = {"sort": sort, "bucket": bucket or "", "signal": signal or "", "q": search or ""}
+    # issue 20: Revenue × Health segment and tag filters (analytics/revenue_orgs.py)
+    segment = request.GET.get("segment") if request.GET.get("segment") in dict(ORG_SEGMENTS) else None
+    tag = (request.GET.get("tag") or "").strip()[:64] or None
+    table_filters = {
+        "sort": sort,
+        "bucket": bucket or "",
+        "signal": signal or "",
+        "q": search or "",
+        "segment": segment or "",
+        "tag": tag or "",
+    }
 
     def load() -> dict:
         listed = _read(
-            "organizations_list",
+            "organizations_with_revenue",
+            base=source("organizations_list"),
+            segment=segment,
+            tag=tag,
             app=app,
             date_from=filters.date_from,
             date_to=filters.date_to,
@@ -296,6 +321,10 @@ def organizations(request: HttpRequest, app: Application, filters: PageFilters) 
                     "aria_sort": "descending" if descending else "ascending" if ascending else "none",
                 }
             )
+        for org in listed["organizations"]:
+            org["url"] = organization_url(
+                app_uuid=app.uuid, customer_org_id=org["customer_org_id"], query=filters.params()
+            )
         return {
             "organizations": listed["organizations"],
             "listing": listed,
@@ -308,7 +337,8 @@ def organizations(request: HttpRequest, app: Application, filters: PageFilters) 
         "table": table_filters,
         "buckets": ORG_BUCKETS,
         "signals": ORG_SIGNALS,
-        "filtered": bool(bucket or signal or search),
+        "segments": ORG_SEGMENTS,
+        "filtered": bool(bucket or signal or search or segment or tag),
     }
     return _render(request, "analytics/pages/organizations.html", app, filters, "organizations", load, extra)
 
@@ -331,20 +361,26 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
                     user=request.user,
                     reason=(request.POST.get("reason") or "").strip()[:500],
                 )
-            except (Http404, PageError):
+            except Http404:
                 messages.error(request, "That signal is no longer active.")
+            except PageError as exc:  # e.g. the application is deactivated (read-only)
+                messages.error(request, str(exc))
             else:
                 messages.success(request, f"Signal “{dict(ORG_SIGNALS)[signal]}” dismissed.")
-        return redirect(reverse("pages:organization", args=[app.uuid, customer_org_id]) + filters.querystring())
+        return redirect(organization_url(app_uuid=app.uuid, customer_org_id=customer_org_id, query=filters.params()))
 
     def load() -> dict:
-        org = _read(
-            "organization_get",
+        org = _read(  # issue 20: with subscriptions, MRR trend, notes, tags (analytics/revenue_orgs.py)
+            "organization_with_revenue",
             app=app,
             customer_org_id=customer_org_id,
-            date_from=filters.date_from,
-            date_to=filters.date_to,
-            environment=filters.environment,
+            base=lambda: source("organization_get")(
+                app=app,
+                customer_org_id=customer_org_id,
+                date_from=filters.date_from,
+                date_to=filters.date_to,
+                environment=filters.environment,
+            ),
         )
         latest = _read(
             "stream_page_get",
@@ -371,6 +407,7 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         moves = [h for i, h in enumerate(history) if i == 0 or h["bucket"] != history[i - 1]["bucket"]]
         return {
             "org": org,
+            "may_delete_notes": source("is_company_admin")(user=request.user, app=app),  # issue 20
             "components": components,
             "chart": chart,
             "history_chart": history_chart,
@@ -379,6 +416,12 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         }
 
     return _render(request, "analytics/pages/organization.html", app, filters, "organizations", load)
+
+
+@require_http_methods(["GET", "POST"])
+def organization_by_id(request: HttpRequest, app_uuid: uuid.UUID) -> HttpResponseBase:
+    """An organization whose id cannot be a path segment (dots only), named by `?id=`."""
+    return organization(request, app_uuid, request.GET.get("id", ""))
 
 
 def _stream_row(event: dict) -> dict:
@@ -484,11 +527,6 @@ def explorer(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
     return render(request, "analytics/pages/explorer.html", _context(request, app, filters, "explorer", **context))
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @require_GET
 @app_page
 def explorer_csv(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponseBase:
@@ -498,8 +536,7 @@ def explorer_csv(request: HttpRequest, app: Application, filters: PageFilters) -
         result = _read("query_run", app=app, query=form.query())
     except PageError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    writer = csv.writer(_Echo())
-    lines = [writer.writerow(result["columns"])] + [writer.writerow(row) for row in result["rows"]]
+    lines = list(csv_lines(result["columns"], result["rows"]))
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="explorer-{app.uuid}-{stamp}.csv"'
