@@ -15,6 +15,8 @@ import hashlib
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+from django.db import transaction
+
 from analytics.fold import fold_drain
 from analytics.services import feature_create
 from ingest.models import Event
@@ -100,7 +102,8 @@ def org_ids() -> dict[str, str]:
 def build(app) -> dict[str, str]:
     """Store and fold the scenario's events for `app`; returns org id -> group."""
     for name in FEATURE_EVENTS:
-        feature_create(app=app, name=name, events=[name], path_prefixes=[])
+        with transaction.atomic():  # feature_create locks the app's features (callers hold a transaction)
+            feature_create(app=app, name=name, events=[name], path_prefixes=[])
     rows: list[Event] = []
     orgs = org_ids()
     for org, group in orgs.items():
