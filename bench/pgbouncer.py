@@ -3,11 +3,12 @@
 
     bench/pgbouncer.py [--rounds 3] [--duration 10] [--connections 16] [--pool-size 8]
 
-Each round runs the production server twice on the bench database, once straight to PostgreSQL
-(prepared statements on the hot path) and once through a private PgBouncer (Debian's 1.18,
+Each round runs the production server three times on the bench database: straight to PostgreSQL
+(prepared statements on the hot path), straight with `DATABASE_POOLER=pgbouncer` (what not preparing
+costs, without the extra hop) and through a private PgBouncer (Debian's 1.18,
 `pool_mode = transaction`, `default_pool_size = --pool-size`) with `DATABASE_POOLER=pgbouncer`
 (no prepared statements), each driven by wrk with the shared `requests.lua` like bench/ingest.py.
-The order alternates per round (the machine is shared: a noisy minute hits both). Prints req/s,
+The order rotates per round (the machine is shared: a noisy minute hits both). Prints req/s,
 p50/p99, non-2xx, stored vs acknowledged rows and the load average before each run; one final
 `BENCH_JSON {...}` line. Needs wrk and pgbouncer (`apt-get install -y pgbouncer`).
 """
@@ -35,9 +36,12 @@ bench_ingest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_ingest)
 
 
+VARIANTS = ["direct", "pgbouncer", "direct-unprepared"]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="each variant first once in every 3 rounds")
     p.add_argument("--duration", type=int, default=10)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--threads", type=int, default=4)
@@ -69,12 +73,14 @@ def main() -> int:
     runs: list[dict] = []
     try:
         for round_ in range(args.rounds):
-            order = ["direct", "pgbouncer"] if round_ % 2 == 0 else ["pgbouncer", "direct"]
+            order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]  # each variant first once in 3 rounds
             for variant in order:
                 server_port = free_port()
                 env = bench_ingest.server_env(server_port)
                 if variant == "pgbouncer":
                     env.update(DATABASE_URL=bouncer.url(db_name), DATABASE_POOLER="pgbouncer")
+                elif variant == "direct-unprepared":  # the pooler's settings without the pooler: what preparing saves
+                    env.update(DATABASE_POOLER="pgbouncer")
                 load = os.getloadavg()[0]
                 proc = bench_ingest.server_start(env, workdir / f"server-{variant}-{round_}.log")
                 try:
@@ -98,7 +104,7 @@ def main() -> int:
                 }
                 runs.append(result)
                 print(
-                    f"round {result['round']} {variant:9}: load {result['load']:5}  {run['rps']} req/s  "
+                    f"round {result['round']} {variant:17}: load {result['load']:5}  {run['rps']} req/s  "
                     f"p50 {run['p50_ms']} ms  p99 {run['p99_ms']} ms  non-2xx {run['non2xx']}  "
                     f"stored {stored} of {result['acknowledged']} acknowledged",
                     flush=True,
@@ -106,7 +112,7 @@ def main() -> int:
     finally:
         bouncer.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    for variant in ("direct", "pgbouncer"):
+    for variant in VARIANTS:
         rates = [r["rps"] for r in runs if r["variant"] == variant]
         print(f"{variant}: mean {sum(rates) / len(rates):.0f} req/s over {len(rates)} runs")
     print("BENCH_JSON " + json.dumps(runs))
