@@ -285,7 +285,22 @@ def _wait_up(nodes: list[Node], timeout: float = 120) -> None:
     assert not pending, {node.name: node.log_text()[-2000:] for node in pending}
 
 
-def test_two_web_and_two_worker_nodes_share_postgresql_and_redis(cluster, bigquery):
+def _task_runs(metrics_dir: Path, prefix: str) -> float:
+    """Celery task runs recorded in one node's METRICS_DIR (its worker processes' files)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir / "worker"))
+    return sum(
+        sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == "saastracker_celery_task_runs_total" and sample.labels.get("task", "").startswith(prefix)
+    )
+
+
+def test_two_web_and_two_worker_nodes_share_postgresql_and_redis(cluster, bigquery, tmp_path):
     _net, nodes, receiver = cluster
     web1, web2, worker3, worker4 = nodes
     webs = [web1, web2]
@@ -364,6 +379,9 @@ def test_two_web_and_two_worker_nodes_share_postgresql_and_redis(cluster, bigque
     assert len(exported) == stored == Event.objects.count()
     assert {row["n"] for row in exported} == {1}  # exactly once, with two exporters claiming
     assert bigquery.count("sdk_events") == SdkEvent.objects.count() == 2 * len(apps)
+    # ... with both worker nodes exporting (10 and 11 export task runs in one run here)
+    export_runs = {n: _task_runs(tmp_path / f"metrics-{n}", "ingest.export") for n in ("worker3", "worker4")}
+    assert all(runs > 0 for runs in export_runs.values()), export_runs
     delivered = " ".join(r.body.decode() for r in receiver.requests)
     assert all(start in delivered for start in starts)  # at least once
 
