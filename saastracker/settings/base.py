@@ -43,6 +43,9 @@ SECRET_KEY = env("SECRET_KEY", "dev-insecure-secret-key-change-me")
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# How many reverse proxies stand in front of the web server and append to X-Forwarded-For. 0 (the
+# default): none, so X-Forwarded-Proto and X-Forwarded-For are client input and never believed.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -259,8 +262,10 @@ ACCESS_LOG = env_bool("ACCESS_LOG", True)
 LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
 # METRICS_ENABLED=0 stops counting on the request path (to measure what metrics cost; /metrics stays).
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
-# GET /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback clients only.
+# GET /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback clients only, and
+# only where METRICS_LOOPBACK_ALLOWED (production refuses to start with neither: see prod.py).
 METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
+METRICS_LOOPBACK_ALLOWED = env_bool("METRICS_LOOPBACK_ALLOWED", True)
 # Scrape-time gauges read from the database (see saastracker/metrics.py): callables returning
 # prometheus_client Metric families. Other apps add theirs here (e.g. the analytics fold lag).
 METRICS_SCRAPE_COLLECTORS = [
