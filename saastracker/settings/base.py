@@ -110,6 +110,22 @@ DATABASES = {
 # A database host that drops packets must not hang a request (or the health check) for the
 # operating system's TCP timeout: fail fast, answer 503, let the client retry.
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
+# Connections a process may hold, whatever its thread churn: a psycopg pool of at most
+# DB_POOL_MAX_SIZE connections per process (scripts/serve sets it to WEB_THREADS, so no request
+# thread ever waits for one). A thread takes a connection for one request and gives it back, so a
+# thread that granian retires leaves nothing open. 0 (the default outside scripts/serve): persistent
+# connections, one per thread (Celery's children run one task at a time). Sizing, in the README:
+# WEB_CONCURRENCY x DB_POOL_MAX_SIZE + worker processes + reserve <= max_connections.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django refuses both at once
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(env_int("DB_POOL_MIN_SIZE", 2), DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        # Seconds a request waits for a connection (all in use, or PostgreSQL unreachable): then 503.
+        "timeout": float(env("DB_POOL_TIMEOUT", "5") or 5),
+        "name": "saastracker-web",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
