@@ -165,6 +165,12 @@ FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", "2W5mE6bY1pQh0oBvV2c8i2nJcQ1w
 # --- Public URLs -----------------------------------------------------------------------------
 PUBLIC_INGEST_BASE_URL = env("PUBLIC_INGEST_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# --- Request threads -------------------------------------------------------------------------
+# WEB_THREADS is granian's blocking threads per process (scripts/serve). Of them, this many are kept
+# for ingest: other requests (reads, logins, admin) past the rest are answered 503 at once (wsgi.py).
+WEB_THREADS = env_int("WEB_THREADS", 16)
+WEB_INGEST_RESERVED_THREADS = env_int("WEB_INGEST_RESERVED_THREADS", max(2, WEB_THREADS // 4))
+
 # --- Ingest ----------------------------------------------------------------------------------
 INGEST_V1_MAX_BODY_BYTES = env_int("INGEST_V1_MAX_BODY_BYTES", 64 * 1024)
 INGEST_SDK_MAX_BODY_BYTES = env_int("INGEST_SDK_MAX_BODY_BYTES", 1024 * 1024)
@@ -244,6 +250,10 @@ ANALYTICS_HEALTH_DEPTH_SESSIONS_PER_USER = env_int("ANALYTICS_HEALTH_DEPTH_SESSI
 ANALYTICS_QUERY_ENGINE = env("ANALYTICS_QUERY_ENGINE", "postgres")
 # Seconds a query may run before the engine cancels it (answered 504).
 ANALYTICS_QUERY_TIMEOUT = float(env("ANALYTICS_QUERY_TIMEOUT", "10"))
+# Analytics API reads one company may have running at once, over all web processes (Redis); past it,
+# 429 with Retry-After (seconds). Keeps one tenant's heavy reads from taking everyone's CPU (issue 18).
+ANALYTICS_READS_PER_TENANT = env_int("ANALYTICS_READS_PER_TENANT", 4)
+ANALYTICS_READS_RETRY_AFTER = env_int("ANALYTICS_READS_RETRY_AFTER", 2)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
