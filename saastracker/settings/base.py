@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "apps_registry",
@@ -76,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "analytics.pages.middleware.content_security_policy",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: answers the lockout page
 ]
 # The ingest APIs (/v1/, /api/v1/ingest/) are served with this shorter stack (see saastracker/wsgi.py):
 # they use no session, cookie, CSRF token, message or frame, and every middleware costs at ingest rates.
@@ -130,6 +132,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+
+# Login throttling (django-axes, see saastracker/logins.py): its backend first, to refuse a locked-out
+# username or address before any password is hashed.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 5)
+AXES_ENABLED = env_bool("LOGIN_THROTTLE_ENABLED", True)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
+AXES_COOLOFF_TIME = "saastracker.logins.cool_off"
+AXES_CLIENT_IP_CALLABLE = "saastracker.logins.client_ip"
+AXES_LOCKOUT_CALLABLE = "saastracker.logins.locked_out"
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken", "password"]
+AXES_ENABLE_ACCESS_FAILURE_LOG = False  # AccessAttempt keeps the counts; no row per failure
+AXES_DISABLE_ACCESS_LOG = True  # no AccessLog row per successful login either
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -252,7 +271,7 @@ ANALYTICS_QUERY_ENGINE = env("ANALYTICS_QUERY_ENGINE", "postgres")
 ANALYTICS_QUERY_TIMEOUT = float(env("ANALYTICS_QUERY_TIMEOUT", "10"))
 # Analytics API reads one company may have running at once, over all web processes (Redis); past it,
 # 429 with Retry-After (seconds). Keeps one tenant's heavy reads from taking everyone's CPU (issue 18).
-ANALYTICS_READS_PER_TENANT = env_int("ANALYTICS_READS_PER_TENANT", 4)
+ANALYTICS_READS_PER_TENANT = env_int("ANALYTICS_READS_PER_TENANT", 2)
 ANALYTICS_READS_RETRY_AFTER = env_int("ANALYTICS_READS_RETRY_AFTER", 2)
 
 REST_FRAMEWORK = {
