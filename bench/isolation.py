@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -158,21 +159,37 @@ def attack(port: int, meta: dict, stop_at: threading.Event, statuses: Counter, l
             stop_at.wait(float(retry_after))
 
 
-def phase(port: int, meta: dict, args: argparse.Namespace, *, attacked: bool) -> dict:
-    stop_at, statuses, lock = threading.Event(), Counter(), threading.Lock()
-    attackers = [
-        threading.Thread(target=attack, args=(port, meta, stop_at, statuses, lock), daemon=True)
-        for _ in range(args.attackers if attacked else 0)
+def attack_process(port: int, meta: dict, attackers: int, stop_at, results) -> None:
+    """The attackers, in a process of their own: their client work must not slow the victim's client."""
+    stop_local, statuses, lock = threading.Event(), Counter(), threading.Lock()
+    threads = [
+        threading.Thread(target=attack, args=(port, meta, stop_local, statuses, lock), daemon=True)
+        for _ in range(attackers)
     ]
-    for t in attackers:
+    for t in threads:
         t.start()
+    stop_at.wait()
+    stop_local.set()
+    for t in threads:
+        t.join(20)
+    results.put(dict(statuses))
+
+
+def phase(port: int, meta: dict, args: argparse.Namespace, *, attacked: bool) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    stop_at, results = ctx.Event(), ctx.Queue()
+    attacker = None
     if attacked:
-        time.sleep(3)  # let the attack reach its steady state
+        attacker = ctx.Process(target=attack_process, args=(port, meta, args.attackers, stop_at, results))
+        attacker.start()
+        time.sleep(5)  # let the attack reach its steady state
     latencies, victim_statuses = victim_run(port, meta["victim"], rate=args.rate, seconds=args.seconds)
     load = os.getloadavg()[0]
-    stop_at.set()
-    for t in attackers:
-        t.join(20)
+    statuses: dict = {}
+    if attacker is not None:
+        stop_at.set()
+        statuses = results.get(timeout=60)
+        attacker.join(10)
     latencies.sort()
     return {
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
