@@ -20,6 +20,8 @@ from ..selectors import application_readable_get
 class AnalyticsView(APIView):
     """Session or personal API key; another company's app answers 404 like an unknown one."""
 
+    _read_slot: tuple[int, str] | None = None  # (company id, token) while this request holds a read slot
+
     authentication_classes = READ_AUTHENTICATION
     permission_classes = [IsAuthenticated]
     # No OPTIONS: the metadata it answers is documented nowhere, and `?format=csv` rendered it as a
@@ -36,7 +38,7 @@ class AnalyticsView(APIView):
         return app
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        self._read_slot: tuple[int, str] | None = None
+        self._read_slot = None
         try:
             return super().dispatch(request, *args, **kwargs)
         finally:
