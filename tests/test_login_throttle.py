@@ -1,6 +1,9 @@
 """Login throttling on both login forms: per username and per address, growing lockouts, a clear page,
 and an unlock command (django-axes, configured in saastracker/logins.py)."""
 
+import os
+import threading
+
 import pytest
 from django.core.management import call_command
 
@@ -104,3 +107,23 @@ def test_behind_a_configured_proxy_the_address_is_the_one_the_proxy_saw(client, 
         attempt(client, "pages", "bob", "wrong", address=proxy, HTTP_X_FORWARDED_FOR="forged, 203.0.113.66")
     response = attempt(client, "pages", "alice", PASSWORD, address=proxy, HTTP_X_FORWARDED_FOR="x, 203.0.113.66")
     assert response.status_code == 429
+
+
+def test_passwords_are_hashed_one_at_a_time_on_a_low_priority_thread(client, settings):
+    """A login flood must not take the CPU from ingest: hashing runs at nice 10, off the request thread."""
+    from django.contrib.auth.hashers import check_password, make_password
+
+    from saastracker import logins
+
+    settings.PASSWORD_HASHERS = ["saastracker.logins.BackgroundPBKDF2PasswordHasher"]
+    encoded = make_password("correct horse")
+    assert encoded.startswith("pbkdf2_sha256$")  # Django's format: hashes stored before stay valid
+    assert check_password("correct horse", encoded)
+    assert not check_password("wrong", encoded)
+    (thread_id,) = set(logins.hashing_thread_id)
+    assert thread_id != threading.get_native_id()
+    assert os.getpriority(os.PRIO_PROCESS, thread_id) == logins.HASHING_NICE
+
+    # And a real login through the form works with it
+    UserFactory(username="carol", password="correct horse")
+    assert logged_in(attempt(client, "pages", "carol", "correct horse"))

@@ -150,6 +150,15 @@ AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken", "p
 AXES_ENABLE_ACCESS_FAILURE_LOG = False  # AccessAttempt keeps the counts; no row per failure
 AXES_DISABLE_ACCESS_LOG = True  # no AccessLog row per successful login either
 
+# PBKDF2 as Django's default, computed on one low-priority thread per process (saastracker/logins.py).
+PASSWORD_HASHERS = [
+    "saastracker.logins.BackgroundPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
