@@ -113,8 +113,8 @@ DATABASES = {
 # operating system's TCP timeout: fail fast, answer 503, let the client retry.
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
 # Connections a process may hold, whatever its thread churn: a psycopg pool of at most
-# DB_POOL_MAX_SIZE connections per process (scripts/serve sets it to WEB_THREADS, so no request
-# thread ever waits for one). A thread takes a connection for one request and gives it back, so a
+# DB_POOL_MAX_SIZE connections per process (scripts/serve sets it to WEB_THREADS + 3 probe threads,
+# so no thread ever waits for one). A thread takes a connection for one request and gives it back, so a
 # thread that granian retires leaves nothing open. 0 (the default outside scripts/serve): persistent
 # connections, one per thread (Celery's children run one task at a time). Sizing, in the README:
 # WEB_CONCURRENCY x DB_POOL_MAX_SIZE + worker processes + reserve <= max_connections.
