@@ -6,6 +6,7 @@ from .api.activity import ActiveUsersView, ActivityView
 from .api.apps import AppsView
 from .api.base import not_found
 from .api.features import FeaturesView, FeatureView
+from .api.funnel import FunnelDropoffView, FunnelView, RetentionView
 from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
 from .api.pages import PagesView, PageTrendView
 from .api.query import QueryView
@@ -33,6 +34,10 @@ urlpatterns = [
     # Issue 11: Event stream and Event explorer.
     path("apps/<uuid:app_uuid>/stream", StreamView.as_view(), name="stream"),
     path("apps/<uuid:app_uuid>/query", QueryView.as_view(), name="query"),
+    # Issue 21: funnels and retention.
+    path("apps/<uuid:app_uuid>/funnel", FunnelView.as_view(), name="funnel"),
+    path("apps/<uuid:app_uuid>/funnel/dropoff", FunnelDropoffView.as_view(), name="funnel-dropoff"),
+    path("apps/<uuid:app_uuid>/retention", RetentionView.as_view(), name="retention"),
     # Last: anything else (an app_uuid that is no uuid, a name with a `/`) is a 404 in the error shape.
     re_path(r"", not_found, name="not-found"),
 ]
