@@ -175,12 +175,14 @@ def funnel_compile(*, app: Application, funnel: Funnel, engine: str) -> Compiled
     n = len(funnel.steps)
     gkind = funnel.breakdown[0].kind if funnel.breakdown else "number"
     times = ", ".join(f"t{k}" for k in range(1, n + 1))
-    ctes.append(f"sized AS (SELECT e, g, depth, {times}, COUNT(*) OVER (PARTITION BY g) AS gn FROM best)")  # noqa: S608
+    # BigQuery refuses to partition by FLOAT64 (the emulator does not): a number's text is as distinct.
+    gkey = "CAST(g AS STRING)" if engine == "bigquery" and gkind == "number" and funnel.breakdown else "g"
+    ctes.append(f"sized AS (SELECT e, g, depth, {times}, COUNT(*) OVER (PARTITION BY {gkey}) AS gn FROM best)")  # noqa: S608
     ctes.append(
         "grouped AS (SELECT sized.*, DENSE_RANK() OVER "  # noqa: S608
         f"(ORDER BY gn DESC, {_order_text(d, 'g', gkind)} ASC NULLS FIRST) AS grank FROM sized)"
     )
-    families = [("0", "NULL", "0")]
+    families = [("0", "CASE WHEN FALSE THEN g END", "0")]  # a NULL of g's type (UNION needs one type)
     if funnel.breakdown is not None:
         families.append((
             f"CASE WHEN grank <= {MAX_GROUPS} THEN 1 ELSE 2 END",

@@ -385,3 +385,56 @@ def test_without_credentials_is_401(api_client, application):
 
 def test_week_helpers_agree_with_the_data():
     assert week(0).weekday() == 0
+
+
+def test_breakdown_by_a_number_and_a_property_on_both_engines(reader, application, engine):
+    import uuid
+
+    from tests.factories import SdkEventFactory
+
+    # Given three devices on two bundle versions, with a `screen` property on the first step
+    for i, (bundle, screen) in enumerate(((1.5, "home"), (1.5, "paywall"), (2.0, None))):
+        anon = uuid.UUID(int=i + 1)
+        SdkEventFactory(application=application, event_name="paywall_view", anon_id=anon, user_id=None,
+                        bundle_version=bundle, properties={"screen": screen} if screen else {}, occurred_at=T)
+        if i != 1:
+            SdkEventFactory(application=application, event_name="purchase_started", anon_id=anon, user_id=None,
+                            occurred_at=T + dt.timedelta(seconds=90))  # fmt: skip
+    exported(engine)
+    query = {"source": "sdk_events", "steps": [{"event": "paywall_view"}, {"event": "purchase_started"}],
+             "from": T.isoformat(), "to": (T + dt.timedelta(hours=1)).isoformat()}  # fmt: skip
+
+    by_bundle = post(reader, application, "funnel", {**query, "breakdown": "bundle_version"}).json()
+    by_screen = post(reader, application, "funnel", {**query, "breakdown": "properties.screen"}).json()
+
+    assert [(g["value"], [s["count"] for s in g["steps"]]) for g in by_bundle["breakdown"]] == [
+        (1.5, [2, 1]),
+        (2.0, [1, 1]),
+    ]
+    assert [(g["value"], [s["count"] for s in g["steps"]]) for g in by_screen["breakdown"]] == [
+        (None, [1, 1]),
+        ("home", [1, 1]),
+        ("paywall", [1, 0]),
+    ]
+
+
+def test_every_client_value_is_bound_never_printed():
+    from analytics.query.funnel import funnel_compile, funnel_parse
+    from analytics.query.retention import retention_compile, retention_parse
+
+    evil = "x'; DROP TABLE ingest_event; --"
+    app = ApplicationFactory.build(pk=1)
+    funnel = funnel_parse({
+        **funnel_query(),
+        "steps": [{"event": evil, "filters": [{"field": "path", "op": "contains", "value": evil}]}, {"event": evil}],
+        "breakdown": "properties.a_b",
+        "environment": evil[:30],
+    })  # fmt: skip
+    retention = retention_parse({**retention_query(), "start_event": evil, "return_event": {"event": evil}})
+    for engine in ("postgres", "bigquery"):
+        for compiled in (
+            funnel_compile(app=app, funnel=funnel, engine=engine),
+            retention_compile(app=app, retention=retention, engine=engine),
+        ):
+            assert "DROP" not in compiled.sql
+            assert any(evil in str(p) for p in compiled.params)
