@@ -98,7 +98,12 @@ class FunnelDropoffView(AnalyticsView):
         tags=["Analytics"],
         parameters=[
             OpenApiParameter("query", OpenApiTypes.STR, required=True, description="The funnel query, JSON."),
-            OpenApiParameter("step", OpenApiTypes.INT, required=True, description="2 to the number of steps."),
+            OpenApiParameter(
+                "step",
+                {"type": "integer", "minimum": 2, "maximum": 10},
+                required=True,
+                description="2 to the number of steps.",
+            ),
         ],
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="`step`, `entities`, `truncated`."),
@@ -147,3 +152,17 @@ class RetentionView(AnalyticsView):
     def post(self, request: Request, app_uuid: uuid.UUID) -> Response:
         app = self.application(request, app_uuid)
         return Response(retention_run(app=app, query=request.data))
+
+
+def dropoff_query_hook(result: dict, generator: object, request: object, public: bool) -> dict:
+    """A drf-spectacular postprocessing hook: `query` of the drop-off is the funnel itself, as JSON
+    (`content: application/json`), so clients and fuzzers know its shape rather than "a string"."""
+    for item in result.get("paths", {}).values():
+        operation = item.get("get") or {}
+        if operation.get("operationId") != "analytics_funnel_dropoff":
+            continue
+        for parameter in operation.get("parameters", []):
+            if parameter.get("name") == "query" and parameter.get("in") == "query":
+                parameter.pop("schema", None)
+                parameter["content"] = {"application/json": {"schema": funnel_request_schema()}}
+    return result

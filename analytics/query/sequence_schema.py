@@ -27,7 +27,12 @@ def _step(src: Source, *, allow_any: bool) -> dict[str, Any]:
 def _common(src: Source) -> dict[str, Any]:
     return {
         "source": {"type": "string", "enum": [src.name]},
-        "count_by": {"type": "string", "enum": [m for m in ("users", "orgs") if m in src.measures], "default": "users"},
+        "count_by": {
+            "type": "string",
+            "nullable": True,
+            "enum": [*(m for m in ("users", "orgs") if m in src.measures), None],
+            "default": "users",
+        },
         "from": {**_TIME, "description": "Inclusive; years 1971 to 9998."},
         "to": {**_TIME, "description": "Exclusive; later than `from`, at most 400 days after it."},
         **(
@@ -55,7 +60,9 @@ def funnel_request_schema() -> dict[str, Any]:
                     "maxItems": MAX_STEPS,
                     "items": _step(src, allow_any=False),
                 },
-                "window_seconds": {"type": "integer", "minimum": MIN_WINDOW, "maximum": MAX_WINDOW, "default": 86400},
+                "window_seconds": {
+                    "type": "integer", "nullable": True, "minimum": MIN_WINDOW, "maximum": MAX_WINDOW, "default": 86400
+                },
                 "breakdown": {
                     **_field_names(list(src.fields.values()), with_properties=True),
                     "nullable": True,

@@ -395,8 +395,15 @@ def test_breakdown_by_a_number_and_a_property_on_both_engines(reader, applicatio
     # Given three devices on two bundle versions, with a `screen` property on the first step
     for i, (bundle, screen) in enumerate(((1.5, "home"), (1.5, "paywall"), (2.0, None))):
         anon = uuid.UUID(int=i + 1)
-        SdkEventFactory(application=application, event_name="paywall_view", anon_id=anon, user_id=None,
-                        bundle_version=bundle, properties={"screen": screen} if screen else {}, occurred_at=T)
+        SdkEventFactory(
+            application=application,
+            event_name="paywall_view",
+            anon_id=anon,
+            user_id=None,
+            bundle_version=bundle,
+            properties={"screen": screen} if screen else {},
+            occurred_at=T,
+        )
         if i != 1:
             SdkEventFactory(application=application, event_name="purchase_started", anon_id=anon, user_id=None,
                             occurred_at=T + dt.timedelta(seconds=90))  # fmt: skip
