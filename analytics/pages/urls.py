@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from . import views
+from . import sequence_views, views
 
 app_name = "pages"
 
@@ -38,4 +38,9 @@ urlpatterns = [
     path("<uuid:app_uuid>/stream/rows/", views.stream_rows, name="stream_rows"),
     path("<uuid:app_uuid>/explorer/", views.explorer, name="explorer"),
     path("<uuid:app_uuid>/explorer.csv", views.explorer_csv, name="explorer_csv"),
+    path("<uuid:app_uuid>/funnels/", sequence_views.funnels, name="funnels"),
+    path("<uuid:app_uuid>/funnels.csv", sequence_views.funnels_csv, name="funnels_csv"),
+    path("<uuid:app_uuid>/funnels/dropoff/", sequence_views.funnel_dropoff, name="funnel_dropoff"),
+    path("<uuid:app_uuid>/retention/", sequence_views.retention, name="retention"),
+    path("<uuid:app_uuid>/retention.csv", sequence_views.retention_csv, name="retention_csv"),
 ]

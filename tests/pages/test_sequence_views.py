@@ -1,0 +1,194 @@
+"""The Funnels and Retention pages as the server answers them: the figures the API gives, the form in
+the URL, templates, drop-off links to the stream, CSV, the error state, and tenant isolation."""
+
+import csv
+import io
+import re
+
+import pytest
+from django.test import Client
+
+from apps_registry.models import Membership
+from tests.analytics.sequence_data import T, funnel_events, retention_events, user
+from tests.factories import MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def member_client(application) -> Client:
+    client = Client()
+    client.force_login(MembershipFactory(company=application.company, role=Membership.Role.MEMBER).user)
+    return client
+
+
+@pytest.fixture
+def now_is_day_after(monkeypatch):
+    """The page's 7-day range ends today: pin today to the day after the funnel data set (T + 1 day)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    fixed = T + dt.timedelta(days=1, hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: fixed)
+
+
+def funnel_url(app, **params) -> str:
+    from urllib.parse import urlencode
+
+    base = {"range": "7", "s1": "A", "s2": "B", "s3": "C", "window": "3600", "run": "1"}
+    return f"/app/{app.uuid}/funnels/?{urlencode({**base, **params})}"
+
+
+def cells(html: str, table_id: str) -> list[list[str]]:
+    table = re.search(rf'<table id="{table_id}".*?</table>', html, re.S).group(0)
+    body = table.split("<tbody>")[1]
+    return [
+        [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)
+    ]
+
+
+def test_funnel_page_shows_the_apis_figures(member_client, application, now_is_day_after):
+    funnel_events(application)
+
+    response = member_client.get(funnel_url(application))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert cells(html, "funnel-table") == [
+        ["1. A", "6", "100.0 %", "100.0 %", "–", ""],
+        ["2. B", "5", "83.3 %", "83.3 %", "10 min", "who dropped"],
+        ["3. C", "3", "50.0 %", "60.0 %", "1 min", "who dropped"],
+    ]
+    assert 'data-chart="funnel-chart"' in html
+    assert 'aria-current="page">Funnels</a>' in html
+
+
+def test_funnel_page_breakdown_and_orgs(member_client, application, now_is_day_after):
+    funnel_events(application)
+
+    html = member_client.get(funnel_url(application, breakdown="plan", count_by="orgs")).content.decode()
+
+    assert "By plan" in html
+    assert cells(html, "funnel-table")[0][1] == "4"
+
+
+def test_dropoff_page_links_each_entity_to_the_stream(member_client, application, now_is_day_after):
+    funnel_events(application)
+    html = member_client.get(funnel_url(application)).content.decode()
+    dropoff = re.findall(r'href="([^"]+)" class="dropoff-link"', html)[1].replace("&amp;", "&")
+
+    page = member_client.get(dropoff).content.decode()
+
+    links = [link.replace("&amp;", "&") for link in re.findall(r'href="([^"]+)" class="stream-link"', page)]
+    assert len(links) == 2  # u4 and u5 reached B but not C
+    assert links[0].startswith(f"/app/{application.uuid}/stream/?")
+    assert f"user={user(4)}" in links[0]
+    assert f"user={user(5)}" in links[1]
+
+
+def test_sdk_templates_fill_the_steps(member_client, application):
+    html = member_client.get(f"/app/{application.uuid}/funnels/").content.decode()
+    templates = dict(re.findall(r'data-template="(\w+)" href="([^"]+)"', html))
+    assert set(templates) == {"onboarding", "paywall", "push"}
+
+    page = member_client.get(templates["onboarding"].replace("&amp;", "&")).content.decode()
+
+    steps = re.findall(r'name="s\d" value="([^"]*)"', page)
+    assert steps == [
+        "onboarding_flow_started",
+        "onboarding_step_viewed",
+        "onboarding_step_completed",
+        "onboarding_flow_completed",
+    ]
+    assert '<option value="sdk_events" selected>' in page
+    assert 'id="funnel-result"' in page  # run at once: one click
+
+
+def test_steps_are_added_and_removed_in_the_url(member_client, application):
+    added = member_client.get(funnel_url(application, add="1")).content.decode()
+    removed = member_client.get(funnel_url(application, remove="2")).content.decode()
+
+    assert len(re.findall(r'name="s\d+" value=', added)) == 4
+    assert re.findall(r'name="s\d" value="([^"]*)"', removed) == ["A", "C"]
+
+
+def test_a_refused_funnel_is_a_visible_error(member_client, application):
+    html = member_client.get(funnel_url(application, window="5")).content.decode()
+
+    assert "The funnel was refused" in html
+    assert "window_seconds" in html
+
+
+def test_funnel_csv(member_client, application, now_is_day_after):
+    funnel_events(application)
+    url = funnel_url(application, breakdown="plan").replace("/funnels/?", "/funnels.csv?")
+
+    response = member_client.get(url)
+
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == ["group", "step", "event", "count", "conversion", "conversion_from_previous", "median_seconds"]
+    assert rows[1:4] == [
+        ["", "1", "A", "6", "1.0", "1.0", ""],
+        ["", "2", "B", "5", "0.8333", "0.8333", "600.0"],
+        ["", "3", "C", "3", "0.5", "0.6", "60.0"],
+    ]
+    assert ["pro", "1", "A", "3", "1.0", "1.0", ""] in rows
+
+
+def test_funnel_csv_neutralises_formulas(member_client, application, now_is_day_after):
+    from tests.factories import EventFactory
+
+    EventFactory(application=application, event="=HYPERLINK()", occurred_at=T)
+    url = funnel_url(application, s1="=HYPERLINK()", s2="B", s3="C").replace("/funnels/?", "/funnels.csv?")
+
+    rows = list(csv.reader(io.StringIO(member_client.get(url).content.decode())))
+
+    assert rows[1][2] == "'=HYPERLINK()"
+
+
+def test_retention_page_shades_cohorts_and_marks_incomplete(member_client, application):
+    retention_events(application)
+    url = f"/app/{application.uuid}/retention/?range=30&start=signup&return=page_view&period=week&periods=3&run=1"
+
+    html = member_client.get(url).content.decode()
+
+    assert 'id="retention-table"' in html
+    assert "shade-10" in html  # week -3's cohort: 2 of 2 back in week 1
+    assert "incomplete" in html
+    assert 'data-chart="retention-chart"' in html
+
+
+def test_retention_csv(member_client, application):
+    retention_events(application)
+    url = f"/app/{application.uuid}/retention.csv?range=30&start=signup&return=page_view&period=week&periods=3"
+
+    rows = list(csv.reader(io.StringIO(member_client.get(url).content.decode())))
+
+    assert rows[0] == ["cohort", "size", "week_1", "week_2", "week_3"]
+    assert rows[-1][0] == "average"
+
+
+def test_empty_and_refused_retention(member_client, application):
+    base = f"/app/{application.uuid}/retention/?run=1&start=signup&return=*"
+
+    empty = member_client.get(base).content.decode()
+    refused = member_client.get(base + "&periods=99").content.decode()
+
+    assert 'id="retention-empty"' in empty
+    assert "The retention query was refused" in refused
+    assert "periods" in refused
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    ["funnels/", "funnels.csv?s1=A&s2=B", "funnels/dropoff/?s1=A&s2=B&step=2", "retention/", "retention.csv?start=x"],
+)
+def test_another_companys_pages_are_404(application, outsider_client, suffix):
+    assert outsider_client.get(f"/app/{application.uuid}/{suffix}").status_code == 404
+
+
+def test_pages_need_a_login(client, application):
+    response = client.get(f"/app/{application.uuid}/funnels/")
+    assert response.status_code == 302
