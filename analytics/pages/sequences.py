@@ -207,7 +207,8 @@ def retention_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         cells = []
         for n, count in enumerate(cohort["retained"]):
             fraction = cohort["fractions"][n]
-            cells.append({"count": count, "fraction": fraction, "shade": shade(fraction), "complete": cohort["complete"][n]})
+            done = cohort["complete"][n]
+            cells.append({"count": count, "fraction": fraction, "shade": shade(fraction), "complete": done})
         rows.append({"start": cohort["start"], "size": cohort["size"], "cells": cells})
     return rows
 

@@ -115,11 +115,11 @@ def _context(request: HttpRequest, app: Application, filters: PageFilters, secti
     range_links = []
     for days in RANGE_PRESETS:
         query = request.GET.copy()
-        for key in ("cursor", "before", "range"):
+        for key in ("cursor", "before", "range", "from", "to"):
             query.pop(key, None)
         query["range"] = str(days)
         url = f"{request.path}?{query.urlencode()}"
-        range_links.append({"days": days, "url": url, "current": days == filters.days})
+        range_links.append({"days": days, "url": url, "current": days == filters.days and not filters.custom})
     environments = environments_list(app=app)
     if filters.environment and filters.environment not in environments:
         environments = [filters.environment, *environments]

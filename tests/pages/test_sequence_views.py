@@ -36,7 +36,7 @@ def now_is_day_after(monkeypatch):
 def funnel_url(app, **params) -> str:
     from urllib.parse import urlencode
 
-    base = {"range": "7", "s1": "A", "s2": "B", "s3": "C", "window": "3600", "run": "1"}
+    base = {"from": "2026-11-02", "to": "2026-11-02", "s1": "A", "s2": "B", "s3": "C", "window": "3600", "run": "1"}
     return f"/app/{app.uuid}/funnels/?{urlencode({**base, **params})}"
 
 
@@ -57,7 +57,7 @@ def test_funnel_page_shows_the_apis_figures(member_client, application, now_is_d
     assert response.status_code == 200
     html = response.content.decode()
     assert cells(html, "funnel-table") == [
-        ["1. A", "6", "100.0 %", "100.0 %", "–", ""],
+        ["1. A", "6", "100.0 %", "100.0 %", "\u2013", ""],
         ["2. B", "5", "83.3 %", "83.3 %", "10 min", "who dropped"],
         ["3. C", "3", "50.0 %", "60.0 %", "1 min", "who dropped"],
     ]
@@ -84,6 +84,7 @@ def test_dropoff_page_links_each_entity_to_the_stream(member_client, application
     links = [link.replace("&amp;", "&") for link in re.findall(r'href="([^"]+)" class="stream-link"', page)]
     assert len(links) == 2  # u4 and u5 reached B but not C
     assert links[0].startswith(f"/app/{application.uuid}/stream/?")
+    assert "from=2026-11-02&to=2026-11-02" in links[0]  # the same range
     assert f"user={user(4)}" in links[0]
     assert f"user={user(5)}" in links[1]
 
@@ -95,7 +96,7 @@ def test_sdk_templates_fill_the_steps(member_client, application):
 
     page = member_client.get(templates["onboarding"].replace("&amp;", "&")).content.decode()
 
-    steps = re.findall(r'name="s\d" value="([^"]*)"', page)
+    steps = re.findall(r'id="f-s\d+" name="s\d" value="([^"]*)"', page)
     assert steps == [
         "onboarding_flow_started",
         "onboarding_step_viewed",
@@ -110,8 +111,8 @@ def test_steps_are_added_and_removed_in_the_url(member_client, application):
     added = member_client.get(funnel_url(application, add="1")).content.decode()
     removed = member_client.get(funnel_url(application, remove="2")).content.decode()
 
-    assert len(re.findall(r'name="s\d+" value=', added)) == 4
-    assert re.findall(r'name="s\d" value="([^"]*)"', removed) == ["A", "C"]
+    assert len(re.findall(r'id="f-s\d+" name="s\d+" value=', added)) == 4
+    assert re.findall(r'id="f-s\d+" name="s\d" value="([^"]*)"', removed) == ["A", "C"]
 
 
 def test_a_refused_funnel_is_a_visible_error(member_client, application):
@@ -192,3 +193,32 @@ def test_another_companys_pages_are_404(application, outsider_client, suffix):
 def test_pages_need_a_login(client, application):
     response = client.get(f"/app/{application.uuid}/funnels/")
     assert response.status_code == 302
+
+
+@pytest.mark.parametrize("page", ["", "funnels/", "retention/", "explorer/", "pages/", "stream/", "organizations/"])
+def test_an_unknown_range_is_a_visible_error_on_every_page(member_client, application, page):
+    html = member_client.get(f"/app/{application.uuid}/{page}?range=30d").content.decode()
+
+    assert 'id="range-error"' in html
+    assert "Unknown range `30d`" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("from=2026-13-01", "`from` must be a date"), ("from=2026-11-05&to=2026-11-01", "must not be after"),
+     ("from=2024-01-01&to=2026-01-01", "at most 366 days")],
+)  # fmt: skip
+def test_a_bad_custom_range_is_a_visible_error(member_client, application, query, message):
+    html = member_client.get(f"/app/{application.uuid}/?{query}").content.decode()
+
+    assert 'id="range-error"' in html
+    assert message in html
+
+
+def test_a_custom_range_is_kept_in_the_links_and_forms(member_client, application):
+    html = member_client.get(f"/app/{application.uuid}/funnels/?from=2026-10-01&to=2026-10-15").content.decode()
+
+    assert "Oct 1, 2026 \u2013 Oct 15, 2026 (UTC)" in html
+    assert 'name="from" value="2026-10-01"' in html  # the picker and the forms' hidden inputs
+    assert f'href="/app/{application.uuid}/explorer/?from=2026-10-01&amp;to=2026-10-15"' in html  # the nav
+    assert 'aria-current="true">' not in html.split('class="presets"')[1].split("</span>")[0]  # no preset is current
