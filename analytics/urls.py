@@ -7,6 +7,7 @@ from .api.apps import AppsView
 from .api.base import not_found
 from .api.features import FeaturesView, FeatureView
 from .api.funnel import FunnelDropoffView, FunnelView, RetentionView
+from .api.insights import InsightsView, InsightView
 from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
 from .api.pages import PagesView, PageTrendView
 from .api.query import QueryView
@@ -38,6 +39,8 @@ urlpatterns = [
     path("apps/<uuid:app_uuid>/funnel", FunnelView.as_view(), name="funnel"),
     path("apps/<uuid:app_uuid>/funnel/dropoff", FunnelDropoffView.as_view(), name="funnel-dropoff"),
     path("apps/<uuid:app_uuid>/retention", RetentionView.as_view(), name="retention"),
+    path("apps/<uuid:app_uuid>/insights", InsightsView.as_view(), name="insights"),
+    path("apps/<uuid:app_uuid>/insights/<int:insight_id>", InsightView.as_view(), name="insight"),
     # Last: anything else (an app_uuid that is no uuid, a name with a `/`) is a 404 in the error shape.
     re_path(r"", not_found, name="not-found"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -76,6 +77,8 @@ def funnels(request: HttpRequest, app: Application, filters: PageFilters) -> Htt
             for key, label in sequences.CHOICES["templates"]
         ],
         "add_url": f"{base}?{form.querystring(add='1')}",
+        "insight_kind": "funnel",
+        "insight_query": json.dumps(form.query()),
     }
     return render(request, "analytics/pages/funnels.html", _context(request, app, filters, "funnels", **context))
 
@@ -150,6 +153,8 @@ def retention(request: HttpRequest, app: Application, filters: PageFilters) -> H
         else None,
         "query_error": error,
         "choices": sequences.CHOICES,
+        "insight_kind": "retention",
+        "insight_query": json.dumps(form.query()),
     }
     return render(request, "analytics/pages/retention.html", _context(request, app, filters, "retention", **context))
 

@@ -23,6 +23,7 @@ SOURCES: dict[str, str] = {
     "funnel_run": "analytics.query.funnel",
     "funnel_dropoff": "analytics.query.funnel",
     "retention_run": "analytics.query.retention",
+    "insight_run": "analytics.insights",
 }
 
 

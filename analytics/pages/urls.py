@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from . import sequence_views, views
+from . import insight_views, sequence_views, views
 
 app_name = "pages"
 
@@ -43,4 +43,8 @@ urlpatterns = [
     path("<uuid:app_uuid>/funnels/dropoff/", sequence_views.funnel_dropoff, name="funnel_dropoff"),
     path("<uuid:app_uuid>/retention/", sequence_views.retention, name="retention"),
     path("<uuid:app_uuid>/retention.csv", sequence_views.retention_csv, name="retention_csv"),
+    path("<uuid:app_uuid>/insights/", insight_views.insights, name="insights"),
+    path("<uuid:app_uuid>/insights/save/", insight_views.insight_save, name="insight_save"),
+    path("<uuid:app_uuid>/insights/<int:insight_id>/", insight_views.insight, name="insight"),
+    path("<uuid:app_uuid>/insights/<int:insight_id>/change/", insight_views.insight_change, name="insight_change"),
 ]

@@ -6,6 +6,7 @@ exactly as in the API.
 """
 
 import csv
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -181,7 +182,10 @@ def overview(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
         )
         active = _read("active_users_get", app=app, environment=filters.environment, source=source_name)
         chart = _series_chart(activity["series"], [("events", "Events"), ("users", "Active users")])
-        return {"activity": activity, "active": active, "source": source_name, "chart": chart}
+        from .insight_views import pinned_figures  # its module imports this one
+
+        pinned = pinned_figures(app)
+        return {"activity": activity, "active": active, "source": source_name, "chart": chart, "pinned": pinned}
 
     return _render(request, "analytics/pages/overview.html", app, filters, "overview", load)
 
@@ -457,6 +461,8 @@ def explorer(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
         "csv_url": reverse("pages:explorer_csv", args=[app.uuid]) + "?" + request.GET.urlencode() if result else None,
         "query_error": error,
         "choices": explorer_form.CHOICES,
+        "insight_kind": "query",
+        "insight_query": json.dumps(form.query()),
     }
     return render(request, "analytics/pages/explorer.html", _context(request, app, filters, "explorer", **context))
 
