@@ -445,3 +445,25 @@ def test_every_client_value_is_bound_never_printed():
         ):
             assert "DROP" not in compiled.sql
             assert any(evil in str(p) for p in compiled.params)
+
+
+def test_openapi_documents_the_new_operations(api_client):
+    from openapi_spec_validator import validate
+
+    schema = api_client.get("/api/schema/", {"format": "json"}).json()
+    validate(schema)
+    paths = schema["paths"]
+    funnel = paths["/api/v1/analytics/apps/{app_uuid}/funnel"]["post"]
+    retention = paths["/api/v1/analytics/apps/{app_uuid}/retention"]["post"]
+    dropoff = paths["/api/v1/analytics/apps/{app_uuid}/funnel/dropoff"]["get"]
+    for operation in (funnel, retention, dropoff):
+        assert {"200", "400", "401", "404", "504"} <= set(operation["responses"])
+    events, sdk = funnel["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
+    assert events["properties"]["steps"]["maxItems"] == 10
+    assert sdk["properties"]["count_by"]["enum"] == ["users", None]  # no orgs on SDK events
+    query = next(p for p in dropoff["parameters"] if p["name"] == "query")
+    assert "application/json" in query["content"]  # the funnel itself, as JSON
+    assert {
+        "/api/v1/analytics/apps/{app_uuid}/insights",
+        "/api/v1/analytics/apps/{app_uuid}/insights/{insight_id}",
+    } <= set(paths)

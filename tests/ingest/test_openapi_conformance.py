@@ -135,6 +135,9 @@ def as_a_client_sends_it(case) -> dict:
         for opaque in ("cursor", "before"):  # a client only sends back a cursor the API gave it
             query.pop(opaque, None)
     sequences = ("/query", "/funnel", "/retention")  # bodies with the explorer's `from`/`to`
+    saved = case.body.get("query") if case.path.endswith("/insights") and isinstance(case.body, dict) else None
+    if isinstance(saved, dict) and not body_is_negative(case):
+        query_range_as_a_client_sends_it(saved)  # a saved insight's query: the same range rules
     if case.path.endswith(sequences) and isinstance(case.body, dict) and not body_is_negative(case):
         query_range_as_a_client_sends_it(case.body)
     if case.path.endswith("/funnel/dropoff") and not (case.meta and case.meta.is_negative_at(ParameterLocation.QUERY)):
