@@ -222,3 +222,26 @@ def test_a_custom_range_is_kept_in_the_links_and_forms(member_client, applicatio
     assert 'name="from" value="2026-10-01"' in html  # the picker and the forms' hidden inputs
     assert f'href="/app/{application.uuid}/explorer/?from=2026-10-01&amp;to=2026-10-15"' in html  # the nav
     assert 'aria-current="true">' not in html.split('class="presets"')[1].split("</span>")[0]  # no preset is current
+
+
+def test_overview_figures_show_their_change_against_the_range_before(member_client, application):
+    import datetime as dt
+
+    from analytics.fold import fold_drain
+    from tests.factories import EventFactory
+
+    # Given 3 events in Nov 11-20 and 2 in the 10 days before (Nov 1-10)
+    for day in (11, 15, 20):
+        EventFactory(application=application, occurred_at=dt.datetime(2026, 11, day, 12, tzinfo=dt.UTC))
+    for day in (1, 10):
+        EventFactory(application=application, occurred_at=dt.datetime(2026, 11, day, 12, tzinfo=dt.UTC))
+    fold_drain(budget_seconds=30)
+
+    html = member_client.get(f"/app/{application.uuid}/?from=2026-11-11&to=2026-11-20").content.decode()
+    overlay = member_client.get(f"/app/{application.uuid}/?from=2026-11-11&to=2026-11-20&compare=1").content.decode()
+
+    events_card = html.split('data-metric="events"')[1].split('data-metric="users"')[0]
+    assert "+50.0 %" in events_card  # 3 against 2
+    assert "vs the 10 days before (2)" in events_card
+    assert "Events, previous period" in overlay
+    assert "Events, previous period" not in html
