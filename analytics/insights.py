@@ -8,6 +8,7 @@ INSIGHT_PINS_MAX insights of an app are pinned to its overview; at most INSIGHTS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -35,7 +36,12 @@ def _parse(kind: str, query: object) -> None:
     from .query.funnel import funnel_parse
     from .query.retention import retention_parse
 
-    parser = {"query": query_parse, "funnel": funnel_parse, "retention": retention_parse}[kind]
+    parsers: dict[str, Callable[[object], object]] = {
+        "query": query_parse,
+        "funnel": funnel_parse,
+        "retention": retention_parse,
+    }
+    parser = parsers[kind]
     try:
         parser(query)
     except ApiError as exc:
@@ -95,9 +101,9 @@ def insight_create(*, app: Application, user: AbstractBaseUser | AnonymousUser, 
             _check_pins(app)
         return Insight.objects.create(
             application=app,
-            author=user if getattr(user, "is_authenticated", False) else None,
+            author=user if getattr(user, "is_authenticated", False) else None,  # type: ignore[misc]
             name=name.strip(),  # type: ignore[union-attr]
-            kind=kind,
+            kind=str(kind),
             query=data["query"],
             pinned=pinned,
         )

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..insights import insight_create, insight_delete, insight_get, insight_json, insight_pin, insights_list
+from ..models import Insight
 from ..query.schema import query_request_schema
 from ..query.sequence_schema import funnel_request_schema, retention_request_schema
 from .base import AnalyticsView
@@ -89,7 +90,7 @@ class InsightsView(AnalyticsView):
 class InsightView(AnalyticsView):
     parser_classes = [JSONParser]
 
-    def _insight(self, request: Request, app_uuid: uuid.UUID, insight_id: int):
+    def _insight(self, request: Request, app_uuid: uuid.UUID, insight_id: int) -> Insight:
         insight = insight_get(app=self.application(request, app_uuid), insight_id=insight_id)
         if insight is None:
             raise NotFound("Unknown insight.")

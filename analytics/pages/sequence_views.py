@@ -74,7 +74,7 @@ def funnels(request: HttpRequest, app: Application, filters: PageFilters) -> Htt
         "choices": sequences.CHOICES,
         "template_urls": [
             (key, label, f"{base}?{sequences.urlencode({**filters.params(), 'template': key})}")
-            for key, label in sequences.CHOICES["templates"]
+            for key, (label, _steps) in sequences.TEMPLATES.items()
         ],
         "add_url": f"{base}?{form.querystring(add='1')}",
         "insight_kind": "funnel",
