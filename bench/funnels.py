@@ -28,7 +28,7 @@ from common import PG, ROOT, prod_env, psql
 
 DB_NAME = "funnels_bench"
 META = Path(tempfile.gettempdir()) / "funnels-bench.json"
-STEPS = ["onboarding_step", "report_run", "export_csv"]
+STEPS = ["onboarding_step", "page_view", "logout"]  # steps the data set's users do in turn
 
 
 def generate(args: argparse.Namespace) -> None:

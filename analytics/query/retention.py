@@ -161,10 +161,12 @@ def retention_compile(*, app: Application, retention: Retention, engine: str) ->
     )
     sql = (
         f"WITH cohorts AS (SELECT {ent} AS e, MIN({bucket}) AS c FROM {table} WHERE {start_where} GROUP BY e), "  # noqa: S608
-        f"returns AS (SELECT DISTINCT {ent} AS e, {bucket} AS b FROM {table} WHERE {return_where}) "
+        # Returns joined to the (small) cohort set first: a hash join probed by the event rows, then one
+        # distinct (cohort, period, entity) per return, rather than every entity's periods sorted by id.
+        f"returns AS (SELECT DISTINCT k.c AS c, {bucket} AS b, k.e AS e FROM {table} "
+        f"JOIN cohorts AS k ON k.e = {ent} WHERE {return_where} AND {bucket} > k.c) "
         "SELECT c, CAST(NULL AS TIMESTAMP) AS b, COUNT(*) AS n FROM cohorts GROUP BY c "
-        "UNION ALL SELECT c.c, r.b, COUNT(*) AS n FROM cohorts AS c JOIN returns AS r ON r.e = c.e AND r.b > c.c "
-        "GROUP BY c.c, r.b ORDER BY 1, 2"
+        "UNION ALL SELECT c, b, COUNT(*) AS n FROM returns GROUP BY c, b ORDER BY 1, 2"
     )
     if engine == "postgres" and r.period == "month":
         # date_trunc on a UTC wall time gives `timestamp`; keep the union's types equal.
