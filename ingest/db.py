@@ -156,6 +156,11 @@ def writes_failing(*, within: float) -> bool:
     return failed_at > _outcome["ok_at"] and time.monotonic() - failed_at < within
 
 
+def write_outcome_times() -> tuple[float, float]:
+    """(last success, last failure) of this process's real writes, in `time.monotonic()` seconds (0: none)."""
+    return _outcome["ok_at"], _outcome["failed_at"]
+
+
 def write_outcome_forget() -> None:
     """For tests: start with no recorded outcome."""
     _outcome.update(ok_at=0.0, failed_at=0.0)

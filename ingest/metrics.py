@@ -1,4 +1,4 @@
-"""Scrape-time gauges of the export outbox, read from PostgreSQL (see saastracker/metrics.py).
+"""Scrape-time gauges of the export outbox, read from PostgreSQL, and of readiness (see saastracker/metrics.py).
 
 The same reads as the admin and the maintenance sweep (`export_backlog_get`): partial indexes, and
 a pending count that stops at a million rows, so a scrape stays cheap however large the backlog.
@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .probes import REQUIRED, readiness
 from .services.export import MODELS, export_backlog_get
 
 
@@ -30,3 +31,22 @@ def export_collect() -> Iterable[Metric]:
         oldest = backlog.oldest_unexported_at
         lag.add_metric([table], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
     return [rows, lag]
+
+
+def readiness_collect() -> Iterable[Metric]:
+    """What /readyz says, per check (cached verdicts: a scrape adds no probe of its own within the cache).
+
+    `saastracker_readiness_check{check="redis"} 0` with `saastracker_ready 1` is the degraded state:
+    events are taken, rate limits fail open (issue 17, item 2).
+    """
+    checks = readiness()
+    check = GaugeMetricFamily(
+        "saastracker_readiness_check",
+        "1 when the /readyz check passes in this process, 0 when not (redis: degraded, not unready).",
+        labels=["check"],
+    )
+    for name, ok in checks.items():
+        check.add_metric([name], 1 if ok else 0)
+    ready = GaugeMetricFamily("saastracker_ready", "1 when this process can take events (/readyz answers 200).")
+    ready.add_metric([], 1 if all(checks[name] for name in REQUIRED) else 0)
+    return [check, ready]

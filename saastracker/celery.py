@@ -51,7 +51,7 @@ app.conf.task_default_queue = QUEUE_MAINTENANCE
 # All periodic work in one place (run by `scripts/worker`, which starts beat). Each entry is a
 # sweep that is idempotent, so a late or lost run only delays work; `expires` drops runs that
 # waited longer than their period, since the next one supersedes them.
-app.conf.beat_schedule = {
+_beat_schedule: dict[str, dict[str, Any]] = {
     "usage refresh": {"task": "apps_registry.usage_refresh", "schedule": 60.0, "options": {"expires": 60}},
     "export sweep": {"task": "ingest.export_sweep", "schedule": 10.0, "options": {"expires": 10}},
     "retention": {"task": "ingest.retention", "schedule": 3600.0},
@@ -61,6 +61,23 @@ app.conf.beat_schedule = {
     "analytics fold": {"task": "analytics.fold_pending", "schedule": 2.0, "options": {"expires": 2}},
     "analytics daily scan": {"task": "analytics.scan_daily", "schedule": crontab(minute=5, hour=0)},
 }
+# Worker liveness (issue 17, item 1d; saastracker/heartbeat.py): a no-op task on every queue, so an
+# idle worker's pool proves it still runs tasks. `scripts/worker` restarts a worker that stops beating.
+# Read from the environment here (not settings: this module is imported while settings load).
+HEARTBEAT_TASK = "saastracker.heartbeat"
+HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS") or 10)
+for _queue in QUEUES:
+    _beat_schedule[f"heartbeat {_queue}"] = {
+        "task": HEARTBEAT_TASK,
+        "schedule": HEARTBEAT_SECONDS,
+        "options": {"queue": _queue, "expires": HEARTBEAT_SECONDS},
+    }
+app.conf.beat_schedule = _beat_schedule
+
+
+@app.task(name=HEARTBEAT_TASK, ignore_result=True, soft_time_limit=5, time_limit=10)
+def heartbeat() -> None:
+    """Nothing to do: running is the point (the task signals record the beat)."""
 
 
 # Every log line of a task carries its id and name; runs and failures are counted by task name.
@@ -68,18 +85,22 @@ app.conf.beat_schedule = {
 
 @signals.task_prerun.connect
 def _task_context_start(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    from saastracker.heartbeat import task_started
     from saastracker.logs import context_reset
 
     context_reset(task_id=task_id or "", task_name=getattr(task, "name", "") or "")
+    task_started(task)
 
 
 @signals.task_postrun.connect
 def _task_context_end(task: Any = None, state: str | None = None, **_: Any) -> None:
+    from saastracker.heartbeat import task_ended
     from saastracker.logs import context_clear
     from saastracker.metrics import TASK_RUNS
 
     TASK_RUNS.labels(getattr(task, "name", "unknown"), state or "UNKNOWN").inc()
     context_clear()
+    task_ended(task)
 
 
 @signals.task_failure.connect

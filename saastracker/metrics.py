@@ -33,7 +33,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -78,6 +78,15 @@ WEBHOOK_ATTEMPTS = Counter(
     ["outcome"],
 )
 
+# Ingest (the event's receive time; for a test message, its creation) to the receiver's 2xx. `attempt`
+# is `first` when the first attempt succeeded (our own lag) or `retry` (the receiver failed before).
+WEBHOOK_LATENCY = Histogram(
+    "saastracker_webhook_delivery_latency_seconds",
+    "Seconds from ingest to the receiver's 2xx, by attempt: first (our lag) or retry (the receiver failed before).",
+    ["attempt"],
+    buckets=(0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0),
+)
+
 # --- Celery ----------------------------------------------------------------------------------
 TASK_RUNS = Counter("saastracker_celery_task_runs", "Celery task runs, by task and final state.", ["task", "state"])
 TASK_FAILURES = Counter("saastracker_celery_task_failures", "Celery task runs that raised, by task name.", ["task"])
@@ -119,14 +128,29 @@ def request_record(*, endpoint: str, status: int, duration: float, response: Htt
 
 
 class _ScrapeCollector(Collector):
-    """Runs the callables of `settings.METRICS_SCRAPE_COLLECTORS`; one failing does not hide the others."""
+    """Runs the callables of `settings.METRICS_SCRAPE_COLLECTORS`; one failing does not hide the others.
+
+    A collector that fails (PostgreSQL down) cannot give its gauges, and a gauge that vanishes makes
+    alert rules see "no data" rather than a problem (issue 17, item 4). So every scrape also says,
+    per collector, whether its gauges could be read: `saastracker_state_scrape_ok{collector}` 1 or 0.
+    """
 
     def collect(self) -> Iterable[Metric]:
+        scrape_ok = GaugeMetricFamily(
+            "saastracker_state_scrape_ok",
+            "1 when this scrape could read the collector's stored-state gauges, 0 when it failed (they are missing).",
+            labels=["collector"],
+        )
         for path in settings.METRICS_SCRAPE_COLLECTORS:
             try:
-                yield from _callable(path)()
+                families = list(_callable(path)())  # all or nothing: never half a collector's gauges
             except Exception:  # a database hiccup must not make the process metrics disappear
                 logger.warning("metrics collector %s failed", path, exc_info=True)
+                scrape_ok.add_metric([path.rsplit(".", 1)[-1]], 0)
+                continue
+            scrape_ok.add_metric([path.rsplit(".", 1)[-1]], 1)
+            yield from families
+        yield scrape_ok
 
 
 @cache

@@ -151,6 +151,9 @@ def test_a_registered_collector_adds_its_gauge_and_a_failing_one_hides_nothing(c
     scraped = samples(text)
     assert value(scraped, "saastracker_analytics_fold_lag_seconds") == 12.5
     assert ("saastracker_webhook_messages_pending", frozenset()) in scraped
+    # ... and the scrape says which collectors could not be read, instead of only dropping their gauges
+    assert value(scraped, "saastracker_state_scrape_ok", collector="broken_example") == 0
+    assert value(scraped, "saastracker_state_scrape_ok", collector="export_collect") == 1
 
 
 def fold_lag_example():

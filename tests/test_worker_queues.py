@@ -94,6 +94,7 @@ def test_webhooks_are_delivered_while_every_export_task_hangs(receiver, tmp_path
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
             "CELERY_BEAT": "0",
             "CELERY_LOG_LEVEL": "info",
+            "WORKER_HEARTBEAT_DIR": str(tmp_path / "heartbeat"),  # killed with SIGKILL: no cleanup runs
         }
         log = tmp_path / "worker.log"
         worker = subprocess.Popen(  # noqa: S603 (our own script)
@@ -127,3 +128,108 @@ def test_webhooks_are_delivered_while_every_export_task_hangs(receiver, tmp_path
         finally:
             os.killpg(worker.pid, signal.SIGKILL)  # a warm shutdown would wait for the hung export calls
             worker.wait(timeout=10)
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants, parent first (Linux /proc)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found += _tree(int(child))
+    return found
+
+
+def _heartbeat_age(client, queue: str) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "saastracker_worker_heartbeat_age_seconds" and sample.labels == {"queue": queue}:
+                return sample.value
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_frozen_webhooks_worker_is_restarted_and_delivery_resumes(receiver, tmp_path, client):
+    # Given `scripts/worker` runs the webhooks and maintenance roles (beat included), with the
+    # staleness bound shortened from 120 s to 8 s and heartbeats every 2 s
+    application = ApplicationFactory()
+    endpoint_create(company=application.company, url=receiver.url, event_types=["onboarding.started"])
+    db = connection.settings_dict
+    heartbeats = tmp_path / "heartbeat"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "saastracker.settings.test",
+        "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "TEST_CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
+        "CELERY_BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),
+        "WORKER_HEARTBEAT_DIR": str(heartbeats),
+        "WORKER_HEARTBEAT_SECONDS": "2",
+        "WORKER_STALE_SECONDS": "8",
+        "WORKER_CHECK_SECONDS": "1",
+        "WORKER_START_SECONDS": "90",
+        "CELERY_LOG_LEVEL": "warning",
+    }
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(  # noqa: S603 (our own script)
+        [str(REPO / "scripts" / "worker"), "webhooks,maintenance"],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _nodes_up({"webhooks", "maintenance"}, timeout=90)
+        # ... and delivers a webhook (the fan-out sweep finds the row)
+        SdkEventFactory(application=application, event_name="onboarding_flow_started", webhook_pending=True)
+        receiver.wait_for(1, timeout=60)
+        frozen_pid = int((heartbeats / "webhooks.pid").read_text())
+
+        # When the webhooks worker's whole process tree is frozen (SIGSTOP), as by a machine stall
+        frozen = _tree(frozen_pid)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        rows = SdkEventFactory.create_batch(
+            5, application=application, event_name="onboarding_flow_started", webhook_pending=True
+        )
+
+        # Then the /metrics gauge shows the queue's heartbeat ageing past the bound,
+        ages = []
+        while time.monotonic() - stopped_at < 60 and int((heartbeats / "webhooks.pid").read_text()) == frozen_pid:
+            ages.append(_heartbeat_age(client, "webhooks") or 0.0)
+            time.sleep(0.5)
+        assert max(ages) > 6, ages
+        # scripts/worker kills the frozen tree and starts a new worker,
+        restarted_after = time.monotonic() - stopped_at
+        assert int((heartbeats / "webhooks.pid").read_text()) != frozen_pid
+        assert "the webhooks worker" in log.read_text()
+        assert "killing and restarting it" in log.read_text()
+        # and every webhook owed is delivered, by the new worker
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            bodies = b"".join(r.body for r in receiver.requests).decode()
+            if all(str(row.event_id) in bodies for row in rows):
+                break
+            time.sleep(0.2)
+        delivered_after = time.monotonic() - stopped_at
+        missing = [row.event_id for row in rows if str(row.event_id) not in bodies]
+        assert missing == [], (len(receiver.requests), log.read_text()[-3000:])
+        assert not any(Path(f"/proc/{pid}").exists() for pid in frozen)
+        # ... and the heartbeat is fresh again
+        deadline = time.monotonic() + 30
+        while (_heartbeat_age(client, "webhooks") or 99) > 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert (_heartbeat_age(client, "webhooks") or 99) <= 5
+        print(f"restarted {restarted_after:.1f} s after the freeze, all delivered after {delivered_after:.1f} s")
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # the frozen tree too (same process group; SIGKILL ends stopped ones)
+        worker.wait(timeout=10)

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from apps_registry.models import Application, Company
 from ingest.models import Event, IdentifyLink, SdkEvent
-from saastracker.metrics import WEBHOOK_ATTEMPTS
+from saastracker.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 
 from . import schemas, signing, transport
 from .models import EVENT_TRIGGERS, WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
@@ -534,7 +534,23 @@ def _record(results: list[tuple[WebhookMessage, transport.HttpResult]], *, lease
             transaction.on_commit(partial(_enqueue, [message_id], countdown=countdown))
     for outcome in outcomes:
         WEBHOOK_ATTEMPTS.labels(str(outcome)).inc()
+    for message in delivered:
+        WEBHOOK_LATENCY.labels("first" if message.attempt_count == 0 else "retry").observe(
+            max(0.0, (now - _ingested_at(message)).total_seconds())
+        )
     return outcomes
+
+
+def _ingested_at(message: WebhookMessage) -> datetime:
+    """When the triggering row was received (its payload says; identify: `timestamp`), else when made."""
+    data = message.payload.get("data") if isinstance(message.payload, dict) else None
+    stamp = data.get("received_at") if isinstance(data, dict) else None
+    if stamp is None and message.event_type == WebhookEventType.USER_IDENTIFIED:
+        stamp = message.payload.get("timestamp")
+    try:
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else message.created_at
+    except ValueError:
+        return message.created_at
 
 
 def _record_failure(

@@ -3,8 +3,11 @@
 - `/api/v1/ingest/health`: 200 when this process can store events now (PostgreSQL commits a write
   and real inserts are not failing, `ingest.probes.database_writable`), 503 otherwise. No detail.
 - `/livez`: the process answers. Touches nothing else, so a database outage never restarts it.
-- `/readyz`: PostgreSQL reachable and writable, Redis reachable, migrations applied; 503 names
-  the failing checks. This is what a load balancer or orchestrator should route on.
+- `/readyz`: can this process take events? PostgreSQL reachable and writable, migrations applied;
+  503 names the failing checks. Redis is reported (`"degraded": ["redis"]`) but answered 200:
+  ingest takes events without it (issue 17, item 2). What a load balancer should route on.
+
+Both answer within `HEALTH_PROBE_TIMEOUT_SECONDS` (0.8 s) whatever the database does.
 
 No authentication, no throttle, `Cache-Control: no-store` so no proxy answers for us. Verdicts
 are cached for `HEALTH_CACHE_SECONDS` per process, so frequent polling costs almost nothing.
@@ -18,7 +21,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..probes import database_writable, readiness
+from ..probes import REQUIRED, database_writable, readiness
 from .base import IngestView
 
 _Status = inline_serializer("HealthStatus", {"status": serializers.ChoiceField(choices=["ok", "unavailable"])})
@@ -71,13 +74,19 @@ def livez(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def readyz(request: HttpRequest) -> HttpResponse:
-    """Ready for traffic: every dependency of storing an event is there. 503 names what is not."""
+    """Ready for traffic: every dependency of storing an event is there. 503 names what is not.
+
+    A dependency ingest can do without (Redis) is `degraded`: named in the body, never a 503.
+    """
     checks = readiness()
-    failing = sorted(name for name, ok in checks.items() if not ok)
+    failing = sorted(name for name, ok in checks.items() if not ok and name in REQUIRED)
+    degraded = sorted(name for name, ok in checks.items() if not ok and name not in REQUIRED)
     body: dict[str, object] = {
-        "status": "unavailable" if failing else "ok",
-        "checks": {name: "ok" if ok else "failing" for name, ok in checks.items()},
+        "status": "unavailable" if failing else "degraded" if degraded else "ok",
+        "checks": {name: "ok" if ok else "failing" if name in REQUIRED else "degraded" for name, ok in checks.items()},
     }
     if failing:
         body["failing"] = failing
+    if degraded:
+        body["degraded"] = degraded
     return _plain(orjson.dumps(body), 503 if failing else 200)

@@ -162,6 +162,9 @@ IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
 DB_IN_DOUBT_SECONDS = float(env("DB_IN_DOUBT_SECONDS", "5") or 5)
 # Health and readiness verdicts are computed at most once per this many seconds per process (they write).
 HEALTH_CACHE_SECONDS = float(env("HEALTH_CACHE_SECONDS", "2") or 2)
+# A probe answers within this many seconds whatever the database does: past it, the check counts as
+# failing and its computation carries on in the background (a frozen server holds no request).
+HEALTH_PROBE_TIMEOUT_SECONDS = float(env("HEALTH_PROBE_TIMEOUT_SECONDS", "0.8") or 0.8)
 
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
@@ -268,4 +271,6 @@ METRICS_SCRAPE_COLLECTORS = [
     "ingest.metrics.export_collect",
     "webhooks.metrics.webhooks_collect",
     "analytics.metrics.fold_collect",
+    "ingest.metrics.readiness_collect",
+    "saastracker.heartbeat.heartbeat_collect",
 ]

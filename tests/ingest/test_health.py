@@ -157,13 +157,37 @@ def test_health_is_503_while_event_inserts_fail_though_other_writes_succeed(
 
 
 def test_health_is_503_on_a_read_only_database(api_client, transactional_db):
-    # Given this service's session sees a read-only database (as on a replica after a failover)
+    # Given new sessions see a read-only database (as on a replica after a failover); the probe
+    # runs on a thread and connection of its own, which reconnects after each check in tests
+    name = connection.settings_dict["NAME"]
     with connection.cursor() as cursor:
-        cursor.execute("SET default_transaction_read_only = on")
+        cursor.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
     try:
         # Then health is 503, where SELECT 1 would have said 200
         assert api_client.get(HEALTH_URL).status_code == 503
     finally:
-        connection.close()  # the setting goes with the session
+        with connection.cursor() as cursor:  # this session predates the setting: still writable
+            cursor.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
 
     assert api_client.get(HEALTH_URL).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_200_and_names_redis_degraded_when_redis_is_unreachable(client, settings):
+    # Given Redis does not answer (the limiter fails open: events are still stored)
+    from saastracker.redis_client import get_redis
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    get_redis.cache_clear()
+    try:
+        response = client.get("/readyz")
+    finally:
+        get_redis.cache_clear()
+
+    # Then the instance stays in rotation, and the body says what is degraded
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "degraded",
+        "checks": {"database": "ok", "redis": "degraded", "migrations": "ok"},
+        "degraded": ["redis"],
+    }
