@@ -3,6 +3,7 @@
 from django.urls import path, re_path
 
 from .api.activity import ActiveUsersView, ActivityView
+from .api.adoption import FeatureAdoptionView
 from .api.apps import AppsView
 from .api.base import not_found
 from .api.features import FeaturesView, FeatureView
@@ -24,6 +25,7 @@ urlpatterns = [
     path("apps/<uuid:app_uuid>/pages", PagesView.as_view(), name="pages"),
     path("apps/<uuid:app_uuid>/pages/trend", PageTrendView.as_view(), name="page-trend"),
     path("apps/<uuid:app_uuid>/features", FeaturesView.as_view(), name="features"),
+    path("apps/<uuid:app_uuid>/features/<str:name>/adoption", FeatureAdoptionView.as_view(), name="feature-adoption"),
     path("apps/<uuid:app_uuid>/features/<str:name>", FeatureView.as_view(), name="feature"),
     path("apps/<uuid:app_uuid>/organizations", OrganizationsView.as_view(), name="organizations"),
     path("apps/<uuid:app_uuid>/organizations/<str:customer_org_id>", OrganizationView.as_view(), name="organization"),

@@ -24,6 +24,7 @@ SOURCES: dict[str, str] = {
     "funnel_dropoff": "analytics.query.funnel",
     "retention_run": "analytics.query.retention",
     "insight_run": "analytics.insights",
+    "feature_adoption_get": "analytics.adoption",
 }
 
 

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from . import insight_views, sequence_views, views
+from . import adoption_views, insight_views, sequence_views, views
 
 app_name = "pages"
 
@@ -32,6 +32,7 @@ urlpatterns = [
     path("<uuid:app_uuid>/pages/", views.pages, name="pages"),
     path("<uuid:app_uuid>/pages/trend/", views.page_trend, name="page_trend"),
     path("<uuid:app_uuid>/features/", views.features, name="features"),
+    path("<uuid:app_uuid>/features/<str:name>/adoption/", adoption_views.feature_adoption, name="feature_adoption"),
     path("<uuid:app_uuid>/organizations/", views.organizations, name="organizations"),
     path("<uuid:app_uuid>/organizations/<path:customer_org_id>/", views.organization, name="organization"),
     path("<uuid:app_uuid>/stream/", views.stream, name="stream"),

@@ -36,3 +36,33 @@ def test_range_and_from_together_is_a_400(reader, application):
 
     assert response.status_code == 400
     assert response.json()["details"][0]["field"] == "range"
+
+
+def test_feature_adoption_per_week_and_who_did_not_adopt(reader, application):
+    import datetime as dt
+
+    from analytics.fold import fold_drain
+    from analytics.models import Feature
+    from tests.factories import EventFactory
+
+    # Given "Reports" (report_run): org_a uses it in the week of Nov 2 and of Nov 9, org_b in the week of
+    # Nov 9; org_c is active but never uses it
+    Feature.objects.create(application=application, name="Reports", events=["report_run"], path_prefixes=[])
+    for org, day in (("org_a", 3), ("org_a", 10), ("org_b", 11)):
+        EventFactory(application=application, event="report_run", customer_org_id=org,
+                     occurred_at=dt.datetime(2026, 11, day, 12, tzinfo=dt.UTC))  # fmt: skip
+    EventFactory(application=application, event="page_view", customer_org_id="org_c",
+                 occurred_at=dt.datetime(2026, 11, 4, 12, tzinfo=dt.UTC))  # fmt: skip
+    fold_drain(budget_seconds=30)
+
+    url = f"/api/v1/analytics/apps/{application.uuid}/features/Reports/adoption"
+    body = reader.get(url, {"from": "2026-11-02", "to": "2026-11-15"}).json()
+
+    assert [(w["week"], w["orgs"], w["orgs_adopted_to_date"]) for w in body["weeks"]] == [
+        ("2026-11-02", 1, 1),
+        ("2026-11-09", 2, 2),
+    ]
+    assert body["orgs_adopted"] == ["org_a", "org_b"]
+    assert body["orgs_active_not_adopted"] == ["org_c"]
+    page = reader.get(f"/api/v1/analytics/apps/{application.uuid}/features/Nope/adoption")
+    assert page.status_code == 404

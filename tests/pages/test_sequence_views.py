@@ -245,3 +245,26 @@ def test_overview_figures_show_their_change_against_the_range_before(member_clie
     assert "vs the 10 days before (2)" in events_card
     assert "Events, previous period" in overlay
     assert "Events, previous period" not in html
+
+
+def test_feature_adoption_page_lists_who_adopted_and_who_did_not(member_client, application):
+    import datetime as dt
+
+    from analytics.fold import fold_drain
+    from analytics.models import Feature
+    from tests.factories import EventFactory
+
+    Feature.objects.create(application=application, name="Reports", events=["report_run"], path_prefixes=[])
+    EventFactory(application=application, event="report_run", customer_org_id="org_a",
+                 occurred_at=dt.datetime(2026, 11, 3, 12, tzinfo=dt.UTC))  # fmt: skip
+    EventFactory(application=application, event="page_view", customer_org_id="org_c",
+                 occurred_at=dt.datetime(2026, 11, 4, 12, tzinfo=dt.UTC))  # fmt: skip
+    fold_drain(budget_seconds=30)
+    features = member_client.get(f"/app/{application.uuid}/features/?from=2026-11-01&to=2026-11-15").content.decode()
+    link = re.search(r'href="([^"]+)" class="adoption-link"', features).group(1).replace("&amp;", "&")
+
+    html = member_client.get(link).content.decode()
+
+    assert 'id="adoption-table"' in html
+    assert f'href="/app/{application.uuid}/organizations/org_a/' in html.split('id="orgs-adopted"')[1].split("</ul>")[0]
+    assert "org_c" in html.split('id="orgs-not-adopted"')[1].split("</ul>")[0]
