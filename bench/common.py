@@ -27,17 +27,18 @@ def psql(dsn: str, sql: str) -> str:
     return subprocess.run(["psql", dsn, "-qAtc", sql], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def manage(env: dict, *args: str) -> str:
+def manage(env: dict, *args: str, root: Path = ROOT) -> str:
+    """`manage.py` of `root` (this checkout, or another commit's checkout in a side-by-side run)."""
     return subprocess.run(
-        [python(), "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        [python(), "manage.py", *args], cwd=root, env=env, check=True, capture_output=True, text=True
     ).stdout
 
 
-def database_prepare(env: dict, db_name: str) -> None:
+def database_prepare(env: dict, db_name: str, root: Path = ROOT) -> None:
     """Create the bench database if missing and migrate it. `db_name` is a script constant."""
     if psql(f"{PG}/postgres", f"select 1 from pg_database where datname = '{db_name}'") != "1":  # noqa: S608
         psql(f"{PG}/postgres", f"create database {db_name}")
-    manage(env, "migrate", "--noinput")
+    manage(env, "migrate", "--noinput", root=root)
 
 
 def prod_env(*, db_name: str, port: int, redis_url: str, **extra: str) -> dict:
