@@ -268,6 +268,15 @@ class OrgSignal(models.Model):
         return f"{self.customer_org_id} {self.kind}"
 
 
+# What a feature definition may hold (issue 18): every size a client controls is capped, and a value past
+# a cap is a 400 naming the member (API) or a form error (admin). A prefix longer than the 512 characters
+# the rollups keep of a path (fold.PATH_KEY_LENGTH) could never match one.
+FEATURES_PER_APP_MAX = 50
+FEATURE_EVENTS_MAX = 1000
+FEATURE_PREFIXES_MAX = 1000
+FEATURE_PREFIX_MAX_LENGTH = 512
+
+
 class Feature(models.Model):
     """A named feature of an app: any of some event names and/or any of some path prefixes."""
 
@@ -287,6 +296,23 @@ class Feature(models.Model):
     def clean(self) -> None:
         if not self.events and not self.path_prefixes:
             raise ValidationError("A feature needs at least one event name or path prefix.")
+        errors: dict[str, str] = {}
+        if len(self.events) > FEATURE_EVENTS_MAX:
+            errors["events"] = f"At most {FEATURE_EVENTS_MAX} event names per feature."
+        if len(self.path_prefixes) > FEATURE_PREFIXES_MAX:
+            errors["path_prefixes"] = f"At most {FEATURE_PREFIXES_MAX} path prefixes per feature."
+        else:
+            long = next((i for i, p in enumerate(self.path_prefixes) if len(p) > FEATURE_PREFIX_MAX_LENGTH), None)
+            if long is not None:
+                errors["path_prefixes"] = (
+                    f"Item {long}: at most {FEATURE_PREFIX_MAX_LENGTH} characters (the rollups keep no more of a path)."
+                )
+        if self._state.adding and self.application_id is not None:
+            defined = Feature.objects.filter(application_id=self.application_id).count()
+            if defined >= FEATURES_PER_APP_MAX:
+                errors["name"] = f"The application already defines {FEATURES_PER_APP_MAX} features, the most it may."
+        if errors:
+            raise ValidationError(errors)
 
 
 class Insight(models.Model):

@@ -1,8 +1,10 @@
 """Reads of the analytics app that every endpoint and page share: who may read which application."""
 
 import base64
+import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import date, timedelta
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -18,10 +20,18 @@ from ingest.errors import ApiError
 from . import bitmaps
 from .fold import PATH_KEY_LENGTH
 from .models import ALL_ENVIRONMENTS, Feature, Organization, OrgSignal, Source
+from .reads import read_budget_check, timed_read
+
+# Deactivation (README, "Analytics (rollups, organizations, read API)"):
+# - a deactivated COMPANY is closed to its members: its applications answer 404 in the API and the
+#   pages, as another company's do (superusers, i.e. support, still read them);
+# - a deactivated APPLICATION of an active company stays readable (its history; ingest already
+#   refuses its events) but is read-only: defining or removing features and dismissing signals
+#   answer 403 `application_inactive`, for everyone (superusers included).
 
 
 def applications_readable(*, user: User | AnonymousUser | None) -> QuerySet[Application]:
-    """Applications of the user's company (any role); every application for a superuser."""
+    """Applications of the user's company (any role) while the company is active; all for a superuser."""
     apps = Application.objects.select_related("company")
     if user is None or not user.is_authenticated or not user.is_active:
         return apps.none()
@@ -30,7 +40,17 @@ def applications_readable(*, user: User | AnonymousUser | None) -> QuerySet[Appl
     membership = Membership.objects.filter(user=user).values_list("company_id", flat=True).first()
     if membership is None:
         return apps.none()
-    return apps.filter(company_id=membership)
+    return apps.filter(company_id=membership, company__is_active=True)
+
+
+def application_active_check(*, app: Application) -> None:
+    """A write to a deactivated application (or one of a deactivated company): 403, whoever asks."""
+    if not (app.is_active and app.company.is_active):
+        raise ApiError(
+            status_code=403,
+            code="application_inactive",
+            message="The application is deactivated: its analytics are read-only.",
+        )
 
 
 def application_readable_get(*, user: User | AnonymousUser | None, app_uuid: uuid.UUID) -> Application:
@@ -42,7 +62,8 @@ def application_readable_get(*, user: User | AnonymousUser | None, app_uuid: uui
 
 
 def application_writable(*, user: User | AnonymousUser | None, app: Application) -> bool:
-    """Owners and admins of the app's company, and superusers, may change its analytics settings."""
+    """Owners and admins of the app's company, and superusers, may change its analytics settings
+    (while it is active: see `application_active_check`)."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False
     if user.is_superuser:
@@ -83,6 +104,14 @@ def invalid_parameter(name: str, message: str) -> ApiError:
     )
 
 
+def text_param(name: str, value: str) -> str:
+    """A client's text bound for a PostgreSQL text column: PostgreSQL refuses NUL, so it is a 400 naming
+    the member, not a DataError answered 503 "database unavailable" and logged at ERROR."""
+    if "\x00" in value:
+        raise invalid_parameter(name, "Must not contain NUL characters.")
+    return value
+
+
 def default_window(*, today: date | None = None, days: int = 30) -> tuple[date, date]:
     """The last `days` UTC days, today included."""
     today = today or timezone.now().date()
@@ -95,6 +124,7 @@ def _env_key(environment: str | None) -> str:
 
 
 def _rows(sql: str, params: list | dict) -> list[tuple]:
+    read_budget_check()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
@@ -173,6 +203,7 @@ def _daily_rows(
     )
 
 
+@timed_read
 def activity_get(
     *,
     app: Application,
@@ -215,6 +246,7 @@ def activity_get(
     }
 
 
+@timed_read
 def active_users_get(*, app: Application, environment: str | None, source: str = Source.EVENTS) -> dict:
     """DAU, WAU, MAU as of today (UTC): distinct users on the last 1, 7 and 30 days."""
     today = timezone.now().date()
@@ -234,6 +266,7 @@ def _env_where(environment: str | None) -> tuple[str, list]:
     return " AND environment = %s", [environment]
 
 
+@timed_read
 def pages_list(*, app: Application, date_from: date, date_to: date, environment: str | None, limit: int = 50) -> dict:
     """Most viewed paths first; a view is a stored event carrying that path. Users and orgs are exact."""
     env_sql, env_params = _env_where(environment)
@@ -265,8 +298,10 @@ def pages_list(*, app: Application, date_from: date, date_to: date, environment:
     }
 
 
+@timed_read
 def page_trend_get(*, app: Application, path: str, date_from: date, date_to: date, environment: str | None) -> dict:
     """Views and distinct users of one path per day."""
+    text_param("path", path)
     env_sql, env_params = _env_where(environment)
     views: dict[date, int] = {}
     users: dict[date, list[BitMap]] = {}
@@ -292,36 +327,138 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+# --- Features: a definition resolved to the rollups' path keys once --------------------------------------
+# Matching `path LIKE ANY(prefixes)` on every PathDay row of the window cost rows times prefixes per feature
+# (20 features of 1,000 prefixes: 40 s). Instead each feature's prefixes are matched once against the
+# app's path dictionary (DenseId PATH: every path the rollups hold, as `left(path, 512)`), and again only
+# for paths added since; a read then fetches the rows of the matched paths, one statement for every
+# feature. Matching a path tests its own prefixes (one set lookup per distinct prefix length), so the
+# cost does not grow with the number of rules. Cached per process until the definition changes.
+
+_RESOLVED_MAX = 10_000
+
+
+class _Resolved:
+    """A definition's matched paths as of path id `top`. Never changed once cached (other threads may be
+    iterating `paths`): new paths make a new entry."""
+
+    __slots__ = ("paths", "prefixes", "top", "top_key")
+
+    def __init__(self, prefixes: tuple[str, ...], paths: frozenset[str] = frozenset(), top: int = 0, top_key: str = ""):
+        self.prefixes = prefixes
+        self.paths = paths
+        self.top = top  # highest path id matched so far
+        self.top_key = top_key
+
+
+_resolved: OrderedDict[tuple[int, int | None], _Resolved] = OrderedDict()
+_resolved_lock = threading.Lock()
+
+
+def _prefix_match(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
+    """`path` starts with one of `prefixes`: one set lookup per distinct prefix length, whatever their number."""
+    wanted = set(prefixes)
+    lengths = sorted({len(p) for p in wanted})
+
+    def match(path: str) -> bool:
+        for n in lengths:
+            if n > len(path):
+                return False
+            if path[:n] in wanted:
+                return True
+        return False
+
+    return match
+
+
+def _feature_paths(app: Application, feature: Feature, paths: bitmaps._Reverse) -> frozenset[str]:
+    """The rollup paths (PathDay keys) that start with one of the feature's prefixes."""
+    prefixes = tuple(feature.path_prefixes)
+    key = (app.id, feature.pk)
+    entry = _resolved.get(key)
+    if (
+        entry is None
+        or entry.prefixes != prefixes
+        or entry.top > paths.top
+        or (entry.top and paths.keys.get(entry.top) != entry.top_key)
+    ):
+        entry = _Resolved(prefixes)
+    if paths.top > entry.top:
+        match = _prefix_match(prefixes)
+        keys = paths.keys
+        found = {p for dense in range(entry.top + 1, paths.top + 1) if (p := keys.get(dense)) is not None and match(p)}
+        entry = _Resolved(prefixes, entry.paths | found if found else entry.paths, paths.top, keys.get(paths.top, ""))
+    with _resolved_lock:
+        _resolved[key] = entry
+        _resolved.move_to_end(key)
+        while len(_resolved) > _RESOLVED_MAX:
+            _resolved.popitem(last=False)
+    return entry.paths
+
+
+def features_sets(
+    *,
+    app: Application,
+    features: list[Feature],
+    date_from: date,
+    date_to: date,
+    environment: str | None,
+    source: str,
+) -> list[tuple[BitMap, BitMap]]:
+    """(users, orgs) who used each feature in the window, in order: two statements for all of them."""
+    env_sql, env_params = _env_where(environment)
+    events = sorted({e for f in features for e in f.events})
+    by_event: dict[str, list[tuple[BitMap, BitMap]]] = {}
+    if events:
+        for event, u, o in _bitmap_rows(
+            "analytics_nameday",
+            ("users_bm", "orgs_bm"),
+            "event",
+            "application_id = %s AND source = %s AND event = ANY(%s) AND day BETWEEN %s AND %s" + env_sql,
+            [app.id, source, events, date_from, date_to, *env_params],
+        ):
+            by_event.setdefault(event, []).append((u, o))
+    matched: list[frozenset[str]] = [frozenset() for _ in features]
+    by_path: dict[str, list[tuple[BitMap, BitMap]]] = {}
+    if source == Source.EVENTS and any(f.path_prefixes for f in features):
+        read_budget_check()
+        with connection.cursor() as cursor:
+            paths = bitmaps.reverse(cursor, app.id, [bitmaps.PATH])[bitmaps.PATH]
+        for i, feature in enumerate(features):
+            if feature.path_prefixes:
+                matched[i] = _feature_paths(app, feature, paths)
+        wanted = sorted(set().union(*matched))
+        if wanted:
+            for path, u, o in _bitmap_rows(
+                "analytics_pathday",
+                ("users_bm", "orgs_bm"),
+                "path",
+                "application_id = %s AND path = ANY(%s) AND day BETWEEN %s AND %s" + env_sql,
+                [app.id, wanted, date_from, date_to, *env_params],
+            ):
+                by_path.setdefault(path, []).append((u, o))
+    out = []
+    for feature, own in zip(features, matched, strict=True):
+        pairs = [pair for event in set(feature.events) for pair in by_event.get(event, ())]
+        if own:
+            if len(own) < len(by_path):
+                pairs += [pair for path in own for pair in by_path.get(path, ())]
+            else:
+                pairs += [pair for path, rows in by_path.items() if path in own for pair in rows]
+        out.append((_union([u for u, _ in pairs]), _union([o for _, o in pairs])))
+    return out
+
+
 def feature_sets(
     *, app: Application, feature: Feature, date_from: date, date_to: date, environment: str | None, source: str
 ) -> tuple[BitMap, BitMap]:
     """(users, orgs) who used the feature in the window: the union over its event names' and paths' rows."""
-    env_sql, env_params = _env_where(environment)
-    users: list[BitMap] = []
-    orgs: list[BitMap] = []
-    if feature.events:
-        for _, u, o in _bitmap_rows(
-            "analytics_nameday",
-            ("users_bm", "orgs_bm"),
-            "1",
-            "application_id = %s AND source = %s AND event = ANY(%s) AND day BETWEEN %s AND %s" + env_sql,
-            [app.id, source, list(feature.events), date_from, date_to, *env_params],
-        ):
-            users.append(u)
-            orgs.append(o)
-    if feature.path_prefixes and source == Source.EVENTS:
-        for _, u, o in _bitmap_rows(
-            "analytics_pathday",
-            ("users_bm", "orgs_bm"),
-            "1",
-            "application_id = %s AND day BETWEEN %s AND %s AND path LIKE ANY(%s)" + env_sql,
-            [app.id, date_from, date_to, [_like_prefix(p) for p in feature.path_prefixes], *env_params],
-        ):
-            users.append(u)
-            orgs.append(o)
-    return _union(users), _union(orgs)
+    return features_sets(
+        app=app, features=[feature], date_from=date_from, date_to=date_to, environment=environment, source=source
+    )[0]
 
 
+@timed_read
 def features_list(
     *,
     app: Application,
@@ -337,10 +474,11 @@ def features_list(
     else:
         orgs_active = 0  # SDK events carry no organization
     features = []
-    for feature in Feature.objects.filter(application=app).order_by("name"):
-        users, orgs_used = feature_sets(
-            app=app, feature=feature, date_from=date_from, date_to=date_to, environment=environment, source=source
-        )
+    defined = list(Feature.objects.filter(application=app).order_by("name"))
+    sets = features_sets(
+        app=app, features=defined, date_from=date_from, date_to=date_to, environment=environment, source=source
+    )
+    for feature, (users, orgs_used) in zip(defined, sets, strict=True):
         orgs = len(orgs_used)
         features.append(
             {
@@ -356,6 +494,10 @@ def features_list(
     return {"features": features}
 
 
+# Far beyond any real list (pages of at most 500), and within PostgreSQL's bigint OFFSET.
+CURSOR_OFFSET_MAX = 100_000_000
+
+
 def _cursor_offset(cursor: str | None) -> int:
     if not cursor:
         return 0
@@ -363,7 +505,7 @@ def _cursor_offset(cursor: str | None) -> int:
         offset = int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("o:"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_parameter("cursor", "Not a cursor this API returned.") from exc
-    if offset < 0:
+    if not 0 <= offset <= CURSOR_OFFSET_MAX:
         raise invalid_parameter("cursor", "Not a cursor this API returned.")
     return offset
 
@@ -435,6 +577,7 @@ WHERE o.application_id = %s
 """
 
 
+@timed_read
 def organizations_list(
     *,
     app: Application,
@@ -465,6 +608,7 @@ def organizations_list(
         )
         params.append(signal)
     if search:
+        text_param("search", search)
         sql += " AND o.customer_org_id ILIKE %s"
         params.append("%" + _like_prefix(search))
     sql += f" ORDER BY {ORG_SORTS[sort]}, o.customer_org_id LIMIT %s OFFSET %s"
@@ -488,10 +632,12 @@ def organizations_list(
     }
 
 
+@timed_read
 def organization_get(
     *, app: Application, customer_org_id: str, date_from: date, date_to: date, environment: str | None
 ) -> dict:
     """One org: the list figures plus a daily series, top pages, features used and health components."""
+    text_param("customer_org_id", customer_org_id)
     rows = _rows(
         _ORG_SELECT + " AND o.customer_org_id = %s",
         [app.id, _env_key(environment), date_from, date_to, app.id, customer_org_id],
@@ -550,19 +696,11 @@ def organization_get(
         {"path": path, "views": n, "users": _union(path_users[path]).intersection_cardinality(own_users)}
         for path, n in top
     ]
-    used = []
-    for feature in Feature.objects.filter(application=app).order_by("name"):
-        _, orgs = feature_sets(
-            app=app,
-            feature=feature,
-            date_from=date_from,
-            date_to=date_to,
-            environment=environment,
-            source=Source.EVENTS,
-        )
-        if dense and dense in orgs:
-            used.append(feature.name)
-    item["features_used"] = used
+    defined = list(Feature.objects.filter(application=app).order_by("name"))
+    sets = features_sets(
+        app=app, features=defined, date_from=date_from, date_to=date_to, environment=environment, source=Source.EVENTS
+    )
+    item["features_used"] = [f.name for f, (_, orgs) in zip(defined, sets, strict=True) if dense and dense in orgs]
     org = Organization.objects.get(application=app, customer_org_id=customer_org_id)
     item["health"] = {
         "score": org.health_score,

@@ -23,6 +23,8 @@ from apps_registry.models import Application
 from ingest.errors import ApiError
 from ingest.models import Event, SdkEvent
 
+from .reads import timed_read
+
 Source = Literal["events", "sdk_events"]
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -153,6 +155,7 @@ def stream_filters_allowed(source: Source) -> list[str]:
     return list(_FILTERS[source])
 
 
+@timed_read
 def _page_rows(
     *,
     app: Application,
@@ -167,6 +170,14 @@ def _page_rows(
     """The page's events as JSON texts, and the cursor of the next page; one query."""
     given = {"event": event, "customer_org_id": customer_org_id, "environment": environment, "user": user}
     filters = {name: value for name, value in given.items() if value is not None}
+    bad = [name for name, value in given.items() if value is not None and "\x00" in value]
+    if bad:  # PostgreSQL holds no NUL: a 400 naming the member, not a DataError answered 503
+        raise ApiError(
+            status_code=400,
+            code="validation_failed",
+            message="The stream request failed validation.",
+            details=[{"field": name, "message": "Must not contain NUL characters."} for name in bad],
+        )
     wrong = [name for name in filters if name not in _FILTERS[source]]
     if wrong:
         raise ApiError(

@@ -46,6 +46,17 @@ def bad_request(message: str, code: str = "bad_request") -> ApiError:
     return ApiError(status_code=400, code=code, message=message)
 
 
+NESTED_TOO_DEEPLY = "nested too deeply"
+
+
+def invalid_json(reason: str) -> ApiError:
+    """A body that is not JSON, or nests deeper than a decoder holds (~1,000 levels): every JSON API's 400."""
+    return bad_request(
+        f"The body is not valid JSON ({reason}); NaN, Infinity and trailing commas are not allowed.",
+        code="invalid_json",
+    )
+
+
 _DRF_CODES = {
     exceptions.MethodNotAllowed: "method_not_allowed",
     exceptions.UnsupportedMediaType: "unsupported_media_type",

@@ -1,7 +1,8 @@
 """Celery tasks for the export and retention: thin, idempotent (hence acks_late), explicitly named.
 
 `ingest.export_pending` (queue `export`) is published by name after commit (ingest/outbox.py) and
-by the sweeper; `ingest.export_recover` (queue `export`) settles batches whose worker died;
+by the sweeper; `ingest.export_recover` (queue `recovery`, its own worker, so it never waits
+behind the export work it recovers) settles batches whose worker died or whose call timed out;
 `ingest.export_sweep` (queue `maintenance`, database only, so it runs on time even while export is
 stuck on BigQuery) logs lag and backlog, skips unconsented rows, and kicks export and recovery
 (so a lost message only delays export); `ingest.retention` deletes old exported rows hourly.
@@ -96,7 +97,11 @@ def export_pending(self: Task, fanout: bool = True) -> dict:
     time_limit=export_service.EXPORT_HARD_TIME_LIMIT,
 )
 def export_recover() -> dict:
-    """Settle batches whose lease ran out (asks BigQuery, so it runs with the export), then export."""
+    """Settle batches whose lease ran out and mark what landed of batches in doubt, then export.
+
+    Runs on its own queue: during a BigQuery slowdown the export queue is full of tasks waiting on
+    BigQuery, and recovery queued behind them would run only after the load is gone (issue 17, 1b).
+    """
     recovered = export_service.exports_recover()
     if recovered.requeued:
         export_pending.apply_async(retry=False)
@@ -121,8 +126,9 @@ def export_sweep() -> dict:
         skipped,
     )
     if status.enabled:
-        if status.batches_expired:
-            export_recover.apply_async(retry=False)
+        if status.batches_expired or export_service.export_batches_in_doubt_count():
+            # expires: while BigQuery cannot answer, kicks older than a sweep period are dropped
+            export_recover.apply_async(retry=False, expires=10)
         if status.pending_count and not _redis_exists(_BACKOFF_KEY):
             export_pending.apply_async(retry=False)
     return {

@@ -20,16 +20,19 @@ app.autodiscover_tasks()
 
 # The queues, agreed across the project; `scripts/worker` starts one worker per role and each role
 # consumes the queue of the same name.
-QUEUE_EXPORT = "export"  # BigQuery: export and recovery of abandoned batches (may block on the sink)
+QUEUE_EXPORT = "export"  # BigQuery: export (may block on the sink)
+# BigQuery: recovery of batches whose worker died or whose call timed out. Its own worker, so it
+# never waits behind the export tasks it recovers for (they may all be blocked on a slow sink).
+QUEUE_RECOVERY = "recovery"
 QUEUE_WEBHOOKS = "webhooks"  # fan-out and delivery (may block on customers' endpoints)
 QUEUE_MAINTENANCE = "maintenance"  # short periodic sweeps; never waits on BigQuery or a customer
 QUEUE_ANALYTICS = "analytics"  # folding events into rollups (analytics/)
-QUEUES = (QUEUE_EXPORT, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE, QUEUE_ANALYTICS)
+QUEUES = (QUEUE_EXPORT, QUEUE_RECOVERY, QUEUE_WEBHOOKS, QUEUE_MAINTENANCE, QUEUE_ANALYTICS)
 
 TASK_ROUTES = {
     # export: talks to BigQuery
     "ingest.export_pending": {"queue": QUEUE_EXPORT},
-    "ingest.export_recover": {"queue": QUEUE_EXPORT},
+    "ingest.export_recover": {"queue": QUEUE_RECOVERY},
     # webhooks: talk to customers' endpoints
     "webhooks.fanout_pending": {"queue": QUEUE_WEBHOOKS},
     "webhooks.deliver_message": {"queue": QUEUE_WEBHOOKS},

@@ -79,7 +79,7 @@ def test_missing_gauges_and_readiness_have_rules():
     # the state gauges: an explicit failure, and their absence altogether
     assert "saastracker_state_scrape_ok" in found["SaaSTrackerStateGaugesUnreadable"]["expr"]
     assert "absent(saastracker_export_lag_seconds" in found["SaaSTrackerStateGaugesAbsent"]["expr"]
-    for queue in ("export", "webhooks", "maintenance", "analytics"):
+    for queue in ("export", "recovery", "webhooks", "maintenance", "analytics"):
         assert (
             f'absent(saastracker_worker_heartbeat_age_seconds{{queue="{queue}"}})'
             in (found["SaaSTrackerWorkerHeartbeatMissing"]["expr"])

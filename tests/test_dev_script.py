@@ -54,7 +54,7 @@ def _dev_start(folder: Path, port: int, log: Path) -> subprocess.Popen:
     # leaves CELERY_LOG_LEVEL=<number> in os.environ once it has set up logging in this process).
     prefixes = ("DJANGO_", "DATABASE_", "REDIS_", "BIGQUERY_", "CELERY_", "METRICS_", "PROMETHEUS_", "LOG_", "TEST_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    env.update(PORT=str(port), METRICS_DIR=str(folder / ".embedded" / "metrics"))
+    env.update(PORT=str(port))  # METRICS_DIR: scripts/dev's own default (.embedded/metrics), checked below
     with log.open("w") as out:
         proc = subprocess.Popen(  # noqa: S603 - the script under test
             [str(folder / "scripts" / "dev")], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -93,6 +93,29 @@ def _emulator_count(folder: Path, event_id: str) -> int:
         timeout=10,
     )
     return next(iter(job.result(timeout=10)))["n"]
+
+
+def _dev_manage(folder: Path, *args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "BIGQUERY_", "TEST_"))}
+    result = subprocess.run(  # noqa: S603 - the script under test
+        [str(folder / "scripts" / "dev"), "manage", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _connects(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -140,6 +163,22 @@ def test_scripts_dev_exports_a_signed_event_to_the_emulator_and_keeps_it_across_
             assert proc.poll() is None, (tmp_path / "dev.log").read_text()
             assert time.monotonic() < deadline, "the event did not reach BigQuery within 30 s"
             time.sleep(1)
+
+        # And `scripts/dev manage` sees the same export as the running stack (issue 17, item 9)
+        status = _dev_manage(folder, "export_status", "--json")
+        assert status["enabled"] is True, status
+        assert status["pending"] == 0, status
+
+        # And the web server answers this machine only (item 11): 127.0.0.2 is loopback too, but a
+        # socket bound to 127.0.0.1 does not accept it, while one bound to 0.0.0.0 would
+        assert _connects("127.0.0.1", port)
+        assert not _connects("127.0.0.2", port), "the dev web server listens beyond 127.0.0.1"
+
+        # And the metric files live in this checkout's .embedded/, not in a /tmp folder that any
+        # other stack on the same port would share and wipe (item 12)
+        assert (folder / ".embedded" / "metrics" / "web").is_dir()
+        assert (folder / ".embedded" / "metrics" / "worker").is_dir()
+        assert not Path(tempfile.gettempdir(), f"saastracker-metrics-{port}").exists()
     finally:
         _dev_stop(proc)
     assert proc.returncode == 0
@@ -150,3 +189,45 @@ def test_scripts_dev_exports_a_signed_event_to_the_emulator_and_keeps_it_across_
         assert _emulator_count(folder, event_id) == 1
     finally:
         _dev_stop(proc)
+
+
+def test_bare_manage_py_next_to_the_embedded_stack_says_to_use_scripts_dev_manage(work_dir: Path):
+    # Given a checkout where scripts/dev has run (.embedded/ exists) and no DATABASE_URL
+    folder = work_dir / "repo"
+    _clean_copy(folder)
+    (folder / ".embedded").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+
+    # When a newcomer runs manage.py as they would anywhere else
+    bare = subprocess.run(  # noqa: S603 - the script under test
+        [str(folder / ".venv" / "bin" / "python"), "manage.py", "export_status"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then it stops before touching any database and says what to run instead
+    assert bare.returncode == 2, bare.stdout + bare.stderr
+    assert "scripts/dev manage export_status" in bare.stderr
+    assert "DATABASE_URL" in bare.stderr
+    assert "Traceback" not in bare.stderr
+
+    # And an explicit DATABASE_URL (another database on purpose) or other settings are obeyed
+    chosen_on_purpose = (
+        {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+        {"DJANGO_SETTINGS_MODULE": "saastracker.settings.test"},
+    )
+    for extra in chosen_on_purpose:
+        chosen = subprocess.run(  # noqa: S603 - the script under test
+            [str(folder / ".venv" / "bin" / "python"), "manage.py", "check"],
+            cwd=folder,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert chosen.returncode == 0, chosen.stdout + chosen.stderr

@@ -1,4 +1,4 @@
-"""Queues and `scripts/worker`: export, webhooks and maintenance never wait on each other."""
+"""Queues and `scripts/worker`: export, recovery, webhooks and maintenance never wait on each other."""
 
 import os
 import signal
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.utils import timezone
 
 from ingest.models import ExportBatch
 from saastracker.celery import QUEUES, app
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 EXPECTED_QUEUES = {
     "ingest.export_pending": "export",
-    "ingest.export_recover": "export",
+    "ingest.export_recover": "recovery",
     "webhooks.fanout_pending": "webhooks",
     "webhooks.deliver_message": "webhooks",
     "webhooks.deliver_messages": "webhooks",
@@ -47,7 +48,7 @@ def test_every_registered_and_periodic_task_lands_on_a_queue_the_workers_consume
     ours = [name for name in app.tasks if not name.startswith("celery.")]
     periodic = [entry["task"] for entry in app.conf.beat_schedule.values()]
     assert {_queue_of(name) for name in ours + periodic} <= set(QUEUES)
-    assert set(QUEUES) == {"export", "webhooks", "maintenance", "analytics"}
+    assert set(QUEUES) == {"export", "recovery", "webhooks", "maintenance", "analytics"}
 
 
 @contextmanager
@@ -125,6 +126,70 @@ def test_webhooks_are_delivered_while_every_export_task_hangs(receiver, tmp_path
             assert time.monotonic() - kicked < 5
             assert str(row.event_id) in request.body.decode()
             assert ExportBatch.objects.exists()
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)  # a warm shutdown would wait for the hung export calls
+            worker.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_recovery_runs_while_every_export_task_hangs(tmp_path):
+    """Issue 17, 1b: recovery queued behind export tasks stuck on BigQuery ran only after the load."""
+    import datetime as dt
+    import uuid
+
+    # Given BigQuery hangs on every call, rows wait for export, and `scripts/worker` runs export and recovery
+    EventFactory.create_batch(20, application=ApplicationFactory())
+    db = connection.settings_dict
+    with _black_hole() as hung_bigquery:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "saastracker.settings.test",
+            "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "TEST_CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
+            "BIGQUERY_PROJECT": "test-proj",
+            "BIGQUERY_DATASET": "hung",
+            "BIGQUERY_API_ENDPOINT": hung_bigquery,
+            "BIGQUERY_TIMEOUT_SECONDS": "20",
+            "CELERY_LOG_LEVEL": "info",
+        }
+        log = tmp_path / "worker.log"
+        worker = subprocess.Popen(  # noqa: S603 (our own script)
+            [str(REPO / "scripts" / "worker"), "export,recovery"],
+            cwd=REPO,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _nodes_up({"export", "recovery"}, timeout=90)
+            # ... and more export tasks are waiting than there are export processes, each stuck on BigQuery
+            for _ in range(6):
+                app.send_task("ingest.export_pending", kwargs={"fanout": False})
+            deadline = time.monotonic() + 30
+            while not ExportBatch.objects.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert ExportBatch.objects.exists(), f"export never claimed a batch; see {log}"
+
+            # When a dead worker's batch has run out its lease (with nothing left to ask BigQuery
+            # about) and the sweep kicks recovery, as it does every 10 s
+            now = timezone.now()
+            abandoned = ExportBatch.objects.create(
+                id=uuid.uuid4(),
+                table="events",
+                claimed_at=now - dt.timedelta(seconds=300),
+                lease_until=now - dt.timedelta(seconds=120),
+            )
+            kicked = time.monotonic()
+            app.send_task("ingest.export_recover")
+
+            # Then recovery settles it within seconds, while every export process is still stuck
+            while ExportBatch.objects.filter(id=abandoned.id).exists() and time.monotonic() - kicked < 15:
+                time.sleep(0.1)
+            assert not ExportBatch.objects.filter(id=abandoned.id).exists(), f"recovery never ran; see {log}"
+            assert time.monotonic() - kicked < 5
+            assert ExportBatch.objects.exclude(id=abandoned.id).exists()
         finally:
             os.killpg(worker.pid, signal.SIGKILL)  # a warm shutdown would wait for the hung export calls
             worker.wait(timeout=10)

@@ -11,17 +11,24 @@ from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ingest.errors import ApiError
 
-from ..models import Feature, Source
-from ..selectors import application_writable, features_list
+from ..models import (
+    FEATURE_EVENTS_MAX,
+    FEATURE_PREFIX_MAX_LENGTH,
+    FEATURE_PREFIXES_MAX,
+    FEATURES_PER_APP_MAX,
+    Feature,
+    Source,
+)
+from ..selectors import application_active_check, application_writable, features_list
 from ..services import feature_create, feature_delete
 from .base import AnalyticsView
 from .params import WindowSerializer, parse, window
+from .parsers import JsonBodyParser
 
 
 class FeaturesParams(WindowSerializer):
@@ -46,8 +53,15 @@ class _Pattern(serializers.RegexField):
 
 class FeatureInput(serializers.Serializer):
     name = _Pattern(r"^[^/]+$", max_length=100, help_text="Unique per app; no `/`.")
-    events = serializers.ListField(child=_Text(max_length=255), required=False, default=list)
-    path_prefixes = serializers.ListField(child=_Text(max_length=2048), required=False, default=list)
+    events = serializers.ListField(
+        child=_Text(max_length=255), required=False, default=list, max_length=FEATURE_EVENTS_MAX
+    )
+    path_prefixes = serializers.ListField(
+        child=_Text(max_length=FEATURE_PREFIX_MAX_LENGTH),
+        required=False,
+        default=list,
+        max_length=FEATURE_PREFIXES_MAX,
+    )
 
 
 # The request body as the view accepts it. Beyond what FeatureInput's fields say: `events` or
@@ -64,14 +78,28 @@ _FEATURE_INPUT_SCHEMA = {
             "pattern": rf"^[^/]*{_NOT_BLANK[:-1]}/][^/]*$",
             "description": "Unique per app; no `/`; not blank.",
         },
-        "events": {"type": "array", "items": {"type": "string", "maxLength": 255, "pattern": _NOT_BLANK}},
-        "path_prefixes": {"type": "array", "items": {"type": "string", "maxLength": 2048, "pattern": _NOT_BLANK}},
+        "events": {
+            "type": "array",
+            "maxItems": FEATURE_EVENTS_MAX,
+            "items": {"type": "string", "maxLength": 255, "pattern": _NOT_BLANK},
+        },
+        "path_prefixes": {
+            "type": "array",
+            "maxItems": FEATURE_PREFIXES_MAX,
+            "items": {"type": "string", "maxLength": FEATURE_PREFIX_MAX_LENGTH, "pattern": _NOT_BLANK},
+            "description": f"Path prefixes of at most {FEATURE_PREFIX_MAX_LENGTH} characters (the rollups keep "
+            "that much of a path).",
+        },
     },
     "anyOf": [
         {"required": ["events"], "properties": {"events": {"minItems": 1}}},
         {"required": ["path_prefixes"], "properties": {"path_prefixes": {"minItems": 1}}},
     ],
-    "description": "At least one event name or path prefix.",
+    "description": (
+        f"At least one event name or path prefix; at most {FEATURE_EVENTS_MAX} event names and "
+        f"{FEATURE_PREFIXES_MAX} path prefixes, and at most {FEATURES_PER_APP_MAX} features per application "
+        "(a 400 naming `name` past it)."
+    ),
 }
 
 _FEATURE: dict[str, serializers.Field] = {
@@ -86,7 +114,7 @@ def _feature_json(feature: Feature) -> dict:
 
 
 class FeaturesView(AnalyticsView):
-    parser_classes = [JSONParser]
+    parser_classes = [JsonBodyParser]
 
     @extend_schema(
         tags=["analytics"],
@@ -132,8 +160,15 @@ class FeaturesView(AnalyticsView):
         request={"application/json": _FEATURE_INPUT_SCHEMA},
         responses={
             201: inline_serializer("Feature", _FEATURE),
-            400: OpenApiResponse(description="Invalid definition"),
-            403: OpenApiResponse(description="Members may only read"),
+            400: OpenApiResponse(
+                description=(
+                    "Invalid definition, or past a cap: `details[0].field` names the member "
+                    f"(`events`, `path_prefixes`, or `name` when the app already defines {FEATURES_PER_APP_MAX})."
+                )
+            ),
+            403: OpenApiResponse(
+                description="Members may only read; `application_inactive`: the application is deactivated"
+            ),
             409: OpenApiResponse(description="A feature of that name exists"),
         },
     )
@@ -141,6 +176,7 @@ class FeaturesView(AnalyticsView):
         app = self.application(request, app_uuid)
         if not application_writable(user=request.user, app=app):
             raise PermissionDenied("Only owners and admins of the company may define features.")
+        application_active_check(app=app)
         serializer = FeatureInput(data=request.data)
         if not serializer.is_valid():
             field, messages = next(iter(serializer.errors.items()))
@@ -156,8 +192,16 @@ class FeaturesView(AnalyticsView):
         except DjangoValidationError as exc:
             if Feature.objects.filter(application=app, name=serializer.validated_data["name"]).exists():
                 raise ApiError(status_code=409, code="conflict", message="A feature of that name exists.") from exc
+            details = [
+                {"field": field, "message": " ".join(messages)}
+                for field, messages in getattr(exc, "message_dict", {}).items()
+                if field != "__all__"
+            ]
             raise ApiError(
-                status_code=400, code="validation_failed", message="; ".join(exc.messages) or "Invalid feature."
+                status_code=400,
+                code="validation_failed",
+                message="; ".join(exc.messages) or "Invalid feature.",
+                details=details or None,
             ) from exc
         except IntegrityError as exc:
             raise ApiError(status_code=409, code="conflict", message="A feature of that name exists.") from exc
@@ -168,12 +212,19 @@ class FeatureView(AnalyticsView):
     @extend_schema(
         tags=["analytics"],
         summary="Remove a feature (owners, admins, superusers)",
-        responses={204: None, 403: OpenApiResponse(description="Members may only read"), 404: None},
+        responses={
+            204: None,
+            403: OpenApiResponse(
+                description="Members may only read; `application_inactive`: the application is deactivated"
+            ),
+            404: None,
+        },
     )
     def delete(self, request: Request, app_uuid: uuid.UUID, name: str) -> Response:
         app = self.application(request, app_uuid)
         if not application_writable(user=request.user, app=app):
             raise PermissionDenied("Only owners and admins of the company may remove features.")
+        application_active_check(app=app)
         if not feature_delete(app=app, name=name):
             raise NotFound("Unknown feature.")
         return Response(status=204)

@@ -64,7 +64,14 @@ _WITH_BODY = {415: ("unsupported_media_type", "The body is not `application/json
 _WRITES = {
     403: (
         "forbidden",
-        "Not allowed: a session request without its CSRF token, or a change only owners and admins may make.",
+        "Not allowed: a session request without its CSRF token, or a change only owners and admins may make; "
+        "`application_inactive`: the application (or its company) is deactivated, its analytics read-only.",
+    )
+}
+_READS = {
+    504: (
+        "query_timeout",
+        "The read ran longer than ANALYTICS_QUERY_TIMEOUT (default 10 s) and was cancelled; narrow the window.",
     )
 }
 
@@ -73,7 +80,7 @@ def analytics_errors_hook(result: dict, generator: object, request: object, publ
     """A drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS): every analytics answer is documented.
 
     Adds the error answers the shared machinery gives (401, 404, 405, 406, 503; 400 where the
-    operation takes parameters or a body; 403 for writes; 415 where there is a body) unless the view
+    operation takes parameters or a body; 403 for writes; 504 for reads; 415 where there is a body) unless the view
     documents them itself, and gives every error answer the one error shape (`ApiError`) as
     `application/json` only: errors are never rendered as CSV.
     """
@@ -110,6 +117,8 @@ def _document_errors(operation: dict, method: str) -> None:
         errors.update(_WITH_BODY)
     if method in _UNSAFE:
         errors.update(_WRITES)
+    if method == "get":
+        errors.update(_READS)  # every read runs under the statement timeout (analytics/reads.py)
     responses = operation.setdefault("responses", {})
     for status, (code, text) in errors.items():
         responses.setdefault(

@@ -156,6 +156,7 @@ class SignalDismissView(AnalyticsView):
                     "dismissed_at": serializers.DateTimeField(),
                 },
             ),
+            403: OpenApiResponse(description="`application_inactive`: the application is deactivated (read-only)"),
             404: OpenApiResponse(description="No such active signal"),
         },
     )

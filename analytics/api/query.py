@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+
+from saastracker.csvfile import csv_bytes
 
 from ..query import query_run
 from ..query.schema import query_request_schema
 from .base import AnalyticsView
 from .openapi import ERRORS_READ, error_response
+from .parsers import JsonBodyParser
 
 
 class CSVRenderer(BaseRenderer):
-    """The result table as CSV: a header of `columns`, then one line per row (null is empty)."""
+    """The result table as CSV: a header of `columns`, then one line per row (null is empty; text that a
+    spreadsheet would run as a formula starts with `'`, see saastracker/csvfile.py)."""
 
     media_type = "text/csv"
     format = "csv"
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(data["columns"])
-        writer.writerows(["" if v is None else v for v in row] for row in data["rows"])
-        return out.getvalue().encode()
+        return csv_bytes(data["columns"], data["rows"])
 
 
 _REQUEST_EXAMPLE = {
@@ -72,13 +69,15 @@ within retention) or on the exported BigQuery tables (`bigquery`: full history),
 
 Columns are `bucket` (when `interval` is set), the group fields, then `value`; rows are ordered by
 bucket, then value descending (then the group values, nulls first). Send `Accept: text/csv` for the
-same table as CSV. A query running longer than `ANALYTICS_QUERY_TIMEOUT` (default 10 s) is cancelled
-and answered 504. Events without analytics consent are never counted.
+same table as CSV (a text cell starting with `=`, `+`, `-`, `@`, tab or carriage return is written
+with a leading `'`, so that no spreadsheet runs it as a formula). A query running longer than
+`ANALYTICS_QUERY_TIMEOUT` (default 10 s) is cancelled and answered 504. Events without analytics
+consent are never counted.
 """
 
 
 class QueryView(AnalyticsView):
-    parser_classes = [JSONParser]
+    parser_classes = [JsonBodyParser]
     renderer_classes = [JSONRenderer, CSVRenderer]
 
     @extend_schema(
@@ -94,7 +93,10 @@ class QueryView(AnalyticsView):
                 description="The result table.",
                 examples=[OpenApiExample("result", value=_RESULT_EXAMPLE, response_only=True, status_codes=["200"])],
             ),
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The same table as CSV."),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The same table as CSV; text cells that a spreadsheet would evaluate start with `'`.",
+            ),
             400: error_response(
                 400,
                 "validation_failed",

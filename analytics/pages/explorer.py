@@ -41,7 +41,8 @@ FILTER_ROWS = 3
 LIST_OPS = {"in", "not_in"}
 VALUELESS_OPS = {"is_set", "is_not_set"}
 DEFAULT_LIMIT = 1000
-CHART_SERIES = 8
+CHART_SERIES = 8  # lines on a chart: the largest by total; the page says how many were left off
+CHART_BARS = 50  # bars on a chart without buckets: the first rows of the answer
 
 
 @dataclass
@@ -116,11 +117,14 @@ def chart_of(result: dict[str, Any]) -> dict[str, Any]:
         return " · ".join("∅" if v is None else str(v) for v in values) or "value"
 
     if not has_bucket:
-        top = rows[:50]
+        top = rows[:CHART_BARS]
         return {
             "kind": "bar",
             "labels": [group_label(r) for r in top],
             "datasets": [{"label": result.get("measure", "value"), "data": [r[-1] for r in top]}],
+            "shown": len(top),
+            "total": len(rows),
+            "unit": "bars",
         }
     buckets = sorted({r[0] for r in rows})
     totals: dict[str, int] = {}
@@ -133,4 +137,8 @@ def chart_of(result: dict[str, Any]) -> dict[str, Any]:
         "labels": [b[:16].replace("T", " ") for b in buckets],
         "datasets": [{"label": g, "data": [values.get((b, g), 0) for b in buckets]} for g in groups],
         "grouped": bool(group_columns),
+        # The page says when series were left off the chart (the table and the CSV hold them all).
+        "shown": len(groups),
+        "total": len(totals),
+        "unit": "series",
     }

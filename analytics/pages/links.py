@@ -1,5 +1,8 @@
 """Links from the pages to the admin, where an application's settings live (the admin links back)."""
 
+import uuid
+from urllib.parse import quote, urlencode
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.urls import NoReverseMatch, reverse
 
@@ -24,3 +27,17 @@ def admin_links(*, app: Application, user: AbstractBaseUser | AnonymousUser) -> 
         "webhooks": _admin_url("webhooks_webhookendpoint_changelist", query=f"?application__id__exact={app.pk}"),
         "features": _admin_url("analytics_feature_changelist", query=f"?application__id__exact={app.pk}"),
     }
+
+
+def organization_url(*, app_uuid: uuid.UUID, customer_org_id: str, query: dict[str, str] | None = None) -> str:
+    """The page of an organization whose id a client chose: the id is ONE path segment.
+
+    Every character but the unreserved ones is percent-encoded (`/` included), so `../../../admin/`
+    cannot climb out of the app. A segment of dots only is resolved by browsers even when encoded
+    (`%2E%2E`), so such an id travels in the query string instead (`organization/?id=..`).
+    """
+    query = query or {}
+    if not customer_org_id.strip("."):
+        return reverse("pages:organization_by_id", args=[app_uuid]) + "?" + urlencode({"id": customer_org_id, **query})
+    url = reverse("pages:organizations", args=[app_uuid]) + quote(customer_org_id, safe="") + "/"
+    return url + ("?" + urlencode(query) if query else "")

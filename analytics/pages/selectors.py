@@ -5,10 +5,13 @@ from django.db import connection
 
 from apps_registry.models import Application
 
+from ..reads import timed_read
+
 ENVIRONMENTS_SAMPLE = 20_000
 ENVIRONMENTS_CACHE_SECONDS = 60
 
 
+@timed_read
 def environments_list(*, app: Application) -> list[str]:
     """The environments of the app's recent events, for the filter's choices.
 

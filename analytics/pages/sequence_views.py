@@ -4,8 +4,6 @@ cannot disagree. The form lives in the URL (analytics/pages/sequences.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
@@ -16,27 +14,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from apps_registry.models import Application
+from saastracker.csvfile import csv_bytes
 
 from . import sequences
 from .filters import PageFilters
 from .views import PageError, _context, _read, app_page
 
-FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet will not run: text that starts like a formula gets a leading quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
-        return "'" + value
-    return "" if value is None else value
-
 
 def _csv(name: str, app: Application, header: list[str], rows: list[list[Any]]) -> HttpResponse:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows([_cell(v) for v in row] for row in rows)
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    """Through the product's one CSV writer (saastracker/csvfile.py): no cell runs as a formula."""
+    response = HttpResponse(csv_bytes(header, rows), content_type="text/csv; charset=utf-8")
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="{name}-{app.uuid}-{stamp}.csv"'
     return response

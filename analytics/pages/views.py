@@ -5,7 +5,6 @@ a page and the same number in the API cannot disagree. Another company's applica
 exactly as in the API.
 """
 
-import csv
 import json
 import logging
 import uuid
@@ -30,11 +29,12 @@ from rest_framework.exceptions import NotFound
 from apps_registry import snippets
 from apps_registry.models import Application
 from ingest.errors import ApiError
+from saastracker.csvfile import csv_lines
 
 from ..selectors import application_readable_get, applications_readable
 from . import explorer as explorer_form
 from .filters import RANGE_PRESETS, PageFilters, filters_from_query
-from .links import admin_links
+from .links import admin_links, organization_url
 from .selectors import environments_list
 from .sources import SourceMissing, source
 
@@ -121,7 +121,10 @@ def _context(request: HttpRequest, app: Application, filters: PageFilters, secti
         query["range"] = str(days)
         url = f"{request.path}?{query.urlencode()}"
         range_links.append({"days": days, "url": url, "current": days == filters.days and not filters.custom})
-    environments = environments_list(app=app)
+    try:
+        environments = environments_list(app=app)
+    except ApiError:  # its read timed out: the page still renders, the filter offers what the URL holds
+        environments = []
     if filters.environment and filters.environment not in environments:
         environments = [filters.environment, *environments]
     return {
@@ -254,7 +257,7 @@ def page_trend(request: HttpRequest, app: Application, filters: PageFilters) -> 
             environment=filters.environment,
         )
         totals = {"views": sum(d["views"] for d in trend["series"])}
-        chart = _series_chart(trend["series"], [("views", "Views"), ("users", "Users")])
+        chart = _series_chart(trend["series"], [("views", "Events"), ("users", "Users")])
         return {"trend": trend, "totals": totals, "chart": chart}
 
     return _render(request, "analytics/pages/page_trend.html", app, filters, "pages", load)
@@ -326,6 +329,10 @@ def organizations(request: HttpRequest, app: Application, filters: PageFilters) 
                     "aria_sort": "descending" if descending else "ascending" if ascending else "none",
                 }
             )
+        for org in listed["organizations"]:
+            org["url"] = organization_url(
+                app_uuid=app.uuid, customer_org_id=org["customer_org_id"], query=filters.params()
+            )
         return {
             "organizations": listed["organizations"],
             "listing": listed,
@@ -354,11 +361,13 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         else:
             try:
                 _read("signal_dismiss", app=app, customer_org_id=customer_org_id, signal=signal)
-            except (Http404, PageError):
+            except Http404:
                 messages.error(request, "That signal is no longer active.")
+            except PageError as exc:  # e.g. the application is deactivated (read-only)
+                messages.error(request, str(exc))
             else:
                 messages.success(request, f"Signal “{dict(ORG_SIGNALS)[signal]}” dismissed.")
-        return redirect(reverse("pages:organization", args=[app.uuid, customer_org_id]) + filters.querystring())
+        return redirect(organization_url(app_uuid=app.uuid, customer_org_id=customer_org_id, query=filters.params()))
 
     def load() -> dict:
         org = _read(
@@ -392,6 +401,12 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         }
 
     return _render(request, "analytics/pages/organization.html", app, filters, "organizations", load)
+
+
+@require_http_methods(["GET", "POST"])
+def organization_by_id(request: HttpRequest, app_uuid: uuid.UUID) -> HttpResponseBase:
+    """An organization whose id cannot be a path segment (dots only), named by `?id=`."""
+    return organization(request, app_uuid, request.GET.get("id", ""))
 
 
 def _stream_row(event: dict) -> dict:
@@ -499,11 +514,6 @@ def explorer(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
     return render(request, "analytics/pages/explorer.html", _context(request, app, filters, "explorer", **context))
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @require_GET
 @app_page
 def explorer_csv(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponseBase:
@@ -513,8 +523,7 @@ def explorer_csv(request: HttpRequest, app: Application, filters: PageFilters) -
         result = _read("query_run", app=app, query=form.query())
     except PageError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    writer = csv.writer(_Echo())
-    lines = [writer.writerow(result["columns"])] + [writer.writerow(row) for row in result["rows"]]
+    lines = list(csv_lines(result["columns"], result["rows"]))
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="explorer-{app.uuid}-{stamp}.csv"'

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from ..errors import ApiError, bad_request, validation_failed
+from ..errors import NESTED_TOO_DEEPLY, ApiError, bad_request, invalid_json, validation_failed
 from .json_values import NotJson, lenient_loads, object_fine, string_problem, value_problems
 
 EVENT_MAX = 255
@@ -66,11 +66,8 @@ def body_parse(body: bytes) -> tuple[dict, bool]:
         try:
             data, strict = lenient_loads(body), False
         except NotJson:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise bad_request(
-                f"The body is not valid JSON ({reason}); NaN, Infinity and trailing commas are not allowed.",
-                code="invalid_json",
-            ) from None
+            reason = NESTED_TOO_DEEPLY if isinstance(exc, RecursionError) else str(exc)
+            raise invalid_json(reason) from None
     if isinstance(data, dict):
         return data, strict
     if isinstance(data, list):

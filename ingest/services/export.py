@@ -41,6 +41,8 @@ configured, nothing runs and rows stay PENDING.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import time
@@ -50,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 from google.api_core import exceptions as gexc
@@ -68,6 +70,8 @@ EXPORT_SOFT_TIME_LIMIT = 100
 EXPORT_HARD_TIME_LIMIT = 120
 LEASE_MARGIN_SECONDS = 60
 DRAIN_BUDGET_SECONDS = 60.0
+# Past the insert call's timeout by this much, a batch's outcome can be asked of BigQuery.
+IN_DOUBT_MARGIN_SECONDS = 5.0
 MAX_ERROR_LENGTH = 2000
 
 MODELS: dict[str, type[Event | SdkEvent | IdentifyLink]] = {
@@ -172,8 +176,7 @@ def _row(spec: TableSpec, record: tuple) -> _Row:
     return _Row(pk=record[0], key=record[1], payload=payload)
 
 
-def _claim(spec: TableSpec, limit: int) -> _Chunk | None:
-    batch_id = uuid.uuid4()
+def _claim_once(spec: TableSpec, limit: int, batch_id: uuid.UUID) -> _Chunk | None:
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(_claim_sql(spec), [limit, batch_id])
@@ -189,6 +192,62 @@ def _claim(spec: TableSpec, limit: int) -> _Chunk | None:
             lease_until=now + timedelta(seconds=lease_seconds()),
         )
     return _Chunk(spec=spec, batch_id=batch_id, rows=[_row(spec, r) for r in records])
+
+
+def _claim_undo(spec: TableSpec, batch_id: uuid.UUID) -> None:
+    """Give back a claim whose commit may have happened: nothing of it was sent, so no lease is needed."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {spec.db_table} SET export_state = {ExportState.PENDING} "  # noqa: S608
+            f"WHERE export_batch = %s AND export_state = {ExportState.SENDING}",
+            [batch_id],
+        )
+        ExportBatch.objects.filter(id=batch_id).delete()
+
+
+def _claim(spec: TableSpec, limit: int, *, deadline: float) -> _Chunk | None:
+    """Claim a chunk; across a database outage, wait for it (until `deadline`) and claim again."""
+    while True:
+        batch_id = uuid.uuid4()
+        try:
+            return _claim_once(spec, limit, batch_id)
+        except DATABASE_DOWN_ERRORS as exc:
+            # The connection broke: the commit may still have happened. Undo it once the database
+            # answers (nothing was sent for it), instead of leaving it to wait out its lease.
+            _database_retry(functools.partial(_claim_undo, spec, batch_id), first_error=exc, deadline=deadline)
+
+
+# --- the database going away -------------------------------------------------------------------
+
+# What a stopped, crashed or restarting PostgreSQL raises (psycopg's OperationalError and
+# InterfaceError, wrapped by Django); a constraint or programming error is not retried.
+DATABASE_DOWN_ERRORS = (OperationalError, InterfaceError)
+# How long an exporter waits for the database to come back before leaving its batch to recovery.
+DATABASE_WAIT_SECONDS = 60.0
+
+
+def _database_retry(action: Callable[[], None], *, first_error: Exception, deadline: float) -> None:
+    """Run `action` as soon as the database answers again; re-raise once `deadline` has passed.
+
+    The exporter is the only one who knows what BigQuery did with its batch, so it waits for the
+    database (a blip of seconds) instead of dying and leaving the batch to its 180 s lease. Inside
+    someone else's transaction (tests) a broken connection cannot be replaced: re-raise at once.
+    """
+    error: Exception = first_error
+    delay = 0.1
+    while True:
+        if connection.in_atomic_block or time.monotonic() >= deadline:
+            raise error
+        logger.warning("export: database unavailable (%s); retrying in %.1f s", str(error).strip()[:200], delay)
+        with contextlib.suppress(DatabaseError, InterfaceError):
+            connection.close()  # a broken connection is dropped; the next query opens a new one
+        time.sleep(delay)
+        delay = min(1.0, delay * 2)
+        try:
+            action()
+            return
+        except DATABASE_DOWN_ERRORS as exc:
+            error = exc
 
 
 # --- send --------------------------------------------------------------------------------------
@@ -332,9 +391,38 @@ def _settle(
         logger.error("bigquery %s row %s rejected permanently, dead-lettered: %s", spec.name, pk, reason)
 
 
-def _export_chunk(client: bq.Client, spec: TableSpec, limit: int) -> ExportReport:
+def _settle_surely(chunk: _Chunk, *, finished: bool, deadline: float) -> None:
+    """Settle `chunk`; across a database outage, keep its outcome and settle when the database is back.
+
+    Settling is idempotent (every update is guarded by batch and SENDING), so a commit whose reply
+    was lost is harmless to repeat.
+    """
+
+    def settle() -> None:
+        _settle(
+            chunk.spec,
+            chunk.batch_id,
+            exported=chunk.exported,
+            dead=chunk.dead,
+            requeue=chunk.requeue,
+            finished=finished,
+        )
+
+    try:
+        settle()
+    except DATABASE_DOWN_ERRORS as exc:
+        _database_retry(settle, first_error=exc, deadline=deadline)
+        logger.warning(
+            "export: %s batch %s settled once the database answered again (%d exported)",
+            chunk.spec.name,
+            chunk.batch_id,
+            len(chunk.exported),
+        )
+
+
+def _export_chunk(client: bq.Client, spec: TableSpec, limit: int, *, db_deadline: float = 0.0) -> ExportReport:
     report = ExportReport()
-    chunk = _claim(spec, limit)
+    chunk = _claim(spec, limit, deadline=db_deadline)
     if chunk is None:
         return report
     report.claimed = len(chunk.rows)
@@ -351,14 +439,7 @@ def _export_chunk(client: bq.Client, spec: TableSpec, limit: int) -> ExportRepor
         logger.warning("bigquery %s batch %s outcome unknown (%s); left to recovery", spec.name, chunk.batch_id, exc)
         finished = False
         report.unknown = True
-    _settle(
-        spec,
-        chunk.batch_id,
-        exported=chunk.exported,
-        dead=chunk.dead,
-        requeue=chunk.requeue,
-        finished=finished,
-    )
+    _settle_surely(chunk, finished=finished, deadline=db_deadline)
     report.exported = len(chunk.exported)
     report.dead = len(chunk.dead)
     report.requeued = len(chunk.requeue)
@@ -379,22 +460,37 @@ def export_drain(
 ) -> ExportReport:
     """Export pending rows of every table, chunk by chunk, until none is left or the budget is used.
 
+    Tables take turns, one chunk each per round, and a table found empty is looked at again every
+    round (one cheap claim query): rows that arrive in a small table while a big one drains a
+    backlog wait one round, not until the backlog is gone (issue 17, item 1c). The drain ends after
+    a round in which no table filled a chunk.
+
     Stops early (report.back_off) when BigQuery is down, pushing back or not answering, so the
     caller can retry with backoff. When BigQuery answers that a table is missing, creates the
     dataset and tables once and carries on. `on_backlog` is called once, when a full chunk suggests
-    more work than one worker should do alone.
+    more work than one worker should do alone. A database outage is waited out (up to
+    DATABASE_WAIT_SECONDS): the batch in hand is settled as soon as the database answers.
     """
     report = ExportReport()
     if not bigquery.is_enabled():
         return report
     client = bigquery.client_get()
     limit = settings.EXPORT_BATCH_SIZE
-    deadline = time.monotonic() + budget_seconds
-    active = [TABLES[name] for name in (tables or TABLES)]
+    started = time.monotonic()
+    deadline = started + budget_seconds
+    # Waiting for the database stops short of the task's soft time limit (the lease outlives it).
+    db_stop = started + max(budget_seconds, EXPORT_SOFT_TIME_LIMIT - 10)
+    specs = [TABLES[name] for name in (tables or TABLES)]
     created_tables = False
-    while active and time.monotonic() < deadline:
-        for spec in list(active):
-            chunk_report = _export_chunk(client, spec, limit)
+    more = True
+    while more and time.monotonic() < deadline:
+        more = False  # another round only if some table filled a chunk (or must be retried)
+        for spec in specs:
+            if time.monotonic() >= deadline:
+                more = True
+                break
+            db_deadline = min(time.monotonic() + DATABASE_WAIT_SECONDS, db_stop)
+            chunk_report = _export_chunk(client, spec, limit, db_deadline=db_deadline)
             if chunk_report.tables_missing and not created_tables:
                 created_tables = True
                 if _tables_create(client):
@@ -402,14 +498,12 @@ def export_drain(
             report.add(chunk_report)
             if chunk_report.back_off:
                 return report
-            if chunk_report.tables_missing:
-                continue  # the tables exist now and its rows are pending again: take them next round
-            if chunk_report.claimed < limit:
-                active.remove(spec)
-            elif on_backlog is not None:
+            if chunk_report.tables_missing or chunk_report.claimed >= limit:
+                more = True
+            if chunk_report.claimed >= limit and on_backlog is not None:
                 on_backlog()
                 on_backlog = None
-    report.more = bool(active)
+    report.more = more
     return report
 
 
@@ -424,12 +518,98 @@ def _tables_create(client: bq.Client) -> bool:
     return True
 
 
-def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportReport:
-    """Settle batches whose lease ran out (their worker died): ask BigQuery what landed.
+def in_doubt_seconds() -> float:
+    """A batch claimed longer ago than this has had its insert call answered or timed out.
 
-    Runs before new work is claimed. The batch row is locked (SKIP LOCKED) for the duration, so
-    two sweepers never settle the same batch; if BigQuery cannot answer, nothing changes and the
-    next sweep tries again.
+    Its worker may be gone, waiting for the database, or backing off after a timeout; either way
+    BigQuery can already say which of its rows landed.
+    """
+    return bigquery.timeout_seconds() + IN_DOUBT_MARGIN_SECONDS
+
+
+def export_batches_in_doubt_count(*, now: datetime | None = None) -> int:
+    """Batches old enough for recovery to resolve what landed (expired ones included)."""
+    now = now or timezone.now()
+    return ExportBatch.objects.filter(claimed_at__lt=now - timedelta(seconds=in_doubt_seconds())).count()
+
+
+def _landed_keys_many(client: bq.Client, spec: TableSpec, batch_ids: list[uuid.UUID]) -> dict[str, set[str]]:
+    """For each of `batch_ids`, its insert keys that are in BigQuery (one query); raises _Unknown."""
+    table = bigquery.table_id(spec)  # identifiers from code; the batch ids are a query parameter
+    sql = (
+        f"SELECT export_batch AS b, {spec.insert_key_bq} AS k FROM `{table}` "  # noqa: S608
+        "WHERE export_batch IN UNNEST(@batches)"
+    )
+    config = bq.QueryJobConfig(
+        query_parameters=[bq.ArrayQueryParameter("batches", "STRING", [str(b) for b in batch_ids])]
+    )
+    landed: dict[str, set[str]] = {str(b): set() for b in batch_ids}
+    try:
+        job = client.query(sql, job_config=config, retry=bigquery.QUERY_RETRY, timeout=bigquery.timeout_seconds())
+        for row in job.result(retry=bigquery.QUERY_RETRY, timeout=bigquery.timeout_seconds()):
+            landed.setdefault(row["b"], set()).add(row["k"])
+    except Exception as exc:  # as _landed_keys: unknown unless the table is certainly gone
+        if isinstance(exc, gexc.NotFound) and _table_missing(client, spec):
+            return landed
+        raise _Unknown(_error_text(exc)) from exc
+    return landed
+
+
+def _resolve_in_doubt(client: bq.Client, *, now: datetime, limit: int) -> ExportReport:
+    """Mark the rows that landed of batches still under lease, as soon as BigQuery can tell.
+
+    A timed-out insert, or a worker gone (or waiting for the database) after BigQuery answered,
+    leaves rows SENDING. Those in BigQuery are marked EXPORTED now; that is always safe, whoever
+    owns the batch (every update is guarded by batch and SENDING). Rows not found are left alone
+    until the lease runs out: the call may still land them.
+    """
+    report = ExportReport()
+    batches = list(
+        ExportBatch.objects.filter(
+            claimed_at__lt=now - timedelta(seconds=in_doubt_seconds()), lease_until__gte=now
+        ).values_list("id", "table")[:limit]
+    )
+    by_table: dict[str, list[uuid.UUID]] = {}
+    for batch_id, table in batches:
+        by_table.setdefault(table, []).append(batch_id)
+    for table, batch_ids in by_table.items():
+        spec = TABLES[table]
+        landed = _landed_keys_many(client, spec, batch_ids)  # _Unknown: the caller stops
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT t.id, t.export_batch, {spec.insert_key_sql} FROM {spec.db_table} t "  # noqa: S608
+                f"JOIN {Application._meta.db_table} a ON a.id = t.application_id "
+                f"WHERE t.export_batch = ANY(%s) AND t.export_state = {ExportState.SENDING}",
+                [batch_ids],
+            )
+            rows = cursor.fetchall()
+        for batch_id in batch_ids:
+            mine = [(pk, key) for pk, batch, key in rows if batch == batch_id]
+            exported = {pk for pk, key in mine if key in landed.get(str(batch_id), set())}
+            if mine and not exported:
+                continue
+            # finished only when nothing of it is left in doubt
+            _settle(spec, batch_id, exported=exported, dead={}, requeue=set(), finished=len(exported) == len(mine))
+            logger.info(
+                "export recovery: %s batch %s: %d landed before its lease ran out%s",
+                spec.name,
+                batch_id,
+                len(exported),
+                "" if len(exported) == len(mine) else f", {len(mine) - len(exported)} still in doubt",
+            )
+            report.claimed += len(exported)
+            report.exported += len(exported)
+    return report
+
+
+def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportReport:
+    """Settle batches whose lease ran out (their worker died), then resolve batches in doubt.
+
+    Expired: ask BigQuery what landed, mark it, put the rest back to PENDING. The batch row is
+    locked (SKIP LOCKED) for the duration, so two sweepers never settle the same batch; if
+    BigQuery cannot answer, nothing changes and the next sweep tries again.
+    In doubt (older than `in_doubt_seconds()`, still under lease): mark what landed (see
+    `_resolve_in_doubt`), so a batch that landed is not held for its whole lease.
     """
     report = ExportReport()
     if not bigquery.is_enabled():
@@ -461,7 +641,7 @@ def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportR
         except _Unknown as exc:
             logger.warning("export recovery: bigquery cannot tell what landed (%s); will retry", exc)
             report.unavailable = True
-            break
+            return report
         logger.info(
             "export recovery: %s batch %s: %d landed, %d back to pending",
             spec.name,
@@ -472,6 +652,11 @@ def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportR
         report.claimed += len(rows)
         report.exported += len(exported)
         report.requeued += len(requeue)
+    try:
+        report.add(_resolve_in_doubt(client, now=now, limit=limit))
+    except _Unknown as exc:
+        logger.warning("export recovery: bigquery cannot tell what landed of batches in doubt (%s); will retry", exc)
+        report.unavailable = True
     return report
 
 

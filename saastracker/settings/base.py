@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by WhiteNoise like ours
     "apps_registry",
     "ingest",
     "webhooks",
@@ -244,6 +245,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Signed single events (`/v1/events`) and batched SDK events (`/api/v1/ingest/*`).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from this project's static files (the pinned drf-spectacular-sidecar),
+    # never from a CDN: it works without internet, and no third party serves code to our origin.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # The default enum hook, then the recursive `PropertyValue` component that `properties` refers to,
     # then the error answers every analytics operation shares, in the one error shape.
     "POSTPROCESSING_HOOKS": [

@@ -1,5 +1,10 @@
 """Answers of the analytics API outside its happy paths: always the one JSON error shape, never a 500."""
 
+import base64
+import hashlib
+import hmac
+import logging
+
 import pytest
 
 from apps_registry.models import Membership
@@ -62,3 +67,84 @@ def test_a_feature_is_defined_with_strings_only(api_client, application, body):
     # Then it is refused, naming the member
     assert response.status_code == 400
     assert response.json()["error"] == "validation_failed"
+
+
+DEEP = b"[" * 990 + b"]" * 990
+
+
+@pytest.mark.parametrize("endpoint", ["query", "features"])
+def test_a_body_nested_990_levels_is_the_400_ingest_answers(api_client, application, endpoint, api_secret):
+    # Given an owner (features may be defined) and a body nested ~990 levels (DRF's decoder recursed: a 500)
+    owner = MembershipFactory(company=application.company, role=Membership.Role.OWNER).user
+    key = PersonalApiKeyFactory(user=owner).raw_key
+
+    response = api_client.post(
+        f"/api/v1/analytics/apps/{application.uuid}/{endpoint}",
+        DEEP,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+
+    # Then it is the same 400 as ingest's answer to the same body
+    signature = hmac.new(api_secret.encode(), DEEP, hashlib.sha256).hexdigest()
+    ingest = api_client.post(
+        "/v1/events",
+        DEEP,
+        content_type="application/json",
+        HTTP_X_APP_UUID=str(application.uuid),
+        HTTP_X_SIGNATURE=signature,
+    )
+    assert response.status_code == 400
+    assert ingest.status_code == 400
+    assert response.json() == ingest.json()
+    assert response.json()["error"] == "invalid_json"
+
+
+def test_an_oversized_cursor_offset_is_a_400_naming_the_cursor(api_client, application, member_key, caplog):
+    cursor = base64.urlsafe_b64encode(b"o:" + b"9" * 30).decode()
+
+    with caplog.at_level(logging.ERROR):
+        response = api_client.get(
+            f"/api/v1/analytics/apps/{application.uuid}/organizations",
+            {"cursor": cursor},
+            HTTP_AUTHORIZATION=f"Bearer {member_key}",
+        )
+
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "cursor"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "field"),
+    [
+        ("organizations/acme%00", 400, "customer_org_id"),
+        ("organizations/acme%00/signals/usage_drop/dismiss", 404, None),
+        ("pages/trend?path=/a%00", 400, "path"),
+        ("stream?customer_org_id=a%00", 400, "customer_org_id"),
+    ],
+)
+def test_a_nul_in_client_text_is_a_client_error_not_an_outage(
+    api_client, application, member_key, caplog, path, status, field
+):
+    method = api_client.post if path.endswith("dismiss") else api_client.get
+    with caplog.at_level(logging.ERROR):
+        response = method(
+            f"/api/v1/analytics/apps/{application.uuid}/{path}", HTTP_AUTHORIZATION=f"Bearer {member_key}"
+        )
+
+    assert response.status_code == status, response.content
+    if field:
+        assert response.json()["details"][0]["field"] == field
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_deleting_a_feature_named_with_a_nul_is_a_404(api_client, application):
+    owner = MembershipFactory(company=application.company, role=Membership.Role.OWNER).user
+    key = PersonalApiKeyFactory(user=owner).raw_key
+
+    response = api_client.delete(
+        f"/api/v1/analytics/apps/{application.uuid}/features/a%00b", HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
+
+    assert response.status_code == 404

@@ -207,12 +207,14 @@ def test_a_page_is_one_query_after_authentication(reader, application, django_as
     EventFactory.create_batch(3, application=application)
     reader.get(url(application))  # the key's last_used_at is touched on first use only
 
-    # key lookup, membership, application, the page
-    with django_assert_num_queries(4):
+    # key lookup, membership, application, then the page under the read timeout: its settings and the
+    # page (plus SAVEPOINT/RELEASE here, where the test's transaction is already open)
+    with django_assert_num_queries(7):
         response = reader.get(url(application, limit=2))
     with CaptureQueriesContext(connection) as ctx:
         reader.get(url(application, limit=2, before=response.json()["next"]))
-    assert len(ctx.captured_queries) == 4
+    assert len(ctx.captured_queries) == 7
+    assert "statement_timeout" in ctx.captured_queries[4]["sql"]
 
 
 def test_page_is_an_index_range_scan(application):

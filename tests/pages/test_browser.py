@@ -14,7 +14,7 @@ from django.test import Client
 from playwright.sync_api import Page, expect
 
 from apps_registry.models import Application, Membership
-from tests.factories import ApiSecretFactory, ApplicationFactory, CompanyFactory, MembershipFactory
+from tests.factories import ApiSecretFactory, ApplicationFactory, CompanyFactory, EventFactory, MembershipFactory
 
 from . import scenario
 from .scenario import Sender
@@ -319,3 +319,23 @@ def test_app_picker_and_settings_links_to_the_admin(page: Page, world: World):
     expect(webhooks).to_have_attribute("href", re.compile(rf"application__id__exact={second.pk}"))
     page.keyboard.press("Escape")
     expect(webhooks).to_be_hidden()
+
+
+def test_an_org_id_that_looks_like_a_path_opens_its_own_page(page: Page, pages_server: str):
+    # Given orgs whose ids a client chose to look like paths out of the app (issue 18, item 11)
+    company = CompanyFactory(name="Traversal Co")
+    app = ApplicationFactory(company=company, name="Paths")
+    user = MembershipFactory(company=company, role=Membership.Role.MEMBER).user
+    for org in ("../../../admin/", ".."):
+        EventFactory(application=app, customer_org_id=org)
+    fold_all(app)
+    log_in(page, pages_server, user)
+
+    for org in ("../../../admin/", ".."):
+        # When the member clicks the org in the organizations table
+        page.goto(f"{pages_server}/app/{app.uuid}/organizations/")
+        page.locator("#org-table tbody tr", has=page.locator(f'a:text-is("{org}")')).get_by_role("link").click()
+
+        # Then the browser stays in the app, on that org's page (through the real server, granian)
+        expect(page.locator("h1")).to_contain_text(org)
+        assert page.url.startswith(f"{pages_server}/app/{app.uuid}/organization")

@@ -1,16 +1,20 @@
 """The pages as a server answers them: who may open what, redirects, headers, CSRF, static assets."""
 
 import re
+from html import unescape
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from django.contrib.staticfiles import finders
 from django.test import Client
+from django.utils.html import escape
 
+from analytics.fold import fold_drain
 from analytics.pages.explorer import form_from_query
 from analytics.pages.filters import filters_from_query
 from apps_registry.models import Membership
-from tests.factories import ApplicationFactory, MembershipFactory, UserFactory
+from tests.factories import ApplicationFactory, EventFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -182,3 +186,24 @@ def test_a_refused_request_shows_the_error_state_not_a_crash(member_client, appl
     assert "cursor" in body
     # The rest of the page still works: navigation and filters are there
     assert f'href="/app/{application.uuid}/stream/"' in body
+
+
+@pytest.mark.parametrize("org_id", ["../../../admin/", "a/b", "..", ".", "q?x=1#frag", "50%/year", "é ü"])
+def test_an_org_link_stays_one_path_segment_and_opens_its_org(member_client, application, org_id):
+    # Given an org id chosen by whoever holds an SDK key
+    EventFactory(application=application, customer_org_id=org_id)
+    fold_drain()
+    base = f"/app/{application.uuid}/organizations/"
+
+    # When the organizations table links to it
+    page = member_client.get(base).content.decode()
+    links = [unescape(h) for h in re.findall(r'<tr data-org="[^"]*">\s*<td><a href="([^"]+)"', page)]
+
+    # Then the link, resolved as a browser resolves it, stays under this app's organizations
+    assert len(links) == 1
+    resolved = urljoin(f"http://testserver{base}", links[0]).removeprefix("http://testserver")
+    assert resolved.startswith((base, f"/app/{application.uuid}/organization/?id="))
+    # and opens that org's page
+    response = member_client.get(resolved)
+    assert response.status_code == 200
+    assert f"<h1>{escape(org_id)} " in response.content.decode()

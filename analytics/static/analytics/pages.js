@@ -108,6 +108,24 @@
     });
   }
 
+  /* Narrow screens: the sections collapse behind a button (the CSS hides them only once this runs). */
+  function wireNav() {
+    var nav = document.getElementById("sections-nav");
+    var toggle = nav && nav.querySelector(".nav-toggle");
+    if (!toggle) {
+      return;
+    }
+    var current = nav.querySelector('a[aria-current="page"]');
+    if (current) {
+      toggle.textContent = "Sections: " + current.textContent;
+    }
+    toggle.addEventListener("click", function () {
+      var open = !nav.classList.contains("open");
+      nav.classList.toggle("open", open);
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
   /* Live stream: htmx polls the newest rows; we tell it what we already show and pause on demand. */
   function wireStream() {
     var list = document.getElementById("stream-list");
@@ -213,8 +231,10 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    document.documentElement.classList.add("js");
     drawCharts(document);
     wireMenus();
+    wireNav();
     wireStream();
     wireExplorer();
     wireSequences();
