@@ -139,10 +139,7 @@ def test_usable_at_390_pixels(page: Page, world, screenshots):
     page.set_viewport_size({"width": 390, "height": 844})
     for suffix in ("funnels/?template=paywall&range=7", "retention/?start=signup&return=*&periods=3&run=1"):
         page.goto(f"{base}/app/{app.uuid}/{suffix}")
-        # Until the responsive layout (issue 17, branch `newcomer`) lifts the body's 1000 px minimum,
-        # lift it here: this test is about the Funnels and Retention content, which must fit 390 px.
-        page.evaluate("document.body.style.minWidth = '0'")  # a no-op once the layout has no minimum
-        # Charts resize on a ResizeObserver callback: give them a moment to follow the new width.
+        # Charts resize on a ResizeObserver callback: give them a moment to settle at 390 px.
         page.wait_for_timeout(500)
         overflow = page.evaluate("document.querySelector('main').scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{suffix} overflows by {overflow}px at 390 px"
