@@ -13,3 +13,10 @@ class AnalyticsConfig(AppConfig):
 
         # A flush (tests) or migration may have emptied the dense-id dictionary: forget cached ids.
         post_migrate.connect(clear_caches, dispatch_uid="analytics_clear_dense_id_caches")
+
+        from revenue.signals import import_applied
+
+        from .tasks import scan_after_import
+
+        # An applied revenue import changes MRR: rescan (debounced) so the revenue signals follow.
+        import_applied.connect(scan_after_import, dispatch_uid="analytics_scan_after_revenue_import")

@@ -43,6 +43,7 @@ USAGE_DROP_RATIO = 0.7
 USAGE_DROP_MIN_BEFORE = 10
 EXPANSION_RATIO = 1.3
 EXPANSION_HEALTH_MIN = 70
+USAGE_SIGNAL_KINDS = (OrgSignal.Kind.USAGE_DROP, OrgSignal.Kind.INACTIVE, OrgSignal.Kind.EXPANSION_CANDIDATE)
 
 
 def _rows(sql: str, params: list | dict) -> list[tuple]:
@@ -208,7 +209,7 @@ def organizations_scan(*, app: Application, now: datetime | None = None) -> dict
             org.scanned_at = now
             org.save(update_fields=["health_score", "health_bucket", "health_components", "scanned_at"])
             active = signals_active(last30=last30, prev30=prev30, last14=last14, days15_44=d15_44, score=score)
-            for kind in OrgSignal.Kind.values:
+            for kind in USAGE_SIGNAL_KINDS:  # the revenue kinds are analytics/signals.py's
                 current = signals.get((org.customer_org_id, kind))
                 if kind in active and current is None:
                     OrgSignal.objects.update_or_create(
@@ -222,4 +223,8 @@ def organizations_scan(*, app: Application, now: datetime | None = None) -> dict
                     OrgSignal.objects.filter(pk=current.pk).update(cleared_at=now)
                     counts["cleared"] += 1
             counts["orgs"] += 1
+        # issue 20: the revenue-aware signals and `signal.raised` for this scan's activations (analytics/signals.py)
+        from .signals import revenue_signals_scan
+
+        counts.update(revenue_signals_scan(app=app, now=now))
     return counts

@@ -251,6 +251,9 @@ class OrgSignal(models.Model):
         USAGE_DROP = "usage_drop"
         INACTIVE = "inactive"
         EXPANSION_CANDIDATE = "expansion_candidate"
+        # issue 20: revenue-aware signals, raised by analytics/signals.py
+        REVENUE_AT_RISK = "revenue_at_risk"
+        INACTIVE_PAYING = "inactive_paying"
 
     application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
     customer_org_id = models.CharField(max_length=255)

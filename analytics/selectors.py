@@ -590,6 +590,7 @@ def organizations_list(
     search: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    customer_org_ids: list[str] | None = None,
 ) -> dict:
     """Every org the app has ever seen (the window only changes the figures), filtered, sorted, paged."""
     if sort not in ORG_SORTS:
@@ -611,6 +612,9 @@ def organizations_list(
         text_param("search", search)
         sql += " AND o.customer_org_id ILIKE %s"
         params.append("%" + _like_prefix(search))
+    if customer_org_ids is not None:  # issue 20: a page of ids chosen by analytics/revenue_orgs.py
+        sql += " AND o.customer_org_id = ANY(%s)"
+        params.append(customer_org_ids)
     sql += f" ORDER BY {ORG_SORTS[sort]}, o.customer_org_id LIMIT %s OFFSET %s"
     params += [limit + 1, offset]
     rows = _rows(sql, params)

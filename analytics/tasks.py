@@ -13,6 +13,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from apps_registry.models import Application
+from revenue.models import Subscription
 from saastracker.redis_client import get_redis
 
 from . import fold, health
@@ -69,10 +70,18 @@ def scan_app(app_id: int) -> dict:
     return health.organizations_scan(app=app)
 
 
+def scan_after_import(sender: object, *, application: Application, **kwargs: object) -> None:
+    """Receiver of revenue's `import_applied`: money changed, so signals may have (issue 20)."""
+    _scan_debounced(application.pk)
+
+
 @shared_task(name="analytics.scan_daily", acks_late=True, soft_time_limit=280, time_limit=300)
 def scan_daily() -> int:
-    """Scores age without events: rescan every app that has organizations."""
-    app_ids = Organization.objects.values_list("application_id", flat=True).distinct()
+    """Scores age without events: rescan every app that has organizations (or subscriptions: issue 20)."""
+    app_ids = sorted(
+        set(Organization.objects.values_list("application_id", flat=True).distinct())
+        | set(Subscription.objects.values_list("application_id", flat=True).distinct())
+    )
     for app_id in app_ids:
         scan_app.apply_async(args=[app_id], retry=False)
     return len(app_ids)

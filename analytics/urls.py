@@ -12,6 +12,19 @@ from .api.insights import InsightsView, InsightView
 from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
 from .api.pages import PagesView, PageTrendView
 from .api.query import QueryView
+from .api.revenue import (
+    ImportsView,
+    MrrTrendView,
+    NotesView,
+    NoteView,
+    OrganizationsImportView,
+    RevenueHealthView,
+    RevenueView,
+    SignalsView,
+    SubscriptionsImportView,
+    TagsView,
+    TagView,
+)
 from .api.stream import StreamView
 
 app_name = "analytics"
@@ -43,6 +56,22 @@ urlpatterns = [
     path("apps/<uuid:app_uuid>/retention", RetentionView.as_view(), name="retention"),
     path("apps/<uuid:app_uuid>/insights", InsightsView.as_view(), name="insights"),
     path("apps/<uuid:app_uuid>/insights/<int:insight_id>", InsightView.as_view(), name="insight"),
+    # Issue 20: revenue (imports, figures, Revenue × Health), notes and tags.
+    path("apps/<uuid:app_uuid>/imports", ImportsView.as_view(), name="imports"),
+    path("apps/<uuid:app_uuid>/imports/organizations", OrganizationsImportView.as_view(), name="import-orgs"),
+    path("apps/<uuid:app_uuid>/imports/subscriptions", SubscriptionsImportView.as_view(), name="import-subs"),
+    path("apps/<uuid:app_uuid>/revenue", RevenueView.as_view(), name="revenue"),
+    path("apps/<uuid:app_uuid>/revenue/mrr", MrrTrendView.as_view(), name="revenue-mrr"),
+    path("apps/<uuid:app_uuid>/revenue-health", RevenueHealthView.as_view(), name="revenue-health"),
+    path("apps/<uuid:app_uuid>/signals", SignalsView.as_view(), name="signals"),
+    path("apps/<uuid:app_uuid>/organizations/<str:customer_org_id>/notes", NotesView.as_view(), name="notes"),
+    path(
+        "apps/<uuid:app_uuid>/organizations/<str:customer_org_id>/notes/<int:note_id>",
+        NoteView.as_view(),
+        name="note",
+    ),
+    path("apps/<uuid:app_uuid>/organizations/<str:customer_org_id>/tags", TagsView.as_view(), name="tags"),
+    path("apps/<uuid:app_uuid>/organizations/<str:customer_org_id>/tags/<str:label>", TagView.as_view(), name="tag"),
     # Last: anything else (an app_uuid that is no uuid, a name with a `/`) is a 404 in the error shape.
     re_path(r"", not_found, name="not-found"),
 ]

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
@@ -13,6 +14,7 @@ from analytics.services import new_personal_key
 from apps_registry import crypto
 from apps_registry.models import ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
 from ingest.models import Event, ExportBatch, IdempotencyKey, IdentifyLink, SdkEvent, WriteProbe
+from revenue.models import CustomerOrg, FxRate, Import, RevenueSettings
 from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 
@@ -251,3 +253,42 @@ class OrgSignalFactory(DjangoModelFactory):
     customer_org_id = factory.Sequence(lambda n: f"org_{n}")
     kind = OrgSignal.Kind.USAGE_DROP
     active_since = factory.LazyFunction(timezone.now)
+
+
+# --- revenue (issue 20) --------------------------------------------------------------------------------
+
+
+class RevenueSettingsFactory(DjangoModelFactory):
+    class Meta:
+        model = RevenueSettings
+
+    application = factory.SubFactory(ApplicationFactory)
+    reporting_currency = "EUR"
+
+
+class FxRateFactory(DjangoModelFactory):
+    class Meta:
+        model = FxRate
+
+    company = factory.SubFactory(CompanyFactory)
+    currency = factory.Iterator(["USD", "GBP", "CHF", "JPY"])
+    rate = Decimal("0.9")
+
+
+class CustomerOrgFactory(DjangoModelFactory):
+    class Meta:
+        model = CustomerOrg
+
+    application = factory.SubFactory(ApplicationFactory)
+    external_org_id = factory.Sequence(lambda n: f"cust_{n}")
+    display_name = factory.LazyAttribute(lambda o: o.external_org_id.title())
+
+
+class ImportFactory(DjangoModelFactory):
+    class Meta:
+        model = Import
+
+    application = factory.SubFactory(ApplicationFactory)
+    kind = Import.Kind.ORGANIZATIONS
+    status = Import.Status.APPLIED
+    file_name = "orgs.csv"

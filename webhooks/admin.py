@@ -21,9 +21,10 @@ from django.utils.html import format_html, format_html_join
 
 from apps_registry.admin_lists import LargeListMixin, as_prefix, prefix_lookups, time_window_filter
 from apps_registry.admin_scoping import CompanyScopedAdmin, ObjectPagesMixin, ReadOnlyScopedInline
+from apps_registry.webhook_events import WebhookEventType
 
 from . import services, signing
-from .models import WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
+from .models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldGroups  # a stubs-only alias for what get_fields returns

@@ -8,23 +8,9 @@ from django.utils import timezone
 
 from apps_registry.fields import EncryptedTextField
 from apps_registry.models import Application, Company
+from apps_registry.webhook_events import WebhookEventType
 
 from .targets import target_url_check, url_masked
-
-
-class WebhookEventType(models.TextChoices):
-    ONBOARDING_STARTED = "onboarding.started"
-    ONBOARDING_COMPLETED = "onboarding.completed"
-    EXPERIMENT_EXPOSURE = "experiment.exposure"
-    USER_IDENTIFIED = "user.identified"
-
-
-# Ingested event name -> webhook event type.
-EVENT_TRIGGERS = {
-    "onboarding_flow_started": WebhookEventType.ONBOARDING_STARTED,
-    "onboarding_flow_completed": WebhookEventType.ONBOARDING_COMPLETED,
-    "experiment_exposure": WebhookEventType.EXPERIMENT_EXPOSURE,
-}
 
 
 class WebhookEndpoint(models.Model):

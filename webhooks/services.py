@@ -32,11 +32,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps_registry.models import Application, Company
+from apps_registry.webhook_events import EVENT_TRIGGERS, WebhookEventType
 from ingest.models import Event, IdentifyLink, SdkEvent
 from saastracker.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 
 from . import schemas, signing, transport
-from .models import EVENT_TRIGGERS, WebhookAttempt, WebhookEndpoint, WebhookEventType, WebhookMessage
+from .models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +281,44 @@ def messages_fanout(*, batch_size: int = FANOUT_BATCH, deliver_inline_max: int =
             if len(rows) < batch_size:
                 break
     return total
+
+
+def messages_emit(
+    *, application: Application, event_type: str, items: list[tuple[str, datetime, dict[str, Any]]]
+) -> int:
+    """Messages for a producer other than the ingest outbox (e.g. analytics' `signal.raised`).
+
+    `items` are (source, when, data); `source` names the occurrence (unique per endpoint, so a rerun
+    makes no second message). Call it inside the producer's transaction: the messages commit with
+    what raised them, and delivery is enqueued after commit (the sweeper catches a lost kick).
+    """
+    endpoints = [
+        e
+        for e in WebhookEndpoint.objects.filter(company_id=application.company_id, is_active=True).only(
+            "id", "application_id", "event_types"
+        )
+        if e.application_id in (None, application.pk) and event_type in e.event_types
+    ]
+    if not endpoints or not items:
+        return 0
+    now = timezone.now()
+    messages = [
+        WebhookMessage(
+            id=message_id_new(),
+            endpoint_id=endpoint.pk,
+            event_type=event_type,
+            payload=schemas.envelope(event_type=event_type, at=at, data=data),
+            source=source,
+            next_attempt_at=now,
+        )
+        for source, at, data in items
+        for endpoint in endpoints
+    ]
+    created = WebhookMessage.objects.bulk_create(messages, ignore_conflicts=True)
+    ids = [m.id for m in created]
+    # A message made by an earlier run is skipped by the conflict; its unsaved id finds no row at delivery.
+    transaction.on_commit(partial(_enqueue_batches, ids))
+    return len(ids)
 
 
 def _deliver_or_enqueue(messages: list[WebhookMessage], inline_max: int) -> None:

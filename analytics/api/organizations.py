@@ -9,6 +9,8 @@ from rest_framework.response import Response
 
 from ..health import HEALTH_DOC
 from ..models import Organization, OrgSignal
+from ..revenue_health import SEGMENTS
+from ..revenue_orgs import REVENUE_SORTS, organization_with_revenue, organizations_with_revenue
 from ..selectors import DEFAULT_ORG_SORT, ORG_SORTS, organization_get, organizations_list
 from ..services import signal_dismiss
 from .base import AnalyticsView
@@ -16,10 +18,13 @@ from .params import WindowSerializer, parse, window
 
 
 class OrganizationsParams(WindowSerializer):
-    sort = serializers.ChoiceField(choices=list(ORG_SORTS), default=DEFAULT_ORG_SORT)
+    sort = serializers.ChoiceField(choices=[*ORG_SORTS, *REVENUE_SORTS], default=DEFAULT_ORG_SORT)
     bucket = serializers.ChoiceField(choices=Organization.Bucket.values, required=False)
     signal = serializers.ChoiceField(choices=OrgSignal.Kind.values, required=False)
     search = serializers.CharField(required=False, max_length=255, help_text="Part of a customer_org_id.")
+    # issue 20 (analytics/revenue_orgs.py): Revenue × Health cell and tag filters; sort also by `mrr`/`-mrr`
+    segment = serializers.ChoiceField(choices=list(SEGMENTS), required=False)
+    tag = serializers.CharField(required=False, max_length=64)
     limit = serializers.IntegerField(min_value=1, max_value=500, default=50)
     cursor = serializers.CharField(required=False, help_text="`next_cursor` of the previous page.")
 
@@ -32,13 +37,19 @@ _ORG: dict[str, serializers.Field] = {
     "events": serializers.IntegerField(),
     "users": serializers.IntegerField(),
     "sessions": serializers.IntegerField(),
-    "first_seen": serializers.DateTimeField(),
-    "last_seen": serializers.DateTimeField(),
+    "first_seen": serializers.DateTimeField(allow_null=True),  # null: only imported (issue 20)
+    "last_seen": serializers.DateTimeField(allow_null=True),
     "over_limit": serializers.BooleanField(help_text="Tracked beyond the company's orgs_max (soft limit)."),
     "health": inline_serializer(
         "OrgHealth", {"score": serializers.IntegerField(allow_null=True), "bucket": serializers.CharField()}
     ),
     "signals": _SIGNAL,
+    # issue 20
+    "display_name": serializers.CharField(allow_null=True, help_text="From the organizations import."),
+    "mrr": serializers.CharField(help_text='MRR now, a decimal string ("1234.50").'),
+    "products": serializers.ListField(child=serializers.CharField()),
+    "tags": serializers.ListField(child=serializers.CharField()),
+    "seen_in_events": serializers.BooleanField(help_text="False for an organization only imported."),
 }
 
 
@@ -67,7 +78,8 @@ class OrganizationsView(AnalyticsView):
         params = parse(OrganizationsParams, request)
         date_from, date_to, environment = window(params)
         return Response(
-            organizations_list(
+            organizations_with_revenue(  # issue 20: display name, MRR, products, tags; segment/tag/MRR sort
+                base=organizations_list,
                 app=app,
                 date_from=date_from,
                 date_to=date_to,
@@ -76,6 +88,8 @@ class OrganizationsView(AnalyticsView):
                 bucket=params.get("bucket"),
                 signal=params.get("signal"),
                 search=params.get("search"),
+                segment=params.get("segment"),
+                tag=params.get("tag"),
                 limit=params["limit"],
                 cursor=params.get("cursor"),
             )
@@ -131,12 +145,16 @@ class OrganizationView(AnalyticsView):
         app = self.application(request, app_uuid)
         date_from, date_to, environment = window(parse(WindowSerializer, request))
         return Response(
-            organization_get(
+            organization_with_revenue(  # issue 20: subscriptions, MRR trend, notes, tags; imported-only orgs
                 app=app,
                 customer_org_id=customer_org_id,
-                date_from=date_from,
-                date_to=date_to,
-                environment=environment,
+                base=lambda: organization_get(
+                    app=app,
+                    customer_org_id=customer_org_id,
+                    date_from=date_from,
+                    date_to=date_to,
+                    environment=environment,
+                ),
             )
         )
 

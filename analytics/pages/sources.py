@@ -16,6 +16,9 @@ SOURCES: dict[str, str] = {
     "page_trend_get": "analytics.selectors",
     "features_list": "analytics.selectors",
     "organizations_list": "analytics.selectors",
+    "organizations_with_revenue": "analytics.revenue_orgs",  # issue 20
+    "organization_with_revenue": "analytics.revenue_orgs",
+    "is_company_admin": "revenue.services",
     "organization_get": "analytics.selectors",
     "signal_dismiss": "analytics.services",
     "stream_page_get": "analytics.stream",

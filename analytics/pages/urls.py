@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from . import adoption_views, insight_views, sequence_views, views
+from . import adoption_views, insight_views, revenue_views, sequence_views, views
 
 app_name = "pages"
 
@@ -37,6 +37,13 @@ urlpatterns = [
     path("<uuid:app_uuid>/organizations/<path:customer_org_id>/", views.organization, name="organization"),
     # An org id of dots only ("..") cannot be a path segment (browsers resolve it): it comes as `?id=`.
     path("<uuid:app_uuid>/organization/", views.organization_by_id, name="organization_by_id"),
+    # issue 20: revenue pages
+    path("<uuid:app_uuid>/revenue/", revenue_views.revenue_page, name="revenue"),
+    path("<uuid:app_uuid>/revenue-health/", revenue_views.revenue_health_page, name="revenue_health"),
+    path("<uuid:app_uuid>/signals/", revenue_views.signals_page, name="signals"),
+    path("<uuid:app_uuid>/settings/organization-data/", revenue_views.org_data_page, name="org_data"),
+    path("<uuid:app_uuid>/organization-notes/", revenue_views.org_note, name="org_note"),
+    path("<uuid:app_uuid>/organization-tags/", revenue_views.org_tag, name="org_tag"),
     path("<uuid:app_uuid>/stream/", views.stream, name="stream"),
     path("<uuid:app_uuid>/stream/rows/", views.stream_rows, name="stream_rows"),
     path("<uuid:app_uuid>/explorer/", views.explorer, name="explorer"),

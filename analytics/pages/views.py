@@ -47,14 +47,23 @@ ORG_COLUMNS = [
     ("users", "Users"),
     ("last_seen", "Last seen"),
     ("health", "Health"),
+    ("mrr", "MRR"),  # issue 20
 ]
 ORG_BUCKETS = [("healthy", "Healthy"), ("watch", "Watch"), ("at_risk", "At risk"), ("inactive", "Inactive")]
 ORG_SIGNALS = [
     ("usage_drop", "Usage drop"),
     ("inactive", "Inactive"),
     ("expansion_candidate", "Expansion candidate"),
+    ("revenue_at_risk", "Revenue at risk"),  # issue 20
+    ("inactive_paying", "Inactive paying"),
 ]
-ORG_SORTS = {"customer_org_id", "events", "users", "last_seen", "health", "first_seen"}
+ORG_SORTS = {"customer_org_id", "events", "users", "last_seen", "health", "first_seen", "mrr"}
+ORG_SEGMENTS = [  # issue 20: the Revenue × Health cells
+    ("champions", "Champions"),
+    ("expansion", "Expansion"),
+    ("revenue_at_risk", "Revenue at risk"),
+    ("low_value", "Low value"),
+]
 ORG_PAGE_SIZE = 50
 PAGES_LIMIT = 50
 STREAM_PAGE_SIZE = 50
@@ -299,11 +308,24 @@ def organizations(request: HttpRequest, app: Application, filters: PageFilters) 
     signal = request.GET.get("signal") if request.GET.get("signal") in dict(ORG_SIGNALS) else None
     search = (request.GET.get("q") or "").strip()[:200] or None
     cursor = request.GET.get("cursor") or None
-    table_filters = {"sort": sort, "bucket": bucket or "", "signal": signal or "", "q": search or ""}
+    # issue 20: Revenue × Health segment and tag filters (analytics/revenue_orgs.py)
+    segment = request.GET.get("segment") if request.GET.get("segment") in dict(ORG_SEGMENTS) else None
+    tag = (request.GET.get("tag") or "").strip()[:64] or None
+    table_filters = {
+        "sort": sort,
+        "bucket": bucket or "",
+        "signal": signal or "",
+        "q": search or "",
+        "segment": segment or "",
+        "tag": tag or "",
+    }
 
     def load() -> dict:
         listed = _read(
-            "organizations_list",
+            "organizations_with_revenue",
+            base=source("organizations_list"),
+            segment=segment,
+            tag=tag,
             app=app,
             date_from=filters.date_from,
             date_to=filters.date_to,
@@ -345,7 +367,8 @@ def organizations(request: HttpRequest, app: Application, filters: PageFilters) 
         "table": table_filters,
         "buckets": ORG_BUCKETS,
         "signals": ORG_SIGNALS,
-        "filtered": bool(bucket or signal or search),
+        "segments": ORG_SEGMENTS,
+        "filtered": bool(bucket or signal or search or segment or tag),
     }
     return _render(request, "analytics/pages/organizations.html", app, filters, "organizations", load, extra)
 
@@ -370,13 +393,17 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         return redirect(organization_url(app_uuid=app.uuid, customer_org_id=customer_org_id, query=filters.params()))
 
     def load() -> dict:
-        org = _read(
-            "organization_get",
+        org = _read(  # issue 20: with subscriptions, MRR trend, notes, tags (analytics/revenue_orgs.py)
+            "organization_with_revenue",
             app=app,
             customer_org_id=customer_org_id,
-            date_from=filters.date_from,
-            date_to=filters.date_to,
-            environment=filters.environment,
+            base=lambda: source("organization_get")(
+                app=app,
+                customer_org_id=customer_org_id,
+                date_from=filters.date_from,
+                date_to=filters.date_to,
+                environment=filters.environment,
+            ),
         )
         latest = _read(
             "stream_page_get",
@@ -395,6 +422,7 @@ def organization(request: HttpRequest, app: Application, filters: PageFilters, c
         chart = _series_chart(org.get("series", []), [("events", "Events"), ("users", "Users")])
         return {
             "org": org,
+            "may_delete_notes": source("is_company_admin")(user=request.user, app=app),  # issue 20
             "components": components,
             "chart": chart,
             "latest": [_stream_row(e) for e in latest["events"]],

@@ -23,7 +23,7 @@ from datetime import datetime
 import msgspec
 from django.db import DatabaseError
 
-from webhooks.models import EVENT_TRIGGERS
+from apps_registry.webhook_events import EVENT_TRIGGERS
 
 from .. import outbox
 from ..db import connection_lost, in_doubt_lookup, prepared_cursor, write_outcome_record

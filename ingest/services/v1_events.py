@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from apps_registry.selectors import AppCredentials
-from webhooks.models import EVENT_TRIGGERS
+from apps_registry.webhook_events import EVENT_TRIGGERS
 
 from .. import outbox
 from ..db import connection_lost, in_doubt_lookup, prepared_cursor, write_outcome_record

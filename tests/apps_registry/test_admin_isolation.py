@@ -12,6 +12,7 @@ support reads everything and writes nothing; nobody but support and superusers s
 """
 
 import itertools
+from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
@@ -208,7 +209,7 @@ def _edited_form(page: str) -> tuple[dict[str, list[str]], bool]:
         elif kind == "url" and values[0]:
             data[name], changed = [values[0].rstrip("/") + "/edited"], True
         elif kind == "number" and values[0]:
-            data[name], changed = [str(int(values[0]) + 1)], True
+            data[name], changed = [str(Decimal(values[0]) + 1)], True  # ints, and decimals (FX rates)
     return data, changed
 
 

@@ -1,7 +1,7 @@
 """The auto-tracked catalogue: what the SDKs send on their own, and custom names beside it."""
 
+from apps_registry.webhook_events import EVENT_TRIGGERS
 from ingest.catalogue import AUTO_TRACKED_EVENTS, event_is_auto_tracked
-from webhooks.models import EVENT_TRIGGERS
 
 
 def test_catalogue_holds_the_documented_families():

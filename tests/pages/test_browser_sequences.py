@@ -72,7 +72,7 @@ def test_paywall_template_in_one_click_then_breakdown_and_dropoff(page: Page, wo
     ]
     assert table(page, "#funnel-table")[1][4] == "2 min"  # median of 1, 2 and 4 minutes
     page.wait_for_function("document.querySelector('canvas[data-chart]').dataset.drawn === '1'")
-    screenshots.take(page, "10-funnels")
+    screenshots.take(page, "20-funnels")
 
     # A breakdown by country, from the form; the query stays in the URL
     page.get_by_label("Breakdown (first step's field)").select_option("country")
@@ -84,7 +84,7 @@ def test_paywall_template_in_one_click_then_breakdown_and_dropoff(page: Page, wo
     page.locator(".dropoff-link").nth(1).click()
     expect(page.locator("#dropoff-table")).to_be_visible()
     assert page.locator(".stream-link").count() == 2
-    screenshots.take(page, "11-funnel-dropoff")
+    screenshots.take(page, "21-funnel-dropoff")
     page.locator(".stream-link").first.click()
     expect(page).to_have_url(re.compile(r"/stream/\?.*user="))
 
@@ -121,7 +121,7 @@ def test_retention_cohort_table_and_average_curve(page: Page, world, screenshots
     assert page.locator("#retention-table td.incomplete").count() == 2  # this week and next are not over
     assert page.locator("#retention-table td.shade-7").count() == 1
     page.wait_for_function("document.querySelector('canvas[data-chart]').dataset.drawn === '1'")
-    screenshots.take(page, "12-retention")
+    screenshots.take(page, "22-retention")
 
 
 def test_an_unknown_range_is_a_visible_error(page: Page, world):
@@ -144,7 +144,7 @@ def test_usable_at_390_pixels(page: Page, world, screenshots):
         overflow = page.evaluate("document.querySelector('main').scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{suffix} overflows by {overflow}px at 390 px"
         if suffix.startswith("funnels"):
-            screenshots.take(page, "13-funnels-390px")
+            screenshots.take(page, "23-funnels-390px")
 
 
 def test_another_companys_member_gets_404(page: Page, world, console):

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Revenue at scale: 10,000 organizations, 100,000 subscription rows over 36 months.
+
+    bench/revenue.py [--db revenue_bench] [--runs 20]
+
+Creates (or reuses) the bench database, an app with 10,000 organizations seen in events (health
+scores and buckets spread over every bucket, names imported) and a subscriptions file of 100,000 rows
+(10 per org: monthly plan changes, about a third ended, four currencies); then prints, with the load
+average, as JSON:
+- the 100,000-row subscriptions import (validate + replace), wall time, three times;
+- p50/p95 of the server time of the API answers `revenue`, `revenue/mrr?months=36`, `revenue-health`,
+  `signals`, `organizations?sort=-mrr` and of the pages Revenue, Revenue × Health, Signals,
+  Organizations by MRR (Django test client in process, a logged-in member, production settings),
+  beside the bare `SELECT 1` round trip of the same run;
+- the same page reads while another thread imports 100,000-row snapshots back to back.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, database_prepare, prod_env
+
+ORGS = 10_000
+ROWS_PER_ORG = 10
+USERNAME = "revenue-bench"
+
+
+def django_env(db: str) -> dict:
+    return prod_env(db_name=db, port=0, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"))
+
+
+def subscriptions_csv(seed: int) -> bytes:
+    rng = random.Random(seed)
+    today = datetime.now(tz=UTC).date()
+    lines = ["external_org_id,product_code,mrr,currency,start_at,end_at,subscription_id"]
+    n = 0
+    for org in range(ORGS):
+        start = today - timedelta(days=rng.randint(30, 36 * 30))
+        for i in range(ROWS_PER_ORG):
+            length = rng.randint(20, 120)
+            end = start + timedelta(days=length)
+            still = i == ROWS_PER_ORG - 1 and rng.random() < 0.7
+            currency = rng.choice(["EUR", "EUR", "USD", "GBP"])
+            mrr = f"{rng.randint(10, 5000)}.{rng.randint(0, 99):02d}"
+            product = rng.choice(["starter", "pro", "team", "enterprise", "addon"])
+            end_text = "" if still or end > today else end.isoformat()
+            lines.append(f"org_{org},{product},{mrr},{currency},{start.isoformat()},{end_text},s{n}")
+            n += 1
+            start = end
+            if start > today:
+                start = today - timedelta(days=rng.randint(1, 20))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def setup(db: str) -> None:
+    env = django_env(db)
+    database_prepare(env, db)
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def prepare():  # type: ignore[no-untyped-def]
+    from decimal import Decimal
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from analytics.models import Organization
+    from apps_registry.models import Application, Company, Membership, Plan
+    from revenue.models import FxRate
+    from revenue.services import import_run
+
+    plan, _ = Plan.objects.get_or_create(
+        tier="growth", defaults={"events_per_month": 10**9, "apps_max": 10, "retention_days": 365, "orgs_max": 100000}
+    )
+    company, _ = Company.objects.get_or_create(name="Bench Revenue", defaults={"plan": plan})
+    app, _ = Application.objects.get_or_create(company=company, name="Bench")
+    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
+    Membership.objects.get_or_create(user=user, defaults={"company": company, "role": Membership.Role.ADMIN})
+    for currency, rate in (("USD", "0.92"), ("GBP", "1.17")):
+        FxRate.objects.update_or_create(company=company, currency=currency, defaults={"rate": Decimal(rate)})
+    if Organization.objects.filter(application=app).count() < ORGS:
+        rng = random.Random(1)
+        now = timezone.now()
+        buckets = [("healthy", 75, 100), ("watch", 40, 69), ("at_risk", 0, 39), ("inactive", 0, 30)]
+        rows = []
+        for org in range(ORGS):
+            bucket, low, high = rng.choice(buckets)
+            rows.append(
+                Organization(
+                    application=app,
+                    customer_org_id=f"org_{org}",
+                    first_seen=now - timedelta(days=400),
+                    last_seen=now - timedelta(days=rng.randint(0, 40)),
+                    health_score=rng.randint(low, high),
+                    health_bucket=bucket,
+                )
+            )
+        Organization.objects.bulk_create(rows, ignore_conflicts=True, batch_size=5000)
+        names = "external_org_id,display_name\n" + "".join(f"org_{i},Customer {i}\n" for i in range(ORGS))
+        import_run(app=app, kind="organizations", data=names.encode(), via="command")
+    return app, user
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", default="revenue_bench")
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    setup(args.db)
+    from django.db import connection
+    from django.test import Client
+
+    from analytics.signals import revenue_signals_scan
+    from revenue.services import import_run
+
+    app, user = prepare()
+    files = [subscriptions_csv(seed) for seed in (1, 2)]
+    out: dict = {"load_before": os.getloadavg(), "rows": files[0].count(b"\n") - 1, "orgs": ORGS}
+    imports = []
+    for i in range(3):
+        started = time.perf_counter()
+        report = import_run(app=app, kind="subscriptions", data=files[i % 2], via="command")
+        imports.append(round(time.perf_counter() - started, 2))
+        assert report["status"] == "applied", report["errors"][:3]
+    out["import_seconds"] = imports
+    out["mrr"] = report["counts"]["mrr_after"]
+    started = time.perf_counter()
+    revenue_signals_scan(app=app)
+    out["revenue_signals_scan_seconds"] = round(time.perf_counter() - started, 2)
+
+    client = Client()
+    client.force_login(user)
+    api = f"/api/v1/analytics/apps/{app.uuid}"
+    page = f"/app/{app.uuid}"
+    targets = {
+        "api_revenue": f"{api}/revenue",
+        "api_mrr_36": f"{api}/revenue/mrr?months=36",
+        "api_revenue_health": f"{api}/revenue-health",
+        "api_signals": f"{api}/signals",
+        "api_orgs_by_mrr": f"{api}/organizations?sort=-mrr",
+        "page_revenue": f"{page}/revenue/",
+        "page_revenue_health": f"{page}/revenue-health/",
+        "page_signals": f"{page}/signals/",
+        "page_orgs_by_mrr": f"{page}/organizations/?sort=-mrr",
+    }
+
+    def get(url: str) -> float:
+        started = time.perf_counter()
+        response = client.get(url)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response.status_code == 200, (url, response.status_code, response.content[:300])
+        return elapsed
+
+    def select_one() -> float:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return (time.perf_counter() - started) * 1000
+
+    samples: dict[str, list[float]] = {name: [] for name in [*targets, "select_1"]}
+    for url in targets.values():
+        get(url)  # warm-up
+    for _ in range(args.runs):  # alternating, so machine noise hits every target alike
+        for name, url in targets.items():
+            samples[name].append(get(url))
+        samples["select_1"].append(select_one())
+    out["quiet"] = {
+        name: {"p50_ms": round(statistics.median(v), 1), "p95_ms": round(percentile(v, 95), 1)}
+        for name, v in samples.items()
+    }
+
+    done = threading.Event()
+    import_times: list[float] = []
+
+    def importer() -> None:
+        try:
+            i = 0
+            while not done.is_set():
+                started = time.perf_counter()
+                import_run(app=app, kind="subscriptions", data=files[i % 2], via="command")
+                import_times.append(round(time.perf_counter() - started, 2))
+                i += 1
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=importer)
+    thread.start()
+    during: dict[str, list[float]] = {name: [] for name in targets if name.startswith("page_")}
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline or not import_times:
+        for name in during:
+            during[name].append(get(targets[name]))
+    done.set()
+    thread.join()
+    out["during_import"] = {
+        name: {"n": len(v), "p50_ms": round(statistics.median(v), 1), "p95_ms": round(percentile(v, 95), 1)}
+        for name, v in during.items()
+    }
+    out["imports_during"] = import_times
+    out["load_after"] = os.getloadavg()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

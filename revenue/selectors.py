@@ -1,0 +1,338 @@
+"""The MRR arithmetic, defined once: the API, the pages, the health scan and the tests all call these.
+
+Definitions (all instants UTC; amounts in the app's reporting currency, `Decimal`):
+- A subscription is active on instant t when `start_at ≤ t` and (`end_at` is null or `t < end_at`).
+- MRR at t: the sum of `mrr` of the subscriptions active on t; an org's MRR at t likewise.
+- MRR at the end of a month: at its last instant (the first instant of the next month minus 1 µs),
+  so a subscription ending exactly at midnight on the 1st still counts in the month before; for
+  the current month: now. The start of a month is the end of the month before.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps_registry.models import Application
+
+from .models import CustomerOrg, Import, Note, Subscription, Tag
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+EPSILON = timedelta(microseconds=1)
+TREND_MONTHS = (12, 24, 36)
+
+
+def money(value: Decimal | None) -> str | None:
+    """A decimal string with 2 places, e.g. "1234.50" (never a float)."""
+    if value is None:
+        return None
+    return str(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def percent(part: Decimal, whole: Decimal) -> float | None:
+    """`part / whole` as a percentage rounded to 2 places (a number: shares are not money)."""
+    if not whole:
+        return None
+    return float((Decimal(100) * part / whole).quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+@contextmanager
+def consistent_read() -> Iterator[None]:
+    """One snapshot for all the reads of an answer (an import may commit in between), under a timeout.
+
+    REPEATABLE READ only when this opens the transaction (in tests it is nested and the outer one
+    decides); the statement timeout is transaction-local either way.
+    """
+    timeout_ms = max(1, int(float(getattr(settings, "ANALYTICS_QUERY_TIMEOUT", 10)) * 1000))
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if outermost:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+        yield
+
+
+def _rows(sql: str, params: list | dict) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# --- Months ------------------------------------------------------------------------------------------
+
+
+def month_start(day: date) -> datetime:
+    return datetime(day.year, day.month, 1, tzinfo=UTC)
+
+
+def add_months(day: date, months: int) -> date:
+    """The first day of the month `months` after (or before) `day`'s month."""
+    index = day.year * 12 + (day.month - 1) + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def months_back(at: datetime, months: int) -> datetime:
+    """The same instant `months` calendar months earlier (the day clamped to the month's length)."""
+    first = add_months(at.date(), -months)
+    last_day = (add_months(first, 1) - timedelta(days=1)).day
+    return at.replace(year=first.year, month=first.month, day=min(at.day, last_day))
+
+
+def month_end_instant(month: date, now: datetime) -> datetime:
+    """The instant a month's MRR is read at: its last microsecond, or now for the current month."""
+    end = month_start(add_months(month, 1)) - EPSILON
+    return min(end, now)
+
+
+# --- MRR --------------------------------------------------------------------------------------------
+
+_ACTIVE = "application_id = %s AND start_at <= %s AND (end_at IS NULL OR end_at > %s)"
+
+
+def mrr_total_at(*, app: Application, at: datetime) -> Decimal:
+    rows = _rows(
+        f"SELECT coalesce(sum(mrr), 0) FROM revenue_subscription WHERE {_ACTIVE}",
+        [app.id, at, at],
+    )
+    return Decimal(rows[0][0])
+
+
+def mrr_by_org_at(*, app: Application, at: datetime) -> dict[str, Decimal]:
+    """Each org's MRR on instant `at`, for orgs with an active subscription (MRR may be 0)."""
+    return {
+        org: Decimal(mrr)
+        for org, mrr in _rows(
+            f"SELECT external_org_id, sum(mrr) FROM revenue_subscription WHERE {_ACTIVE} GROUP BY 1",
+            [app.id, at, at],
+        )
+    }
+
+
+def paying_orgs_at(*, app: Application, at: datetime) -> dict[str, Decimal]:
+    """Orgs with MRR > 0 on `at` (a paying org "has an active subscription" that is worth something)."""
+    return {org: mrr for org, mrr in mrr_by_org_at(app=app, at=at).items() if mrr > 0}
+
+
+def products_by_org_at(*, app: Application, at: datetime, org_ids: list[str] | None = None) -> dict[str, list[str]]:
+    sql = (
+        "SELECT external_org_id, array_agg(DISTINCT product_code ORDER BY product_code)"
+        f" FROM revenue_subscription WHERE {_ACTIVE}"
+    )
+    params: list = [app.id, at, at]
+    if org_ids is not None:
+        sql += " AND external_org_id = ANY(%s)"
+        params.append(org_ids)
+    return {org: list(products) for org, products in _rows(sql + " GROUP BY 1", params)}
+
+
+def mrr_trend(*, app: Application, months: int, now: datetime | None = None, org_id: str | None = None) -> list[dict]:
+    """MRR at the end of each of the last `months` calendar months, oldest first, this month (now) last.
+
+    Two grouped scans: MRR at a month boundary B = Σ mrr started before B - Σ mrr ended before B
+    (an ended subscription started before it ended), accumulated month by month.
+    """
+    now = now or timezone.now()
+    first = add_months(now.date(), -(months - 1))
+    org_sql = " AND external_org_id = %s" if org_id is not None else ""
+    org_params = [org_id] if org_id is not None else []
+    rows = _rows(  # constant SQL (the org filter is a fixed fragment), values are placeholders
+        f"""
+        SELECT 's', (date_trunc('month', start_at AT TIME ZONE 'UTC'))::date, sum(mrr)
+        FROM revenue_subscription WHERE application_id = %s{org_sql} GROUP BY 2
+        UNION ALL
+        SELECT 'e', (date_trunc('month', end_at AT TIME ZONE 'UTC'))::date, sum(mrr)
+        FROM revenue_subscription WHERE application_id = %s AND end_at IS NOT NULL{org_sql} GROUP BY 2
+        """,
+        [app.id, *org_params, app.id, *org_params],
+    )
+    started: dict[date, Decimal] = defaultdict(Decimal)
+    ended: dict[date, Decimal] = defaultdict(Decimal)
+    for kind, month, total in rows:
+        (started if kind == "s" else ended)[month] += Decimal(total)
+
+    def at_boundary(boundary: date) -> Decimal:
+        return sum((v for m, v in started.items() if m < boundary), ZERO) - sum(
+            (v for m, v in ended.items() if m < boundary), ZERO
+        )
+
+    current = date(now.year, now.month, 1)
+    values: list[tuple[date, Decimal]] = []
+    month = first
+    while month <= current:
+        if month == current:
+            if org_id is None:
+                value = mrr_total_at(app=app, at=now)
+            else:
+                value = mrr_by_org_at(app=app, at=now).get(org_id, ZERO)
+        else:
+            value = at_boundary(add_months(month, 1))
+        values.append((month, value))
+        month = add_months(month, 1)
+    previous = at_boundary(first)
+    out = []
+    for month, value in values:
+        change = value - previous
+        out.append(
+            {
+                "month": f"{month:%Y-%m}",
+                "mrr": money(value),
+                "change": money(change),
+                "change_pct": percent(change, previous),
+            }
+        )
+        previous = value
+    return out
+
+
+def by_product(*, app: Application, at: datetime) -> list[dict]:
+    rows = _rows(
+        f"SELECT product_code, sum(mrr), count(*), count(DISTINCT external_org_id) FROM revenue_subscription"
+        f" WHERE {_ACTIVE} GROUP BY 1 ORDER BY 2 DESC, 1",
+        [app.id, at, at],
+    )
+    return [{"product_code": p, "mrr": money(m), "subscriptions": s, "orgs": o} for p, m, s, o in rows]
+
+
+def concentration(paying: dict[str, Decimal]) -> dict[str, float | None]:
+    """Share of MRR held by the top 1, 5 and 10 orgs (percent)."""
+    ranked = sorted(paying.values(), reverse=True)
+    total = sum(ranked, ZERO)
+    return {f"top{n}": percent(sum(ranked[:n], ZERO), total) for n in (1, 5, 10)}
+
+
+MOVEMENTS = ("new", "reactivation", "expansion", "contraction", "churned")
+
+
+def movements(
+    *, app: Application, month: date, now: datetime | None = None, current: dict[str, Decimal] | None = None
+) -> dict:
+    """Each org's MRR at the month's start against its end (now for the current month), classified."""
+    now = now or timezone.now()
+    start = month_start(month)
+    if start > now:  # a month not begun: nothing moved yet
+        zero = {"mrr": money(ZERO), "orgs": 0}
+        return {"month": f"{month:%Y-%m}", **{kind: dict(zero) for kind in MOVEMENTS}, "net_new": money(ZERO)}
+    before = mrr_by_org_at(app=app, at=start - EPSILON)
+    end = month_end_instant(month, now)
+    after = current if current is not None and end == now else mrr_by_org_at(app=app, at=end)
+    paid_before = {
+        org
+        for (org,) in _rows(
+            "SELECT DISTINCT external_org_id FROM revenue_subscription WHERE application_id = %s"
+            " AND start_at < %s AND mrr > 0",
+            [app.id, start],
+        )
+    }
+    amounts: dict[str, Decimal] = dict.fromkeys(MOVEMENTS, ZERO)
+    counts: dict[str, int] = dict.fromkeys(MOVEMENTS, 0)
+    for org in set(before) | set(after):
+        b, a = before.get(org, ZERO), after.get(org, ZERO)
+        if b == 0 and a > 0:
+            kind = "reactivation" if org in paid_before else "new"
+        elif b > 0 and a == 0:
+            kind = "churned"
+        elif a > b:
+            kind = "expansion"
+        elif a < b:
+            kind = "contraction"
+        else:
+            continue
+        amounts[kind] += abs(a - b)
+        counts[kind] += 1
+    net = amounts["new"] + amounts["reactivation"] + amounts["expansion"] - amounts["contraction"] - amounts["churned"]
+    return {
+        "month": f"{month:%Y-%m}",
+        **{kind: {"mrr": money(amounts[kind]), "orgs": counts[kind]} for kind in MOVEMENTS},
+        "net_new": money(net),
+    }
+
+
+def retention(
+    *, app: Application, now: datetime | None = None, months: int = 12, current: dict[str, Decimal] | None = None
+) -> dict[str, float | None]:
+    """NRR and GRR over `months`: the cohort paying then, its MRR now (GRR: each org capped at then)."""
+    now = now or timezone.now()
+    then = paying_orgs_at(app=app, at=months_back(now, months))
+    current = current if current is not None else mrr_by_org_at(app=app, at=now)
+    base = sum(then.values(), ZERO)
+    if not base:
+        return {"nrr": None, "grr": None}
+    net = sum((current.get(org, ZERO) for org in then), ZERO)
+    gross = sum((min(current.get(org, ZERO), mrr) for org, mrr in then.items()), ZERO)
+    return {"nrr": percent(net, base), "grr": percent(gross, base)}
+
+
+# --- Organizations, subscriptions, imports, notes, tags -------------------------------------------------
+
+
+def display_names(*, app: Application, org_ids: list[str] | None = None) -> dict[str, str]:
+    orgs = CustomerOrg.objects.filter(application=app).exclude(display_name="")
+    if org_ids is not None:
+        orgs = orgs.filter(external_org_id__in=org_ids)
+    return dict(orgs.values_list("external_org_id", "display_name"))
+
+
+def has_revenue_data(*, app: Application) -> bool:
+    return Subscription.objects.filter(application=app).exists()
+
+
+def org_subscriptions(*, app: Application, customer_org_id: str, now: datetime | None = None) -> list[dict]:
+    now = now or timezone.now()
+    return [
+        {
+            "subscription_id": s.subscription_id or None,
+            "product_code": s.product_code,
+            "mrr": money(s.mrr),
+            "original_mrr": money(s.original_mrr),
+            "original_currency": s.original_currency,
+            "start_at": s.start_at,
+            "end_at": s.end_at,
+            "active": s.start_at <= now and (s.end_at is None or now < s.end_at),
+        }
+        for s in Subscription.objects.filter(application=app, external_org_id=customer_org_id).order_by(
+            "-start_at", "product_code"
+        )
+    ]
+
+
+def imports_list(*, app: Application, limit: int = 20) -> list[Import]:
+    return list(Import.objects.filter(application=app).select_related("user")[:limit])
+
+
+def notes_list(*, app: Application, customer_org_id: str) -> list[dict]:
+    return [
+        {
+            "id": n.pk,
+            "author": n.author.get_username() if n.author else None,
+            "author_id": n.author_id,
+            "created_at": n.created_at,
+            "text": n.text,
+        }
+        for n in Note.objects.filter(application=app, customer_org_id=customer_org_id).select_related("author")[:200]
+    ]
+
+
+def tags_of(*, app: Application, org_ids: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for org, label in (
+        Tag.objects.filter(application=app, customer_org_id__in=org_ids)
+        .order_by("label")
+        .values_list("customer_org_id", "label")
+    ):
+        out[org].append(label)
+    return dict(out)
+
+
+def org_ids_tagged(*, app: Application, label: str) -> list[str]:
+    return list(
+        Tag.objects.filter(application=app, label=label.strip().lower()).values_list("customer_org_id", flat=True)
+    )
