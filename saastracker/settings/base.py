@@ -136,6 +136,18 @@ if DB_POOL_MAX_SIZE > 0:
     # Django's backend, with a pool that checks a connection idle for 1 s before lending it (one round
     # trip, only then): after a PostgreSQL restart no request gets a dead connection (saastracker/pgpool/).
     DATABASES["default"]["ENGINE"] = "saastracker.pgpool"
+# A pooler in transaction mode (PgBouncer 1.18, Debian's) hands each transaction to any server
+# connection, so nothing may outlive a transaction on one: named prepared statements (the ingest hot
+# path prepares its few statements, see ingest.db.prepared_cursor) and named server-side cursors
+# (QuerySet.iterator() declares one) are turned off. Everything else already is transaction-scoped:
+# advisory locks are `_xact_`, SET is `SET LOCAL` / `set_config(..., true)`, the fold's temp table is
+# created in the transaction that uses it and emptied at commit, and nothing LISTENs.
+DATABASE_POOLER = env("DATABASE_POOLER", "").strip().lower()
+if DATABASE_POOLER not in ("", "pgbouncer"):
+    raise ValueError(f"DATABASE_POOLER={DATABASE_POOLER!r}: only 'pgbouncer' (or empty: no pooler) is known")
+if DATABASE_POOLER:
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None  # psycopg never prepares (Django's default)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
