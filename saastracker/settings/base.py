@@ -332,6 +332,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "ingest.api.sdk_openapi.property_value_hook",
         "analytics.api.openapi.analytics_errors_hook",
+        "analytics.api.funnel.dropoff_query_hook",
     ],
 }
 
