@@ -19,7 +19,7 @@ COPY . .
 # Static files are baked into the image (served by WhiteNoise). collectstatic needs no real secrets,
 # but the prod settings refuse to load without them, so throwaway values are given for this step only.
 RUN SECRET_KEY=collectstatic-only \
-    FIELD_ENCRYPTION_KEY=ZmFrZS1rZXktZm9yLWNvbGxlY3RzdGF0aWMtb25seSE= \
+    FIELD_ENCRYPTION_KEY=ZmFrZS1rZXktZm9yLWNvbGxlY3RzdGF0aWMtb25seSE= METRICS_TOKEN=collectstatic-only \
     python manage.py collectstatic --noinput -v 0 \
  && useradd --system --uid 10001 --create-home --home-dir /home/app app \
  && chmod +x scripts/*

@@ -401,3 +401,29 @@ class Feature(models.Model):
                 errors["name"] = f"The application already defines {FEATURES_PER_APP_MAX} features, the most it may."
         if errors:
             raise ValidationError(errors)
+
+
+class Insight(models.Model):
+    """A saved explorer, funnel or retention query of an app (analytics/insights.py): a stable URL, and
+    up to INSIGHT_PINS_MAX of them pinned to the app's overview. The query is stored as the client's
+    JSON, validated when saved and again whenever it runs."""
+
+    class Kind(models.TextChoices):
+        QUERY = "query"
+        FUNNEL = "funnel"
+        RETENTION = "retention"
+
+    application = models.ForeignKey("apps_registry.Application", on_delete=models.CASCADE, related_name="+")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    query = models.JSONField()
+    pinned = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["application", "-created_at"], name="insight_app_created")]
+
+    def __str__(self) -> str:
+        return self.name

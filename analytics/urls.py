@@ -3,9 +3,12 @@
 from django.urls import path, re_path
 
 from .api.activity import ActiveUsersView, ActivityView
+from .api.adoption import FeatureAdoptionView
 from .api.apps import AppsView
 from .api.base import not_found
 from .api.features import FeaturesView, FeatureView
+from .api.funnel import FunnelDropoffView, FunnelView, RetentionView
+from .api.insights import InsightsView, InsightView
 from .api.health import HealthBacktestView, HealthModelPreviewView, HealthModelView
 from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
 from .api.pages import PagesView, PageTrendView
@@ -36,6 +39,7 @@ urlpatterns = [
     path("apps/<uuid:app_uuid>/pages", PagesView.as_view(), name="pages"),
     path("apps/<uuid:app_uuid>/pages/trend", PageTrendView.as_view(), name="page-trend"),
     path("apps/<uuid:app_uuid>/features", FeaturesView.as_view(), name="features"),
+    path("apps/<uuid:app_uuid>/features/<str:name>/adoption", FeatureAdoptionView.as_view(), name="feature-adoption"),
     path("apps/<uuid:app_uuid>/features/<str:name>", FeatureView.as_view(), name="feature"),
     path("apps/<uuid:app_uuid>/organizations", OrganizationsView.as_view(), name="organizations"),
     path("apps/<uuid:app_uuid>/organizations/<str:customer_org_id>", OrganizationView.as_view(), name="organization"),
@@ -51,6 +55,12 @@ urlpatterns = [
     # Issue 11: Event stream and Event explorer.
     path("apps/<uuid:app_uuid>/stream", StreamView.as_view(), name="stream"),
     path("apps/<uuid:app_uuid>/query", QueryView.as_view(), name="query"),
+    # Issue 21: funnels and retention.
+    path("apps/<uuid:app_uuid>/funnel", FunnelView.as_view(), name="funnel"),
+    path("apps/<uuid:app_uuid>/funnel/dropoff", FunnelDropoffView.as_view(), name="funnel-dropoff"),
+    path("apps/<uuid:app_uuid>/retention", RetentionView.as_view(), name="retention"),
+    path("apps/<uuid:app_uuid>/insights", InsightsView.as_view(), name="insights"),
+    path("apps/<uuid:app_uuid>/insights/<int:insight_id>", InsightView.as_view(), name="insight"),
     # Issue 20: revenue (imports, figures, Revenue × Health), notes and tags.
     path("apps/<uuid:app_uuid>/imports", ImportsView.as_view(), name="imports"),
     path("apps/<uuid:app_uuid>/imports/organizations", OrganizationsImportView.as_view(), name="import-orgs"),

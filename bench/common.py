@@ -53,6 +53,7 @@ def prod_env(*, db_name: str, port: int, redis_url: str, **extra: str) -> dict:
             "BENCH_FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy0hIT0="
         ),
         SECURE_SSL_REDIRECT="0",
+        METRICS_LOOPBACK_ALLOWED="1",
         SESSION_COOKIE_SECURE="0",
         CSRF_COOKIE_SECURE="0",
         ALLOWED_HOSTS="*",

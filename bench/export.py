@@ -73,6 +73,7 @@ def base_env(bq_port: int) -> dict[str, str]:
         "BIGQUERY_DATASET": "bench",
         "BIGQUERY_API_ENDPOINT": f"http://127.0.0.1:{bq_port}",
         "LOG_LEVEL": "WARNING",
+        "METRICS_LOOPBACK_ALLOWED": "1",
         "CELERY_LOG_LEVEL": "warning",
         "CELERY_BEAT": "0",
         "CELERY_CONCURRENCY": "2",

@@ -3,7 +3,8 @@
 Django binds parameters client-side and keeps psycopg's statement preparation off (connection
 poolers in transaction mode break prepared statements). The ingest services opt in for their
 few fixed statements only: bound server-side and prepared once per connection, so PostgreSQL
-parses and plans them once. Needs pgbouncer 1.21+ (`max_prepared_statements`) behind a pooler.
+parses and plans them once. Behind PgBouncer in transaction mode (`DATABASE_POOLER=pgbouncer`;
+Debian's 1.18 has no `max_prepared_statements`) they are bound server-side but never prepared.
 """
 
 import contextlib
@@ -40,6 +41,10 @@ def prepared_cursor() -> Any:
     db.ensure_connection()
     db.validate_thread_sharing()
     pg = db.connection
+    if settings.DATABASE_POOLER:  # transaction pooling: a statement prepared on one server connection
+        with db.wrap_database_errors:  # is unknown on the next; bind server-side, unnamed, every time
+            raw = ServerBindingCursor(pg)  # type: ignore[call-arg]  # see above
+        return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)  # type: ignore[arg-type]
     if pg.prepare_threshold is None:  # Django's default disables preparing; allow it only when asked
         pg.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
     with db.wrap_database_errors:

@@ -184,6 +184,10 @@ class _RegistryProxy(Collector):
         return self.source.collect()
 
 
+# Any of these on a loopback connection means a proxy on this host forwarded someone else's request.
+_FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP", "HTTP_X_CLIENT_IP")
+
+
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -192,12 +196,15 @@ def _is_loopback(address: str) -> bool:
 
 
 def metrics_request_allowed(request: HttpRequest) -> bool:
-    """With METRICS_TOKEN set: that bearer token. Without: loopback clients that no proxy forwarded."""
+    """With METRICS_TOKEN set: that bearer token. Without: loopback clients that no proxy forwarded,
+    where METRICS_LOOPBACK_ALLOWED (production requires the token unless that is set)."""
     token = settings.METRICS_TOKEN
     if token:
         given = request.META.get("HTTP_AUTHORIZATION", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-    forwarded = "HTTP_X_FORWARDED_FOR" in request.META or "HTTP_FORWARDED" in request.META
+    if not settings.METRICS_LOOPBACK_ALLOWED:
+        return False
+    forwarded = any(header in request.META for header in _FORWARDING_HEADERS)
     return not forwarded and _is_loopback(request.META.get("REMOTE_ADDR", ""))
 
 

@@ -4,9 +4,17 @@ The ingest endpoints are machine-to-machine JSON APIs: no sessions, cookies, CSR
 frames. Requests to them go through a handler built with `INGEST_MIDDLEWARE` only (security
 headers), because each skipped middleware is measurable at ingest rates; everything else (admin,
 API docs) keeps the full `MIDDLEWARE` stack. Both handlers share the URLconf and settings.
+
+Everything that is not ingest (analytics API and pages, logins, the admin) may occupy at most
+`WEB_THREADS - WEB_INGEST_RESERVED_THREADS` of a process's request threads at once; past that it is
+answered 503 with `Retry-After` at once, without waiting for a thread. So however many slow reads
+or password hashes arrive, ingest always finds a free thread (issue 18: 64 explorer queries had
+taken them all, and events waited seconds). Static files and /metrics are not counted.
 """
 
+import json
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +27,10 @@ from django.utils.module_loading import import_string
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saastracker.settings.dev")
 
 INGEST_PATH_PREFIXES = ("/v1/", "/api/v1/ingest/", "/livez", "/readyz")  # probes: no session either
+UNCOUNTED_PATH_PREFIXES = ("/static/", "/metrics")  # quick, and a scrape must work under load
+_BUSY_BODY = json.dumps(
+    {"error": "busy", "message": "Too many requests in progress on this server; retry after Retry-After seconds."}
+).encode()
 
 
 class IngestWSGIHandler(WSGIHandler):
@@ -41,9 +53,17 @@ class IngestWSGIHandler(WSGIHandler):
         self._middleware_chain = handler
 
 
-def route_ingest(full, ingest):
+def other_threads() -> int:
+    """Request threads of a process that non-ingest requests may occupy at once."""
+    return max(1, settings.WEB_THREADS - settings.WEB_INGEST_RESERVED_THREADS)
+
+
+def route_ingest(full, ingest, *, other_limit: int | None = None):
+    others = threading.BoundedSemaphore(other_limit or other_threads())
+
     def application(environ, start_response):
-        if environ.get("PATH_INFO", "").startswith(INGEST_PATH_PREFIXES):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(INGEST_PATH_PREFIXES):
             response = ingest(environ, start_response)
             if getattr(response, "streaming", True):
                 return response
@@ -53,7 +73,20 @@ def route_ingest(full, ingest):
                 return [response.content]
             finally:
                 response.close()
-        return full(environ, start_response)
+        if path.startswith(UNCOUNTED_PATH_PREFIXES):
+            return full(environ, start_response)
+        if not others.acquire(blocking=False):
+            start_response(
+                "503 Service Unavailable",
+                [("Content-Type", "application/json"), ("Retry-After", "1"), ("Cache-Control", "no-store")],
+            )
+            return [_BUSY_BODY]
+        try:
+            # Released once the answer is built: every non-ingest answer here is complete by then
+            # (no streaming view outside ingest holds a thread long after).
+            return full(environ, start_response)
+        finally:
+            others.release()
 
     return application
 

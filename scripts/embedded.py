@@ -223,6 +223,7 @@ def service_env(db_url: str) -> dict[str, str]:
     # so a slow sink never delays the rest; one pool process each is plenty on a laptop.
     for role in ("EXPORT", "WEBHOOKS", "MAINTENANCE", "ANALYTICS"):
         env.setdefault(f"CELERY_{role}_CONCURRENCY", "1")
+    env.setdefault("METRICS_LOOPBACK_ALLOWED", "1")  # one machine, no proxy: /metrics to loopback, no token
     env.setdefault("LOG_FORMAT", "text")  # people read these logs; production's default is JSON lines
     return env
 

@@ -196,3 +196,18 @@ def test_export_lag_counts_rows_in_flight_and_the_fold_lag_is_scraped(client):
     assert value(scraped, "saastracker_export_lag_seconds", table="events") >= 600
     assert value(scraped, "saastracker_export_rows", table="events", state="sending") == 1
     assert value(scraped, "saastracker_analytics_fold_lag_seconds") >= 900
+
+
+@pytest.mark.django_db
+def test_a_same_host_proxy_setting_only_x_real_ip_does_not_make_metrics_public(client):
+    """nginx's common setup forwards from loopback with only `X-Real-IP`."""
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_REAL_IP="203.0.113.9").status_code == 404
+
+
+@pytest.mark.django_db
+def test_metrics_refuse_loopback_without_a_token_unless_allowed(client, settings):
+    settings.METRICS_LOOPBACK_ALLOWED = False
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 404
+    settings.METRICS_TOKEN = "scrape-token-2"
+    auth = {"HTTP_AUTHORIZATION": "Bearer scrape-token-2"}
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", **auth).status_code == 200

@@ -221,6 +221,16 @@ def _heartbeat_age(client, queue: str) -> float | None:
     return None
 
 
+def _running(pid: int) -> bool:
+    """Whether `pid` still exists as a process that is not a zombie (killed children of a killed
+    parent wait for whichever process adopts them to reap them; they no longer run)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_frozen_webhooks_worker_is_restarted_and_delivery_resumes(receiver, tmp_path, client):
@@ -290,7 +300,7 @@ def test_a_frozen_webhooks_worker_is_restarted_and_delivery_resumes(receiver, tm
         delivered_after = time.monotonic() - stopped_at
         missing = [row.event_id for row in rows if str(row.event_id) not in bodies]
         assert missing == [], (len(receiver.requests), log.read_text()[-3000:])
-        assert not any(Path(f"/proc/{pid}").exists() for pid in frozen)
+        assert not any(_running(pid) for pid in frozen)
         # ... and the heartbeat is fresh again
         deadline = time.monotonic() + 30
         while (_heartbeat_age(client, "webhooks") or 99) > 5 and time.monotonic() < deadline:

@@ -1,7 +1,8 @@
 """Which URLs an endpoint may have: checked when it is saved, and again at every send (DNS can change).
 
 Refused when saved (form, admin, `create_webhook`, `endpoint_create`): anything but http(s) with a
-host; credentials in the URL (they would sit in plain text where URLs are shown and logged: the
+host; port 0 (no receiver listens there, and a check written `port or 80` looks at port 80 instead);
+credentials in the URL (they would sit in plain text where URLs are shown and logged: the
 signature is how a receiver authenticates us); and, unless WEBHOOK_ALLOW_PRIVATE_TARGETS, a host
 that is or resolves to a loopback, private, link-local, CGNAT, unspecified, documentation,
 multicast or reserved address. A name that does not resolve yet is accepted: the send-time check
@@ -38,6 +39,8 @@ def target_url_check(url: str, *, allow_private: bool | None = None) -> None:
         raise ValidationError(f"Not a valid URL: {exc}.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError("Use an http:// or https:// URL with a host.")
+    if parts.port == 0:
+        raise ValidationError("Port 0 is not a port a receiver can listen on: use 1-65535, or none for the default.")
     if parts.username is not None or parts.password is not None:
         raise ValidationError(
             "Remove the user name and password from the URL: credentials in URLs are not stored. "

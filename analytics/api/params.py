@@ -1,4 +1,4 @@
-"""Query parameters shared by the metric endpoints: the window (`from`, `to`), `environment`, paging."""
+"""Query parameters shared by the metric endpoints: the window (`from`, `to` or `range`), `environment`, paging."""
 
 from datetime import date, timedelta
 
@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from ..selectors import default_window, invalid_parameter
 
 MAX_WINDOW_DAYS = 366
+RANGE_PRESETS = [7, 30, 90]
 
 # `from` is a Python keyword, hence the functional form.
 WindowSerializer = type(
@@ -20,6 +21,14 @@ WindowSerializer = type(
             f"is at most {MAX_WINDOW_DAYS} days (else a 400).",
         ),
         "to": serializers.DateField(required=False, help_text="Last UTC day, inclusive (YYYY-MM-DD), default today."),
+        "range": serializers.ChoiceField(
+            choices=RANGE_PRESETS,
+            required=False,
+            allow_blank=True,
+            help_text="A preset instead of `from`: the last 7, 30 or 90 UTC days ending on `to` (default today). "
+            "Any other value is a 400 (never a silent default); not together with `from`.",
+            error_messages={"invalid_choice": "Must be one of 7, 30 or 90 (days); `{input}` is not."},
+        ),
         "environment": serializers.CharField(
             required=False, allow_blank=True, max_length=32, help_text="Only this environment; all when absent."
         ),
@@ -40,6 +49,11 @@ def window(params: dict) -> tuple[date, date, str | None]:
     """(from, to, environment) with the defaults; at most MAX_WINDOW_DAYS days, from ≤ to."""
     default_from, default_to = default_window()
     date_to = params.get("to") or default_to
+    preset = params.get("range")
+    if preset not in (None, ""):
+        if params.get("from"):
+            raise invalid_parameter("range", "Give `range` or `from`, not both.")
+        default_from, default_to = default_to - timedelta(days=int(preset) - 1), default_to
     try:
         date_from = params.get("from") or (date_to - (default_to - default_from))
     except OverflowError:  # `to` in the first days of year 1: the window starts on the first day there is

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 PAGES_PREFIX = "/app/"
+# The analytics API answers customer data too: no shared cache (a proxy, a CDN) may keep a copy.
+API_PREFIX = "/api/v1/analytics/"
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -32,11 +34,13 @@ Handler = Callable[[HttpRequest], HttpResponse]
 
 
 def content_security_policy(get_response: Handler) -> Handler:
-    """Add the pages' headers to every answer under `/app/` (the admin and the APIs keep theirs)."""
+    """Add the pages' headers to every answer under `/app/`, and `no-store` to the analytics API's."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
         response = get_response(request)
-        if request.path.startswith(PAGES_PREFIX):
+        if request.path.startswith(API_PREFIX):
+            response.headers.setdefault("Cache-Control", "private, no-store")
+        elif request.path.startswith(PAGES_PREFIX):
             response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
             response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
             response.headers.setdefault("Cache-Control", "private, no-store")

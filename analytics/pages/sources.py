@@ -23,6 +23,11 @@ SOURCES: dict[str, str] = {
     "signal_dismiss": "analytics.services",
     "stream_page_get": "analytics.stream",
     "query_run": "analytics.query",
+    "funnel_run": "analytics.query.funnel",
+    "funnel_dropoff": "analytics.query.funnel",
+    "retention_run": "analytics.query.retention",
+    "insight_run": "analytics.insights",
+    "feature_adoption_get": "analytics.adoption",
 }
 
 

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from . import revenue_views, views
+from . import adoption_views, insight_views, revenue_views, sequence_views, views
 
 app_name = "pages"
 
@@ -32,6 +32,7 @@ urlpatterns = [
     path("<uuid:app_uuid>/pages/", views.pages, name="pages"),
     path("<uuid:app_uuid>/pages/trend/", views.page_trend, name="page_trend"),
     path("<uuid:app_uuid>/features/", views.features, name="features"),
+    path("<uuid:app_uuid>/features/<str:name>/adoption/", adoption_views.feature_adoption, name="feature_adoption"),
     path("<uuid:app_uuid>/organizations/", views.organizations, name="organizations"),
     path("<uuid:app_uuid>/organizations/<path:customer_org_id>/", views.organization, name="organization"),
     path("<uuid:app_uuid>/settings/health/", views.health_model, name="health_model"),
@@ -48,4 +49,13 @@ urlpatterns = [
     path("<uuid:app_uuid>/stream/rows/", views.stream_rows, name="stream_rows"),
     path("<uuid:app_uuid>/explorer/", views.explorer, name="explorer"),
     path("<uuid:app_uuid>/explorer.csv", views.explorer_csv, name="explorer_csv"),
+    path("<uuid:app_uuid>/funnels/", sequence_views.funnels, name="funnels"),
+    path("<uuid:app_uuid>/funnels.csv", sequence_views.funnels_csv, name="funnels_csv"),
+    path("<uuid:app_uuid>/funnels/dropoff/", sequence_views.funnel_dropoff, name="funnel_dropoff"),
+    path("<uuid:app_uuid>/retention/", sequence_views.retention, name="retention"),
+    path("<uuid:app_uuid>/retention.csv", sequence_views.retention_csv, name="retention_csv"),
+    path("<uuid:app_uuid>/insights/", insight_views.insights, name="insights"),
+    path("<uuid:app_uuid>/insights/save/", insight_views.insight_save, name="insight_save"),
+    path("<uuid:app_uuid>/insights/<int:insight_id>/", insight_views.insight, name="insight"),
+    path("<uuid:app_uuid>/insights/<int:insight_id>/change/", insight_views.insight_change, name="insight_change"),
 ]

@@ -5,10 +5,11 @@ a page and the same number in the API cannot disagree. Another company's applica
 exactly as in the API.
 """
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec
 from urllib.parse import urlencode
@@ -130,11 +131,11 @@ def _context(request: HttpRequest, app: Application, filters: PageFilters, secti
     range_links = []
     for days in RANGE_PRESETS:
         query = request.GET.copy()
-        for key in ("cursor", "before", "range"):
+        for key in ("cursor", "before", "range", "from", "to"):
             query.pop(key, None)
         query["range"] = str(days)
         url = f"{request.path}?{query.urlencode()}"
-        range_links.append({"days": days, "url": url, "current": days == filters.days})
+        range_links.append({"days": days, "url": url, "current": days == filters.days and not filters.custom})
     try:
         environments = environments_list(app=app)
     except ApiError:  # its read timed out: the page still renders, the filter offers what the URL holds
@@ -182,6 +183,15 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "analytics/pages/home.html", {"apps": apps, "section": "home"})
 
 
+def _changes(now: dict, before: dict) -> dict[str, dict]:
+    """Per figure: the previous range's value and the relative change (None when it was 0)."""
+    out = {}
+    for key, value in now.items():
+        previous = before.get(key) or 0
+        out[key] = {"previous": previous, "change": None if not previous else (value - previous) / previous}
+    return out
+
+
 @require_GET
 @app_page
 def overview(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponse:
@@ -199,7 +209,33 @@ def overview(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
         )
         active = _read("active_users_get", app=app, environment=filters.environment, source=source_name)
         chart = _series_chart(activity["series"], [("events", "Events"), ("users", "Active users")])
-        return {"activity": activity, "active": active, "source": source_name, "chart": chart}
+        # The range before, of the same length: each figure's change, and the chart's overlay (?compare=1).
+        before_to = filters.date_from - timedelta(days=1)
+        before = _read(
+            "activity_get",
+            app=app,
+            date_from=before_to - timedelta(days=filters.days - 1),
+            date_to=before_to,
+            environment=filters.environment,
+            interval=filters.interval,
+            source=source_name,
+        )
+        compare = request.GET.get("compare") == "1"
+        if compare:
+            previous = [row.get("events") or 0 for row in before["series"]][-len(chart["labels"]) :]
+            chart["datasets"].append({"label": "Events, previous period", "data": previous})
+        from .insight_views import pinned_figures  # its module imports this one
+
+        return {
+            "activity": activity,
+            "active": active,
+            "source": source_name,
+            "chart": chart,
+            "pinned": pinned_figures(app),
+            "changes": _changes(activity["totals"], before["totals"]),
+            "compare": compare,
+            "compare_url": f"?{urlencode({**request.GET.dict(), 'compare': '' if compare else '1'})}",
+        }
 
     return _render(request, "analytics/pages/overview.html", app, filters, "overview", load)
 
@@ -523,6 +559,8 @@ def explorer(request: HttpRequest, app: Application, filters: PageFilters) -> Ht
         "csv_url": reverse("pages:explorer_csv", args=[app.uuid]) + "?" + request.GET.urlencode() if result else None,
         "query_error": error,
         "choices": explorer_form.CHOICES,
+        "insight_kind": "query",
+        "insight_query": json.dumps(form.query()),
     }
     return render(request, "analytics/pages/explorer.html", _context(request, app, filters, "explorer", **context))
 

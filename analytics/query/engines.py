@@ -46,11 +46,13 @@ def _timed_out() -> ApiError:
 
 def postgres_settings() -> dict[str, str]:
     """The explorer statement's settings: the timeout, no JIT (its compile time is seconds on these
-    statements), and room to hash-aggregate in memory."""
+    statements), room to hash-aggregate in memory, and no parallel workers: one read takes one core
+    at most, so a tenant's reads (at most ANALYTICS_READS_PER_TENANT at once) cannot take them all."""
     return {
         "statement_timeout": str(max(1, int(timeout_seconds() * 1000))),
         "jit": "off",
         "work_mem": POSTGRES_WORK_MEM,
+        "max_parallel_workers_per_gather": "0",
     }
 
 

@@ -89,3 +89,21 @@ def jsonish(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, indent=2, sort_keys=True, default=str)
     return "null" if value is None else str(value)
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """90 -> "1 min 30 s"; 5400 -> "1 h 30 min"; None -> an en dash (a funnel's first step)."""
+    if seconds is None or seconds == "":
+        return NO_VALUE
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:g} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

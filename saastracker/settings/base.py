@@ -43,6 +43,9 @@ SECRET_KEY = env("SECRET_KEY", "dev-insecure-secret-key-change-me")
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# How many reverse proxies stand in front of the web server and append to X-Forwarded-For. 0 (the
+# default): none, so X-Forwarded-Proto and X-Forwarded-For are client input and never believed.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -53,6 +56,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by WhiteNoise like ours
@@ -75,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "analytics.pages.middleware.content_security_policy",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: answers the lockout page
 ]
 # The ingest APIs (/v1/, /api/v1/ingest/) are served with this shorter stack (see saastracker/wsgi.py):
 # they use no session, cookie, CSRF token, message or frame, and every middleware costs at ingest rates.
@@ -109,10 +114,70 @@ DATABASES = {
 # A database host that drops packets must not hang a request (or the health check) for the
 # operating system's TCP timeout: fail fast, answer 503, let the client retry.
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
+# Connections a process may hold, whatever its thread churn: a psycopg pool of at most
+# DB_POOL_MAX_SIZE connections per process (scripts/serve sets it to WEB_THREADS + 3 probe threads,
+# so no thread ever waits for one). A thread takes a connection for one request and gives it back, so a
+# thread that granian retires leaves nothing open. 0 (the default outside scripts/serve): persistent
+# connections, one per thread (Celery's children run one task at a time). Sizing, in the README:
+# WEB_CONCURRENCY x DB_POOL_MAX_SIZE + worker processes + reserve <= max_connections.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django refuses both at once
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        # A fixed size by default: every connection is opened at start, so a burst never waits for
+        # new ones, and a request waits for one only when PostgreSQL cannot be reached.
+        "min_size": min(env_int("DB_POOL_MIN_SIZE", DB_POOL_MAX_SIZE), DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        # Seconds a request waits for a connection (none free: PostgreSQL unreachable, since the pool
+        # has one per thread): then 503, as fast as a refused connection was before the pool.
+        "timeout": float(env("DB_POOL_TIMEOUT", "1") or 1),
+        "name": "saastracker-web",
+    }
+    # Django's backend, with a pool that checks a connection idle for 1 s before lending it (one round
+    # trip, only then): after a PostgreSQL restart no request gets a dead connection (saastracker/pgpool/).
+    DATABASES["default"]["ENGINE"] = "saastracker.pgpool"
+# A pooler in transaction mode (PgBouncer 1.18, Debian's) hands each transaction to any server
+# connection, so nothing may outlive a transaction on one: named prepared statements (the ingest hot
+# path prepares its few statements, see ingest.db.prepared_cursor) and named server-side cursors
+# (QuerySet.iterator() declares one) are turned off. Everything else already is transaction-scoped:
+# advisory locks are `_xact_`, SET is `SET LOCAL` / `set_config(..., true)`, the fold's temp table is
+# created in the transaction that uses it and emptied at commit, and nothing LISTENs.
+DATABASE_POOLER = env("DATABASE_POOLER", "").strip().lower()
+if DATABASE_POOLER not in ("", "pgbouncer"):
+    raise ValueError(f"DATABASE_POOLER={DATABASE_POOLER!r}: only 'pgbouncer' (or empty: no pooler) is known")
+if DATABASE_POOLER:
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None  # psycopg never prepares (Django's default)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+
+# Login throttling (django-axes, see saastracker/logins.py): its backend first, to refuse a locked-out
+# username or address before any password is hashed.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 5)
+AXES_ENABLED = env_bool("LOGIN_THROTTLE_ENABLED", True)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own, not the pair
+AXES_COOLOFF_TIME = "saastracker.logins.cool_off"
+AXES_CLIENT_IP_CALLABLE = "saastracker.logins.client_ip"
+AXES_LOCKOUT_CALLABLE = "saastracker.logins.locked_out"
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken", "password"]
+AXES_ENABLE_ACCESS_FAILURE_LOG = False  # AccessAttempt keeps the counts; no row per failure
+AXES_DISABLE_ACCESS_LOG = True  # no AccessLog row per successful login either
+
+# PBKDF2 as Django's default, computed on one low-priority thread per process (saastracker/logins.py).
+PASSWORD_HASHERS = [
+    "saastracker.logins.BackgroundPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -147,6 +212,12 @@ FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", "2W5mE6bY1pQh0oBvV2c8i2nJcQ1w
 
 # --- Public URLs -----------------------------------------------------------------------------
 PUBLIC_INGEST_BASE_URL = env("PUBLIC_INGEST_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- Request threads -------------------------------------------------------------------------
+# WEB_THREADS is granian's blocking threads per process (scripts/serve). Of them, this many are kept
+# for ingest: other requests (reads, logins, admin) past the rest are answered 503 at once (wsgi.py).
+WEB_THREADS = env_int("WEB_THREADS", 16)
+WEB_INGEST_RESERVED_THREADS = env_int("WEB_INGEST_RESERVED_THREADS", max(2, WEB_THREADS // 4))
 
 # --- Ingest ----------------------------------------------------------------------------------
 INGEST_V1_MAX_BODY_BYTES = env_int("INGEST_V1_MAX_BODY_BYTES", 64 * 1024)
@@ -244,6 +315,10 @@ ANALYTICS_SCAN_CHUNK_ORGS = env_int("ANALYTICS_SCAN_CHUNK_ORGS", 2000)
 ANALYTICS_QUERY_ENGINE = env("ANALYTICS_QUERY_ENGINE", "postgres")
 # Seconds a query may run before the engine cancels it (answered 504).
 ANALYTICS_QUERY_TIMEOUT = float(env("ANALYTICS_QUERY_TIMEOUT", "10"))
+# Analytics API reads one company may have running at once, over all web processes (Redis); past it,
+# 429 with Retry-After (seconds). Keeps one tenant's heavy reads from taking everyone's CPU (issue 18).
+ANALYTICS_READS_PER_TENANT = env_int("ANALYTICS_READS_PER_TENANT", 2)
+ANALYTICS_READS_RETRY_AFTER = env_int("ANALYTICS_READS_RETRY_AFTER", 2)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -271,6 +346,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "ingest.api.sdk_openapi.property_value_hook",
         "analytics.api.openapi.analytics_errors_hook",
+        "analytics.api.funnel.dropoff_query_hook",
     ],
 }
 
@@ -283,8 +359,10 @@ ACCESS_LOG = env_bool("ACCESS_LOG", True)
 LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
 # METRICS_ENABLED=0 stops counting on the request path (to measure what metrics cost; /metrics stays).
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
-# GET /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback clients only.
+# GET /metrics: with a token, only `Authorization: Bearer <token>`; without, loopback clients only, and
+# only where METRICS_LOOPBACK_ALLOWED (production refuses to start with neither: see prod.py).
 METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
+METRICS_LOOPBACK_ALLOWED = env_bool("METRICS_LOOPBACK_ALLOWED", True)
 # Scrape-time gauges read from the database (see saastracker/metrics.py): callables returning
 # prometheus_client Metric families. Other apps add theirs here (e.g. the analytics fold lag).
 METRICS_SCRAPE_COLLECTORS = [

@@ -4,6 +4,7 @@ from .base import *  # noqa: F403
 from .base import DATABASES, env, env_bool
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["OPTIONS"].pop("pool", None)  # the suite's own connections; scripts/serve's servers pool
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", "test_saastracker")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", True)

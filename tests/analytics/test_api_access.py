@@ -136,3 +136,12 @@ def test_the_endpoints_are_in_the_openapi_document(api_client):
     ]:
         assert prefix + endpoint in paths, endpoint
     assert "recency" in paths[prefix + "organizations"]["get"]["description"]
+
+
+@pytest.mark.parametrize("endpoint", [*ENDPOINTS, "stream"])
+def test_answers_are_never_kept_by_a_shared_cache(api_client, application, member_key, endpoint):
+    """Customer data and its errors alike: `private, no-store`, as on the pages."""
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {member_key}"}
+    assert api_client.get(url(application, endpoint), **auth)["Cache-Control"] == "private, no-store"
+    assert api_client.get(url(application, endpoint))["Cache-Control"] == "private, no-store"  # the 401
+    assert api_client.get("/api/v1/analytics/apps/", **auth)["Cache-Control"] == "private, no-store"

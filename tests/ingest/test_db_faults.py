@@ -78,6 +78,7 @@ def _env(pg: PrivatePostgres, redis: PrivateRedis, port: int) -> dict:
         SECRET_KEY="test-only-secret-key",
         FIELD_ENCRYPTION_KEY="dGVzdC1vbmx5LWtleS0zMi1ieXRlcy1sb25nLSEhIT0=",
         SECURE_SSL_REDIRECT="0",
+        METRICS_LOOPBACK_ALLOWED="1",
         ALLOWED_HOSTS="*",
         LOG_LEVEL="WARNING",
         HOST="127.0.0.1",

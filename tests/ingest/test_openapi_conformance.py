@@ -120,6 +120,8 @@ def as_a_client_sends_it(case) -> dict:
     words; JSON Schema has no "now" and no "before `to`")."""
     extra: dict = {}
     query = case.query or {}
+    if case.path.startswith(ANALYTICS) and query.get("from") and "range" in query:
+        del query["range"]  # `range` is a preset instead of `from` (documented: not both)
     if case.path.startswith(ANALYTICS) and isinstance(query.get("from"), str):
         try:
             date_to = date.fromisoformat(query["to"]) if query.get("to") else datetime.now(UTC).date()
@@ -132,8 +134,14 @@ def as_a_client_sends_it(case) -> dict:
     if case.path.startswith(ANALYTICS) and not (case.meta and case.meta.is_negative_at(ParameterLocation.QUERY)):
         for opaque in ("cursor", "before"):  # a client only sends back a cursor the API gave it
             query.pop(opaque, None)
-    if case.path.endswith("/query") and isinstance(case.body, dict) and not body_is_negative(case):
+    sequences = ("/query", "/funnel", "/retention")  # bodies with the explorer's `from`/`to`
+    saved = case.body.get("query") if case.path.endswith("/insights") and isinstance(case.body, dict) else None
+    if isinstance(saved, dict) and not body_is_negative(case):
+        query_range_as_a_client_sends_it(saved)  # a saved insight's query: the same range rules
+    if case.path.endswith(sequences) and isinstance(case.body, dict) and not body_is_negative(case):
         query_range_as_a_client_sends_it(case.body)
+    if case.path.endswith("/funnel/dropoff") and not (case.meta and case.meta.is_negative_at(ParameterLocation.QUERY)):
+        dropoff_as_a_client_sends_it(query)
     if isinstance(case.body, dict) and type(case.body.get("ts_epoch")) is int and case.body["ts_epoch"] >= 0:
         case.body["ts_epoch"] = min(case.body["ts_epoch"], int(time.time()) + TS_MAX_FUTURE_SECONDS - 60)
     if (header(case, "content-encoding") or "").strip().lower() == "gzip":
@@ -159,6 +167,26 @@ def query_range_as_a_client_sends_it(body: dict) -> None:
         start = parsed(body["from"])
     if start is not None and not start < end <= start + timedelta(days=400):
         body["to"] = (start + timedelta(days=1)).isoformat()
+
+
+def dropoff_as_a_client_sends_it(query: dict) -> None:
+    """The funnel in `query` (JSON) within the explorer's range rules, and `step` one of its steps:
+    a client asks for the drop-off of a funnel it ran (JSON Schema cannot relate `step` to `steps`)."""
+    funnel = query.get("query")
+    as_text = isinstance(funnel, str)
+    if as_text:
+        try:
+            funnel = json.loads(funnel)
+        except ValueError:
+            return
+    if not isinstance(funnel, dict):
+        return
+    query_range_as_a_client_sends_it(funnel)
+    query["query"] = json.dumps(funnel) if as_text else funnel
+    steps = funnel.get("steps")
+    step = query.get("step")
+    if isinstance(steps, list) and len(steps) >= 2 and str(step).isdigit():
+        query["step"] = min(max(int(step), 2), len(steps))
 
 
 def body_is_negative(case) -> bool:

@@ -138,3 +138,15 @@ def test_a_target_refused_at_send_time_disables_the_endpoint_without_spending_re
     admin_client.post(reverse("admin:webhooks_webhookendpoint_reenable", args=[endpoint.pk]))
     run_worker_once()
     assert [r.headers["webhook-id"] for r in receiver.requests] == [message.pk]
+
+
+@pytest.mark.parametrize("url", ["http://hooks.example.com:0/in", "https://93.184.215.14:0/hook", "http://[::1]:00/x"])
+def test_port_zero_is_refused_when_saved_whatever_the_private_targets_setting(url, company, application, admin_client):
+    """`urlsplit(...).port` is 0 there, which a `port or 80` check mistook for "no port"."""
+    with pytest.raises(ValidationError, match="Port 0"):
+        endpoint_create(company=company, url=url, event_types=["onboarding.started"])
+    with pytest.raises(CommandError, match="Port 0"):
+        call_command("create_webhook", "--app", str(application.uuid), "--url", url, "--events", "onboarding.started")
+    response = admin_client.post(reverse("admin:webhooks_webhookendpoint_add"), _add_form(company, url))
+    assert "Port 0 is not a port" in response.content.decode()
+    assert not WebhookEndpoint.objects.exists()

@@ -176,6 +176,37 @@
   }
 
   /* Explorer: show the fields of the chosen source only; say that a submitted query is running. */
+  /* Funnels and Retention: say that a submitted query is running; breakdown fields of the chosen source. */
+  function wireSequences() {
+    ["funnel-form", "retention-form"].forEach(function (id) {
+      var form = document.getElementById(id);
+      if (!form) {
+        return;
+      }
+      form.addEventListener("submit", function (evt) {
+        var run = evt.submitter;
+        if (run && run.name === "run") {
+          run.textContent = "Running…";
+          run.setAttribute("aria-busy", "true");
+          form.setAttribute("aria-busy", "true");
+        }
+      });
+    });
+    var source = document.getElementById("f-source");
+    if (!source) {
+      return;
+    }
+    function sync() {
+      document.querySelectorAll("#f-breakdown [data-source-field]").forEach(function (option) {
+        var show = option.dataset.sourceField === source.value;
+        option.hidden = !show;
+        option.disabled = !show;
+      });
+    }
+    source.addEventListener("change", sync);
+    sync();
+  }
+
   function wireExplorer() {
     var source = document.getElementById("q-source");
     if (!source) {
@@ -206,5 +237,6 @@
     wireNav();
     wireStream();
     wireExplorer();
+    wireSequences();
   });
 })();
