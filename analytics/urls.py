@@ -8,8 +8,8 @@ from .api.apps import AppsView
 from .api.base import not_found
 from .api.features import FeaturesView, FeatureView
 from .api.funnel import FunnelDropoffView, FunnelView, RetentionView
-from .api.insights import InsightsView, InsightView
 from .api.health import HealthBacktestView, HealthModelPreviewView, HealthModelView
+from .api.insights import InsightsView, InsightView
 from .api.organizations import OrganizationsView, OrganizationView, SignalDismissView
 from .api.pages import PagesView, PageTrendView
 from .api.query import QueryView
