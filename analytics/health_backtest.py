@@ -22,6 +22,7 @@ from apps_registry.models import Application
 
 from .health import health_compute, model_get, model_merge
 from .models import ALL_ENVIRONMENTS, HealthModel, Organization, OrgHealthDay
+from .reads import timed_read
 
 WINDOW_DAYS = 180
 LEAD_DAYS = 30
@@ -76,6 +77,7 @@ def _histogram(scores: list[int]) -> list[dict]:
     return [{"from": lo, "to": hi, "orgs": sum(lo <= s <= hi for s in scores)} for lo, hi in BINS]
 
 
+@timed_read  # a person can trigger it (API, Settings page): under the analytics statement timeout
 def health_backtest(
     *, app: Application, model: dict[str, Any] | None = None, today: date | None = None, use_history: bool = True
 ) -> dict:
@@ -187,6 +189,7 @@ def backtest_sentence(auc: float | None, churned: int, flagged: int) -> str:
     )
 
 
+@timed_read
 def health_model_preview(*, app: Application, config: dict[str, Any], today: date | None = None) -> dict:
     """What saving `config` would do: the orgs that change bucket, and the backtest of both models."""
     today = today or timezone.now().date()

@@ -612,7 +612,10 @@ def health_model(request: HttpRequest, app: Application, filters: PageFilters) -
                 else:
                     messages.success(request, "Health model saved: the organizations are rescored within a minute.")
                 return redirect(reverse("pages:health_model", args=[app.uuid]) + filters.querystring())
-            preview = health_model_preview(app=app, config=changes)
+            try:
+                preview = health_model_preview(app=app, config=changes)
+            except ApiError as exc:  # the preview's read ran past ANALYTICS_QUERY_TIMEOUT
+                form_error = exc.message
 
     def load() -> dict:
         state = health_model_state(app)
@@ -620,7 +623,10 @@ def health_model(request: HttpRequest, app: Application, filters: PageFilters) -
         if submitted is not None:
             model = {**model, **{k: v for k, v in submitted.items() if k != "weights"}}
             model["weights"] = {**state["model"]["weights"], **submitted.get("weights", {})}
-        backtest = health_backtest(app=app)
+        try:
+            backtest = health_backtest(app=app)
+        except ApiError as exc:
+            raise PageError(exc.message) from exc
         chart = {
             "kind": "bar",
             "labels": [f"{b['from']}-{b['to']}" for b in backtest["distribution"]["churned"]],

@@ -67,6 +67,7 @@ API_READS = [
     ("organizations", "analytics_organization"),
     ("organizations/acme", "analytics_organization"),
     ("stream", "ingest_event"),
+    ("health/backtest", "analytics_organization"),
 ]
 
 
