@@ -115,8 +115,8 @@ class Import(models.Model):
     via = models.CharField(max_length=16, default="api", help_text="api, page or command")
     file_name = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
-    counts = models.JSONField(default=dict)
-    errors = models.JSONField(default=list, help_text="Up to 1,000: line, column, reason.")
+    counts = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True, help_text="Up to 1,000: line, column, reason.")
     error_count = models.IntegerField(default=0)
 
     class Meta:

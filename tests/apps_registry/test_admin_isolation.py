@@ -217,12 +217,13 @@ def _edited_form(page: str) -> tuple[dict[str, list[str]], bool]:
 
 
 def test_every_registered_admin_is_company_scoped(world, as_role):
-    """A model registered with a plain ModelAdmin would escape every rule here; Django's own are superuser-only."""
+    """A model registered with a plain ModelAdmin would escape every rule here; Django's own and django-axes'
+    lockout records (login throttling, issue 18) are superuser-only."""
     role, _user, client = as_role
     for model, model_admin in admin.site._registry.items():
         if isinstance(model_admin, CompanyScopedAdmin):
             continue
-        assert model._meta.app_label in ("auth",), f"{model._meta.label} must use CompanyScopedAdmin"
+        assert model._meta.app_label in ("auth", "axes"), f"{model._meta.label} must use CompanyScopedAdmin"
         expected = 200 if role == "superuser" else 403
         assert client.get(_url(model, "changelist")).status_code == expected, (role, model)
 
