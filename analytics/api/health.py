@@ -130,6 +130,13 @@ def _change_item(change: HealthModelChange) -> dict:
     }
 
 
+def _body(request: Request) -> Any:
+    """The JSON body; a request without one is a 400 (an empty object `{}` is a valid "no change")."""
+    if not request.body:
+        raise _bad("body", "A JSON object with the members of the model to change is required.")
+    return request.data
+
+
 def health_model_state(app: Any) -> dict:
     changes = HealthModelChange.objects.filter(application=app).select_related("changed_by")[:50]
     return {"model": model_get(app), "changes": [_change_item(c) for c in changes]}
@@ -166,7 +173,7 @@ class HealthModelView(AnalyticsView):
         app = self.application(request, app_uuid)
         if not application_writable(user=request.user, app=app):
             raise PermissionDenied("Only owners and admins of the company may change the health model.")
-        changes = parse_model_input(app, request.data)
+        changes = parse_model_input(app, _body(request))
         health_model_save(app=app, config=changes, user=request.user)
         return Response(health_model_state(app))
 
@@ -184,7 +191,7 @@ class HealthModelPreviewView(AnalyticsView):
         app = self.application(request, app_uuid)
         if not application_writable(user=request.user, app=app):
             raise PermissionDenied("Only owners and admins of the company may change the health model.")
-        return Response(health_model_preview(app=app, config=parse_model_input(app, request.data)))
+        return Response(health_model_preview(app=app, config=parse_model_input(app, _body(request))))
 
 
 class HealthBacktestView(AnalyticsView):

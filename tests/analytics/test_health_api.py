@@ -142,6 +142,16 @@ def test_a_bad_model_is_a_400_naming_the_member(scanned, api_client, admin, body
     assert response.json()["details"][0]["field"] == member
 
 
+@pytest.mark.parametrize(("method", "path"), [("put", "health/model"), ("post", "health/model/preview")])
+def test_a_model_request_without_a_body_is_a_400(scanned, api_client, admin, method, path):
+    api_client.force_login(admin)
+
+    response = getattr(api_client, method)(f"{base(scanned)}/{path}")
+
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "body"
+
+
 def test_the_preview_counts_the_orgs_that_would_change_bucket(scanned, api_client, admin):
     api_client.force_login(admin)
 
