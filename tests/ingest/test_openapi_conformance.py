@@ -213,10 +213,18 @@ def test_every_operation_behaves_as_its_openapi_document_says(case, application,
     # A CSV import's body is any text to the document (OpenAPI cannot describe a valid CSV file): a
     # schema-valid body the import refuses line by line is a documented 400, not a contract breach.
     csv_import = "/imports/" in case.path
+    # A health model has rules across its members (a weight above 0, watch_min below healthy_min, the
+    # 50 % drop below the 70 % one) that OpenAPI cannot state: a schema-valid body breaking one is a
+    # documented 400 naming the member (tests/analytics/test_health_api.py checks each).
+    cross_field = case.path.endswith(("/health/model", "/health/model/preview"))
     case.validate_response(
         response,
         headers=headers,
-        excluded_checks=[negative_data_rejection] if batch else [positive_data_acceptance] if csv_import else [],
+        excluded_checks=[negative_data_rejection]
+        if batch
+        else [positive_data_acceptance]
+        if csv_import or cross_field
+        else [],
         transport_kwargs={"headers": headers, **extra},
     )
     if batch and body_is_negative(case) and response.status_code == 200:
