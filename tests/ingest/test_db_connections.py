@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, free_port
+from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, free_port, serve_until_live
 
 pytestmark = pytest.mark.slow
 
@@ -110,24 +110,8 @@ def stack() -> Iterator[Stack]:
 
         manage("migrate", "--noinput")
         app = json.loads(manage("create_application", "--company", "Victim", "--name", "Web", "--json"))
-        server = subprocess.Popen(  # noqa: S603 (scripts/serve of this repo)
-            [str(ROOT / "scripts" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=(pg.root / "server.log").open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        server = serve_until_live(env, pg.root / "server.log", port)  # the log next to the cluster's own
         result = Stack(pg, server, port, app)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if result.status("GET", "/livez") == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "scripts/serve did not come up"
-            time.sleep(0.2)
         yield result
     finally:
         if server is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, free_port
+from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, free_port, serve_until_live
 from tests.ingest.test_db_faults import DB, ROOT, Stack, _env
 
 pytestmark = pytest.mark.slow
@@ -44,24 +44,8 @@ def stack() -> Iterator[Stack]:
 
         manage("migrate", "--noinput")
         app = json.loads(manage("create_application", "--company", "Probes", "--name", "Web", "--json"))
-        server = subprocess.Popen(  # noqa: S603 (scripts/serve of this repo)
-            [str(ROOT / "scripts" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=(pg.root / "server.log").open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        server = serve_until_live(env, pg.root / "server.log", port)  # the log next to the cluster's own
         result = Stack(pg, redis, port, app)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if result.request("GET", "/livez")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "scripts/serve did not come up"
-            time.sleep(0.2)
         assert result.wait_for("/readyz", 200, timeout=30)[0] == 200
         yield result
     finally:
