@@ -41,7 +41,7 @@ if (
 
 from common import PG, free_port, stop, worker_start  # noqa: E402 - after the re-exec into the venv
 
-DB_NAME = "bench_export"
+DB_NAME = os.environ.get("BENCH_EXPORT_DB", "bench_export")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 OUT = ROOT / "bench" / "out"
 BAR_EVENTS_PER_S = 5000
@@ -112,14 +112,39 @@ def outbox_fill(app, start: int, count: int) -> None:
 
 
 def unexported() -> int:
+    from ingest.services.export import export_status_get
+
+    status = export_status_get()
+    return status.pending_count + status.sending_count
+
+
+TABLE_STATS_SQL = """
+SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_hot_upd), 0),
+    coalesce(sum(n_dead_tup), 0), coalesce(sum(autovacuum_count + vacuum_count), 0)
+FROM pg_stat_user_tables WHERE relname IN ('ingest_event', 'ingest_sdkevent', 'ingest_identifylink')
+"""
+
+
+def table_stats() -> dict[str, int]:
+    """Row writes of the event tables so far (cumulative; the statistics are flushed within a second)."""
     from django.db import connection
 
+    time.sleep(1.5)  # backends flush their table statistics at most once a second
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT count(*) FROM ingest_event WHERE export_state IN (0, 4))"
-            " + (SELECT count(*) FROM ingest_sdkevent WHERE export_state IN (0, 4))"
-        )
-        return cursor.fetchone()[0]
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(TABLE_STATS_SQL)
+        ins, upd, hot, dead, vacuums = (int(v) for v in cursor.fetchone())  # sum() of bigint is numeric
+    return {"inserted": ins, "updated": upd, "hot_updated": hot, "dead": dead, "vacuums": vacuums}
+
+
+def writes_per_event(before: dict[str, int], after: dict[str, int], events: int) -> dict[str, float]:
+    """Updates and dead tuples of the event tables per stored event (bar: <= 0.05 each)."""
+    return {
+        "updates_per_event": round((after["updated"] - before["updated"]) / events, 4),
+        "hot_updates_per_event": round((after["hot_updated"] - before["hot_updated"]) / events, 4),
+        "dead_per_event": round((after["dead"] - before["dead"]) / events, 4),
+        "vacuums": after["vacuums"] - before["vacuums"],
+    }
 
 
 def bigquery_counts() -> dict[str, dict[str, int]]:
@@ -216,13 +241,16 @@ def main() -> int:
         worker = worker_start(env, OUT / "export-worker.log", celery_app)
         log("emulator and worker (2 processes) up; kicking export")
 
+        stats_before = table_stats()
         celery_app.send_task("ingest.export_pending")
         drain_s = wait_drained(timeout=600)
         rate = args.events / drain_s
         counts = bigquery_counts()
         total = sum(c["rows"] for c in counts.values())
         distinct = sum(c["distinct"] for c in counts.values())
+        writes = writes_per_event(stats_before, table_stats(), args.events)
         log(f"throughput: {args.events} rows in {drain_s:.1f}s = {rate:.0f} events/s; BigQuery {counts}")
+        log(f"event tables during the drain: {writes} (load average {os.getloadavg()})")
         result.update(
             {
                 "drain_seconds": round(drain_s, 1),
@@ -230,10 +258,13 @@ def main() -> int:
                 "bigquery_rows": total,
                 "bigquery_distinct": distinct,
                 "exactly_once": total == distinct == args.events,
+                **writes,
+                "load_average": os.getloadavg(),
             }
         )
 
         if not args.skip_lag:
+            lag_stats_before = table_stats()
             per_tick = max(2, args.ingest_rate // 10)
             inserted = 0
             next_id = args.events + 1
@@ -254,6 +285,8 @@ def main() -> int:
             achieved = inserted / load_s
             backlog_at_stop = unexported()
             catch_up_s = wait_drained(timeout=300, poll=0.2)
+            lag_writes = writes_per_event(lag_stats_before, table_stats(), inserted)
+            log(f"event tables while ingesting and exporting: {lag_writes} (load average {os.getloadavg()})")
             counts = bigquery_counts()
             total = sum(c["rows"] for c in counts.values())
             distinct = sum(c["distinct"] for c in counts.values())
@@ -271,6 +304,7 @@ def main() -> int:
                     "lag_max_backlog": max_backlog,
                     "lag_zero_after_seconds": round(catch_up_s, 1),
                     "lag_exactly_once": total == distinct == expected,
+                    **{f"lag_{k}": v for k, v in lag_writes.items()},
                 }
             )
     finally:
