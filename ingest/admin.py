@@ -31,14 +31,28 @@ from apps_registry.models import Application
 
 from . import bigquery
 from .models import Event, ExportState, IdentifyLink, SdkEvent
-from .services.export import export_oldest_unexported_get, export_retry_dead
+from .services.export import export_oldest_unexported_get, export_retry_dead, export_state_annotate, export_state_q
 
 ReceivedWithin = time_window_filter("received_at", title="received", parameter="received")
+
+
+def export_state_filter(choices: list[tuple[int, str]]) -> type[admin.SimpleListFilter]:
+    """The export state as the ledger says (rows store only pending, skipped or dead)."""
+    base = choice_filter("export_state", choices, title="export state")
+
+    class ExportStateFilter(base):  # type: ignore[valid-type,misc]
+        def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+            value = self.value()
+            if value is None or value not in {str(v) for v, _ in choices}:
+                return super().queryset(request, queryset)
+            return queryset.filter(export_state_q(model=queryset.model, state=ExportState(int(value))))
+
+    return ExportStateFilter
+
+
 # Only SDK events can lack analytics consent: the other tables never hold SKIPPED rows.
-ExportStateFilter = choice_filter(
-    "export_state", [c for c in ExportState.choices if c[0] != ExportState.SKIPPED], title="export state"
-)
-SdkExportStateFilter = choice_filter("export_state", ExportState.choices, title="export state")
+ExportStateFilter = export_state_filter([c for c in ExportState.choices if c[0] != ExportState.SKIPPED])
+SdkExportStateFilter = export_state_filter(ExportState.choices)
 
 
 class PlatformFilter(admin.SimpleListFilter):
@@ -66,6 +80,13 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
     # One company's rows, newest first, straight from the (company, received_at) index: along the
     # primary key a small company's page would skip over every other company's rows.
     scoped_ordering = ("-received_at", "-id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return export_state_annotate(super().get_queryset(request))
+
+    @admin.display(description="export state")
+    def export(self, obj: Model) -> str:
+        return ExportState(obj.export_status).label  # type: ignore[attr-defined]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -112,7 +133,7 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
 
 @admin.register(Event)
 class EventAdmin(OutboxRowAdmin):
-    list_display = ("event", "customer_org_id", "application", "occurred_at", "received_at", "export_state")
+    list_display = ("event", "customer_org_id", "application", "occurred_at", "received_at", "export")
     search_fields = ("=event_id", "=customer_org_id")
     search_help_text = "An event id (UUID), an exact customer org id, or an org id prefix ending with * (org_12*)."
 
@@ -128,7 +149,7 @@ class EventAdmin(OutboxRowAdmin):
 
 @admin.register(SdkEvent)
 class SdkEventAdmin(OutboxRowAdmin):
-    list_display = ("event_name", "platform", "application", "occurred_at", "received_at", "export_state")
+    list_display = ("event_name", "platform", "application", "occurred_at", "received_at", "export")
     # No consent filter: "not exported (no analytics consent)" is the export state of exactly those
     # rows, with its own partial index; a filter on the boolean would walk the table for rare ones.
     list_filter = (SdkExportStateFilter, PlatformFilter, "webhook_pending", ReceivedWithin)
@@ -144,7 +165,7 @@ class SdkEventAdmin(OutboxRowAdmin):
 
 @admin.register(IdentifyLink)
 class IdentifyLinkAdmin(OutboxRowAdmin):
-    list_display = ("anon_id", "user_id", "application", "received_at", "export_state")
+    list_display = ("anon_id", "user_id", "application", "received_at", "export")
     search_fields = ("=link_id", "=user_id")
     search_help_text = "A link id (UUID), an exact user id, or a user id prefix ending with * (user_12*)."
 

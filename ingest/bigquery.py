@@ -70,7 +70,8 @@ _COMMON_HEAD = [
 ]
 _COMMON_TAIL = [
     _ts("received_at", "When SaaSTracker accepted the row (server clock)."),
-    _required("export_batch", "STRING", "t.export_batch::text", "Export claim that sent the row (for recovery)."),
+    # The claim's id, a parameter of the claim query: rows do not store it (see ingest/services/export.py).
+    _required("export_batch", "STRING", "%s", "Export claim that sent the row (for recovery)."),
 ]
 
 

@@ -1,12 +1,16 @@
-"""What is sent: stored events, identify links and the export outbox.
+"""What is sent: stored events, identify links and the export ledger.
 
-Each stored row is its own outbox entry: `export_state` says whether BigQuery still owes it,
-`webhook_pending` whether webhook messages still have to be created for it. Both are written
-by the same INSERT that stores the event, so stored work can never be forgotten.
+Each stored row is its own outbox entry, written once by the INSERT that stores it: `export_state`
+says whether BigQuery is owed the row (PENDING) or not (SKIPPED, no analytics consent), and
+`webhook_pending` whether webhook messages still have to be created for it. The export never
+rewrites a row on its way to BigQuery: which owed rows are exported, being sent or owed again is
+kept in the narrow ledger tables below (see ingest/services/export.py). Only a row BigQuery rejects
+is written again, to DEAD with the reason, so the admin can filter, show and retry it.
 """
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.utils import timezone
@@ -15,6 +19,11 @@ from apps_registry.models import Application, Company
 
 
 class ExportState(models.IntegerChoices):
+    """A row's export state. A row stores PENDING, SKIPPED or DEAD; EXPORTED and SENDING are read from the ledger.
+
+    Rows stored before the ledger may still hold EXPORTED or SENDING (migration 0009 keeps their meaning).
+    """
+
     PENDING = 0, "pending"
     EXPORTED = 1, "exported"
     DEAD = 2, "dead letter"
@@ -36,7 +45,6 @@ class OutboxRow(models.Model):
     )
     received_at = models.DateTimeField(default=timezone.now)
     export_state = models.SmallIntegerField(choices=ExportState.choices, default=ExportState.PENDING)
-    export_batch = models.UUIDField(null=True, blank=True)
     export_attempts = models.PositiveSmallIntegerField(default=0)
     export_error = models.TextField(blank=True, default="")
     webhook_pending = models.BooleanField(default=False)
@@ -63,7 +71,6 @@ class Event(OutboxRow):
 
     class Meta:
         indexes = [
-            models.Index(fields=["id"], condition=models.Q(export_state=0), name="event_export_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="event_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="event_company_received"),
             # Covering: the analytics Event explorer counts events and users per bucket and event
@@ -75,8 +82,7 @@ class Event(OutboxRow):
             models.Index(fields=["application", "received_at", "id"], name="event_app_received"),
             # The admin's search by org id, newest first (see ingest/admin.py).
             models.Index(fields=["customer_org_id", "id"], name="event_org_id"),
-            # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
-            models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="event_export_sending"),
+            # Partial: dead rows are rare, so this costs the insert path nothing.
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="event_export_dead"),
             # The admin's "received within" filter (see apps_registry/admin_lists.py): rows arrive in
             # time order, so a BRIN index (a few pages, nearly free on insert) bounds any window.
@@ -115,7 +121,6 @@ class SdkEvent(OutboxRow):
             models.UniqueConstraint(fields=["application", "event_id"], name="sdkevent_app_event_id_uniq"),
         ]
         indexes = [
-            models.Index(fields=["id"], condition=models.Q(export_state=0), name="sdkevent_export_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="sdkevent_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="sdkevent_company_received"),
             # The analytics Event stream and explorer read consented events only: partial indexes.
@@ -129,8 +134,7 @@ class SdkEvent(OutboxRow):
                 condition=models.Q(consent_analytics=True),
                 name="sdkevent_app_occurred",
             ),
-            # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
-            models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="sdkevent_export_sending"),
+            # Partial: dead rows are rare, so this costs the insert path nothing.
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="sdkevent_export_dead"),
             # The admin's filter on rows without analytics consent, which are rare or absent in most apps.
             models.Index(fields=["id"], condition=models.Q(export_state=3), name="sdkevent_export_skipped"),
@@ -155,10 +159,8 @@ class IdentifyLink(OutboxRow):
             models.UniqueConstraint(fields=["application", "anon_id", "user_id"], name="identify_app_anon_user_uniq"),
         ]
         indexes = [
-            models.Index(fields=["id"], condition=models.Q(export_state=0), name="identify_export_pending"),
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="identify_webhook_pending"),
-            # Partial: rows being sent or dead are rare, so these cost the insert path nothing.
-            models.Index(fields=["export_batch"], condition=models.Q(export_state=4), name="identify_export_sending"),
+            # Partial: dead rows are rare, so this costs the insert path nothing.
             models.Index(fields=["id"], condition=models.Q(export_state=2), name="identify_export_dead"),
             models.Index(fields=["company", "received_at"], name="identify_company_received"),
             # The admin's search by user id, newest first (see ingest/admin.py).
@@ -186,6 +188,47 @@ class IdempotencyKey(models.Model):
         return self.key
 
 
+class ExportTable(models.TextChoices):
+    EVENTS = "events"
+    SDK_EVENTS = "sdk_events"
+    IDENTIFY = "identify_links"
+
+
+class ExportCursor(models.Model):
+    """How far one table's rows have been claimed, and the horizon that says how far they may be.
+
+    Every owed row with `id <= claimed_upto` is in a batch, owed again (`ExportRetry`), dead, or
+    exported; rows above it are pending. `horizon_id` is the table's id sequence read at the last
+    claim and `horizon_holders` the transactions then able to write the table: once none of them is
+    running, no row with an id up to `horizon_id` can still appear, so the claim may pass it
+    (`safe_upto`; see ingest/services/export.py).
+    """
+
+    table = models.CharField(max_length=32, choices=ExportTable.choices, primary_key=True)
+    claimed_upto = models.BigIntegerField(default=0)
+    safe_upto = models.BigIntegerField(default=0)  # no row with an id up to this can still commit
+    horizon_id = models.BigIntegerField(default=0)
+    horizon_holders = ArrayField(models.TextField(), default=list)
+
+    def __str__(self) -> str:
+        return f"{self.table} claimed up to {self.claimed_upto}"
+
+
+class ExportRetry(models.Model):
+    """Rows below the cursor that BigQuery is owed again: put back after a failed call, or retried dead letters."""
+
+    table = models.CharField(max_length=32, choices=ExportTable.choices)
+    ids = ArrayField(models.BigIntegerField())
+    attempts = models.PositiveSmallIntegerField(default=0)  # claims of these rows so far
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "export retries"
+
+    def __str__(self) -> str:
+        return f"{self.table}: {len(self.ids)} rows owed again"
+
+
 class ExportBatch(models.Model):
     """A chunk of rows claimed for one BigQuery insert call.
 
@@ -193,13 +236,12 @@ class ExportBatch(models.Model):
     whose lease runs out; recovery asks BigQuery which of its rows landed instead of guessing.
     """
 
-    class Table(models.TextChoices):
-        EVENTS = "events"
-        SDK_EVENTS = "sdk_events"
-        IDENTIFY = "identify_links"
+    Table = ExportTable
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     table = models.CharField(max_length=32, choices=Table.choices)
+    ids = ArrayField(models.BigIntegerField(), default=list)  # the rows in it not settled yet
+    attempts = models.PositiveSmallIntegerField(default=1)  # claims of its rows so far (the most of any)
     row_count = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(default=timezone.now)
     lease_until = models.DateTimeField()

@@ -3,6 +3,7 @@
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
@@ -13,8 +14,9 @@ from analytics.models import Feature, Organization, OrgSignal, PersonalApiKey
 from analytics.services import new_personal_key
 from apps_registry import crypto
 from apps_registry.models import ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
-from ingest.models import Event, ExportBatch, IdempotencyKey, IdentifyLink, SdkEvent, WriteProbe
+from ingest.models import Event, ExportBatch, ExportState, IdempotencyKey, IdentifyLink, SdkEvent, WriteProbe
 from revenue.models import CustomerOrg, FxRate, Import, RevenueSettings
+from tests import export_ledger
 from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 
@@ -104,7 +106,24 @@ class UsageFactory(DjangoModelFactory):
     event_count = 0
 
 
-class EventFactory(DjangoModelFactory):
+class OutboxRowFactory(DjangoModelFactory):
+    """`export_state=EXPORTED` or `SENDING` is recorded in the export ledger, as the exporter would."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _create(cls, model_class: type, *args: Any, **kwargs: Any) -> Any:
+        state = kwargs.get("export_state")
+        if state in (ExportState.EXPORTED, ExportState.SENDING):
+            kwargs["export_state"] = ExportState.PENDING
+        row = super()._create(model_class, *args, **kwargs)
+        if state in (ExportState.EXPORTED, ExportState.SENDING):
+            export_ledger.mark(row, ExportState(state))
+        return row
+
+
+class EventFactory(OutboxRowFactory):
     class Meta:
         model = Event
 
@@ -118,7 +137,7 @@ class EventFactory(DjangoModelFactory):
     occurred_at = factory.LazyFunction(timezone.now)
 
 
-class SdkEventFactory(DjangoModelFactory):
+class SdkEventFactory(OutboxRowFactory):
     class Meta:
         model = SdkEvent
 
@@ -140,7 +159,7 @@ class SdkEventFactory(DjangoModelFactory):
     consent_analytics = True
 
 
-class IdentifyLinkFactory(DjangoModelFactory):
+class IdentifyLinkFactory(OutboxRowFactory):
     class Meta:
         model = IdentifyLink
 

@@ -1,36 +1,61 @@
-"""Exactly-once export of stored rows to BigQuery.
+"""Exactly-once export of stored rows to BigQuery, with bookkeeping that never rewrites a stored row.
 
-Every stored row is its own outbox entry (`export_state`). One chunk goes through three steps:
+A stored row is written once, by ingest, as PENDING (or SKIPPED: no analytics consent). What the
+export knows about it lives in three narrow ledger tables (ingest/models.py), so an exported event
+costs no UPDATE of its wide row, no dead tuple and no new index entries:
 
-1. CLAIM, a short transaction: `SELECT ... FOR UPDATE SKIP LOCKED` picks up to 500 pending rows
-   (several workers never pick the same row), sets them SENDING with a fresh `export_batch` id and
-   records an `ExportBatch` whose lease outlives the task's hard time limit. COMMIT.
-2. SEND: one `insertAll` call, insert id = the row's key, every row carrying its `export_batch`.
-3. SETTLE, a second short transaction: rows that landed become EXPORTED, the batch row is deleted.
+- `ExportCursor`, one row per table: every owed row with `id <= claimed_upto` has been claimed.
+  Rows above it are PENDING. Rows at or below it are EXPORTED unless a batch holds them (SENDING),
+  an `ExportRetry` holds them (PENDING again) or they are DEAD (the one state written on the row:
+  rare, and the admin filters, shows and retries it there).
+- `ExportBatch`: the ids of one insert call's rows not settled yet, with a lease.
+- `ExportRetry`: ids below the cursor owed again (a call that failed, a dead letter retried).
+
+One chunk goes through three steps:
+
+1. CLAIM, a short transaction: the ids of an `ExportRetry` row (`FOR UPDATE SKIP LOCKED`), or else
+   the next owed rows above the cursor, locked `FOR UPDATE` (claims of one table take turns), up to
+   the table's horizon (below). The ids go into a new `ExportBatch` whose lease outlives the task's
+   hard time limit, the cursor moves past them. COMMIT.
+2. SEND: one `insertAll` call, insert id = the row's key, every row carrying its batch id.
+3. SETTLE, a second short transaction: ids that landed leave the batch, rows BigQuery rejected
+   are written DEAD, rows to send again go to `ExportRetry`; an empty batch is deleted.
+
+The horizon. Ids come from a sequence when a row is inserted, and commits do not come in id order:
+a transaction holding id 100 may commit after one holding id 101. A cursor that passed 101 while
+100 was in flight would skip 100 for ever. So at each claim the table's sequence is read, then the
+transactions holding a write lock on the table (`pg_locks`, RowExclusiveLock: taken before any id
+is drawn and held until commit or rollback) are noted. Once none of them is running any more, every
+id up to the sequence value read is committed or gone, and the cursor may pass it. Virtual
+transaction ids are used, not `pg_snapshot_xmin`: a transaction draws its id before it has an xid
+(the xid comes with the first row written), so an xid horizon could pass an id still in flight.
+Ingest pays nothing for this: no trigger, no extra row, no extra index (the partial indexes of
+pending and sending rows are gone, the cursor walks the primary key). A quiet table's horizon
+is the current sequence value; under load it trails by one claim (milliseconds).
 
 The database lock is not held across the HTTP call: a lock would not survive a worker that dies
 mid-call anyway, and the emulator (like BigQuery past its best-effort window) does not deduplicate
 insert ids, so "resend whatever was not marked" could duplicate. Instead, a batch whose lease ran
 out (its worker died between 1 and 3) is RECOVERED by the sweeper: it asks BigQuery which rows of
-that batch landed (`WHERE export_batch = @batch`), marks those EXPORTED and puts the rest back to
-PENDING. The lease is longer than the task's hard limit, so the worker is gone by then and a row is
-never sent twice.
+that batch landed (`WHERE export_batch = @batch`), settles those as exported and puts the rest in
+`ExportRetry`. The lease is longer than the task's hard limit, so the worker is gone by then and a
+row is never sent twice.
 
 Failures while sending:
-- Could not connect (refused, DNS, connect timeout): nothing was sent. Rows go back to PENDING at
+- Could not connect (refused, DNS, connect timeout): nothing was sent. Rows are owed again at
   once and the task retries with backoff. Ingest is unaffected.
 - BigQuery answered with an error (4xx/5xx): the work on its side is finished, so we ask it which
   rows landed, mark those, and then: a 400/500 (what the emulator answers for a badly typed row) is
   bisected, halves resent, down to the single bad row, which goes to DEAD with the reason; other
-  statuses (429, 503...) put the rest back to PENDING for a retry with backoff.
+  statuses (429, 503...) make the rest owed again, retried with backoff.
 - BigQuery answered 404 (dataset or table missing, e.g. after an in-memory restart of the sink):
-  a definite answer, so nothing was inserted and there is nothing to ask. The rows go back to
-  PENDING, the drain creates what is missing (as `bigquery_setup` does) and carries on.
+  a definite answer, so nothing was inserted and there is nothing to ask. The rows are owed again,
+  the drain creates what is missing (as `bigquery_setup` does) and carries on.
 - Per-row `insertErrors` (real BigQuery): reason `invalid` -> DEAD; rows only `stopped` because of
-  an invalid neighbour are resent at once; other reasons -> PENDING.
+  an invalid neighbour are resent at once; other reasons -> owed again.
 - A timeout or a dropped connection: the call may still be running, so nothing is concluded now;
-  the rows stay SENDING and lease-expiry recovery settles them. The drain stops claiming (a hung
-  sink would otherwise take a chunk per timeout into SENDING) and the task backs off.
+  the rows stay in their batch and lease-expiry recovery settles them. The drain stops claiming (a
+  hung sink would otherwise take a chunk per timeout into SENDING) and the task backs off.
 
 When recovery (or the exporter) asks BigQuery which rows landed and the table does not exist, none
 did: that is checked with a second call, never assumed from an error alone.
@@ -53,7 +78,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Min, QuerySet
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Case, Min, Model, Q, QuerySet, Subquery, Value, When
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery as bq
@@ -61,7 +89,7 @@ from google.cloud import bigquery as bq
 from apps_registry.models import Application
 from ingest import bigquery
 from ingest.bigquery import TABLES, TableSpec
-from ingest.models import Event, ExportBatch, ExportState, IdentifyLink, SdkEvent
+from ingest.models import Event, ExportBatch, ExportCursor, ExportRetry, ExportState, IdentifyLink, SdkEvent
 
 logger = logging.getLogger(__name__)
 
@@ -148,22 +176,20 @@ class _Unknown(Exception):
 
 # --- claim -------------------------------------------------------------------------------------
 
+# Who may still commit a row into a table: transactions holding its write lock (not this one).
+_HOLDERS_SQL = """
+SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks
+WHERE locktype = 'relation' AND relation = %s::regclass AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()
+"""
 
-def _claim_sql(spec: TableSpec) -> str:
-    condition = f"AND {spec.claim_filter}" if spec.claim_filter else ""
+
+def _rows_sql(spec: TableSpec, where: str) -> str:
+    """The rows to send, ready for the wire; the first parameter is the batch id (a column)."""
     columns = ", ".join(c.sql for c in spec.columns)
     return f"""
-        WITH picked AS (
-            SELECT t.id FROM {spec.db_table} t
-            WHERE t.export_state = {ExportState.PENDING} {condition}
-            ORDER BY t.id LIMIT %s FOR UPDATE SKIP LOCKED
-        )
-        UPDATE {spec.db_table} t
-        SET export_state = {ExportState.SENDING}, export_batch = %s,
-            export_attempts = LEAST(t.export_attempts + 1, 32767)
-        FROM picked, {Application._meta.db_table} a
-        WHERE t.id = picked.id AND a.id = t.application_id
-        RETURNING t.id, {spec.insert_key_sql}, {columns}
+        SELECT t.id, {spec.insert_key_sql}, {columns}
+        FROM {spec.db_table} t JOIN {Application._meta.db_table} a ON a.id = t.application_id
+        WHERE {where} ORDER BY t.id
     """  # noqa: S608 (identifiers come from code, values are parameters)
 
 
@@ -176,17 +202,68 @@ def _row(spec: TableSpec, record: tuple) -> _Row:
     return _Row(pk=record[0], key=record[1], payload=payload)
 
 
+def _horizon_advance(cursor: CursorWrapper, spec: TableSpec, state: ExportCursor) -> None:
+    """Move `state.safe_upto` as far as no transaction can still commit a row below it (module docstring)."""
+    cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))", [spec.db_table])
+    last = cursor.fetchone()[0] or 0  # read before the lock holders: whoever drew an id up to it holds the lock
+    cursor.execute(_HOLDERS_SQL, [spec.db_table])
+    holders = cursor.fetchone()[0]
+    if set(state.horizon_holders) & set(holders):
+        return  # the horizon noted last time is not complete yet: keep it (a new one would never complete)
+    state.safe_upto = max(state.safe_upto, state.horizon_id, last if not holders else 0)
+    state.horizon_id, state.horizon_holders = last, holders
+
+
+def _claim_retry(cursor: CursorWrapper, spec: TableSpec, batch_id: uuid.UUID) -> tuple[list[tuple], int] | None:
+    """Take one `ExportRetry` row of the table, if any is free: (its rows, attempts so far)."""
+    cursor.execute(
+        f"DELETE FROM {ExportRetry._meta.db_table} WHERE id = ("  # noqa: S608 (identifiers from code)
+        f'SELECT id FROM {ExportRetry._meta.db_table} WHERE "table" = %s ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED'
+        ") RETURNING ids, attempts",
+        [spec.name],
+    )
+    taken = cursor.fetchone()
+    if taken is None:
+        return None
+    ids, attempts = taken
+    cursor.execute(
+        _rows_sql(spec, f"t.id = ANY(%s) AND t.export_state NOT IN ({ExportState.DEAD}, {ExportState.SKIPPED})"),
+        [str(batch_id), ids],
+    )
+    return cursor.fetchall(), attempts
+
+
+def _claim_above(cursor: CursorWrapper, spec: TableSpec, limit: int, batch_id: uuid.UUID) -> list[tuple]:
+    """Take the next owed rows above the table's cursor, up to its horizon, and move the cursor past them."""
+    state = ExportCursor.objects.select_for_update().filter(table=spec.name).first()
+    if state is None:
+        ExportCursor.objects.get_or_create(table=spec.name)
+        state = ExportCursor.objects.select_for_update().get(table=spec.name)
+    _horizon_advance(cursor, spec, state)
+    records: list[tuple] = []
+    if state.safe_upto > state.claimed_upto:
+        condition = f" AND {spec.claim_filter}" if spec.claim_filter else ""
+        where = f"t.id > %s AND t.id <= %s AND t.export_state = {ExportState.PENDING}{condition}"
+        params = [str(batch_id), state.claimed_upto, state.safe_upto, limit]
+        cursor.execute(_rows_sql(spec, where) + " LIMIT %s", params)
+        records = cursor.fetchall()
+        state.claimed_upto = records[-1][0] if len(records) >= limit else state.safe_upto
+    state.save()
+    return records
+
+
 def _claim_once(spec: TableSpec, limit: int, batch_id: uuid.UUID) -> _Chunk | None:
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_claim_sql(spec), [limit, batch_id])
-            records = cursor.fetchall()
+    with transaction.atomic(), connection.cursor() as cursor:
+        retry = _claim_retry(cursor, spec, batch_id)
+        records, attempts = retry if retry is not None else (_claim_above(cursor, spec, limit, batch_id), 0)
         if not records:
             return None
         now = timezone.now()
         ExportBatch.objects.create(
             id=batch_id,
             table=spec.name,
+            ids=[r[0] for r in records],
+            attempts=min(attempts + 1, 32767),
             row_count=len(records),
             claimed_at=now,
             lease_until=now + timedelta(seconds=lease_seconds()),
@@ -196,13 +273,11 @@ def _claim_once(spec: TableSpec, limit: int, batch_id: uuid.UUID) -> _Chunk | No
 
 def _claim_undo(spec: TableSpec, batch_id: uuid.UUID) -> None:
     """Give back a claim whose commit may have happened: nothing of it was sent, so no lease is needed."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {spec.db_table} SET export_state = {ExportState.PENDING} "  # noqa: S608
-            f"WHERE export_batch = %s AND export_state = {ExportState.SENDING}",
-            [batch_id],
-        )
-        ExportBatch.objects.filter(id=batch_id).delete()
+    with transaction.atomic():
+        batch = ExportBatch.objects.select_for_update().filter(id=batch_id).first()
+        if batch is not None:
+            _owed_again(spec, batch.ids, attempts=batch.attempts)
+            batch.delete()
 
 
 def _claim(spec: TableSpec, limit: int, *, deadline: float) -> _Chunk | None:
@@ -356,57 +431,53 @@ def _deliver(client: bq.Client, chunk: _Chunk, rows: list[_Row]) -> None:
 # --- settle ------------------------------------------------------------------------------------
 
 
+def _owed_again(spec: TableSpec, ids: list[int] | set[int], *, attempts: int) -> None:
+    """Rows below the cursor that BigQuery is owed again, in retry rows of at most a chunk each."""
+    ordered = sorted(ids)
+    size = settings.EXPORT_BATCH_SIZE
+    ExportRetry.objects.bulk_create(
+        ExportRetry(table=spec.name, ids=ordered[i : i + size], attempts=attempts) for i in range(0, len(ordered), size)
+    )
+
+
 def _settle(
-    spec: TableSpec,
-    batch_id: uuid.UUID,
-    *,
-    exported: set[int],
-    dead: dict[int, str],
-    requeue: set[int],
-    finished: bool,
+    spec: TableSpec, batch_id: uuid.UUID, *, exported: set[int], dead: dict[int, str], requeue: set[int]
 ) -> None:
-    """Record the fate of a batch's rows; delete the batch once none is left SENDING."""
-    guard = f"export_batch = %s AND export_state = {ExportState.SENDING}"
-    with transaction.atomic(), connection.cursor() as cursor:
-        if exported:
-            cursor.execute(
-                f"UPDATE {spec.db_table} SET export_state = {ExportState.EXPORTED}, export_error = '' "  # noqa: S608
-                f"WHERE id = ANY(%s) AND {guard}",
-                [sorted(exported), batch_id],
-            )
+    """Record the fate of a batch's rows; delete the batch once none of its rows is left in doubt.
+
+    Idempotent: only ids still in the batch are settled, so a commit whose reply was lost is
+    harmless to repeat, and two settlers (the exporter, recovery) never settle a row twice.
+    """
+    with transaction.atomic():
+        batch = ExportBatch.objects.select_for_update().filter(id=batch_id).first()
+        if batch is None:
+            return
+        held = set(batch.ids)
+        dead = {pk: reason for pk, reason in dead.items() if pk in held}
+        requeue = (requeue & held) - set(dead)
+        if dead:
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"UPDATE {spec.db_table} SET export_state = {ExportState.DEAD}, export_error = %s, "  # noqa: S608
+                    "export_attempts = %s WHERE id = %s",
+                    [(reason, batch.attempts, pk) for pk, reason in dead.items()],
+                )
         if requeue:
-            cursor.execute(
-                f"UPDATE {spec.db_table} SET export_state = {ExportState.PENDING} WHERE id = ANY(%s) AND {guard}",  # noqa: S608
-                [sorted(requeue), batch_id],
-            )
-        for pk, reason in dead.items():
-            cursor.execute(
-                f"UPDATE {spec.db_table} SET export_state = {ExportState.DEAD}, export_error = %s "  # noqa: S608
-                f"WHERE id = %s AND {guard}",
-                [reason, pk, batch_id],
-            )
-        if finished:
-            ExportBatch.objects.filter(id=batch_id).delete()
+            _owed_again(spec, requeue, attempts=batch.attempts)
+        batch.ids = [pk for pk in batch.ids if pk not in exported and pk not in dead and pk not in requeue]
+        if batch.ids:
+            batch.save(update_fields=["ids"])
+        else:
+            batch.delete()
     for pk, reason in dead.items():
         logger.error("bigquery %s row %s rejected permanently, dead-lettered: %s", spec.name, pk, reason)
 
 
-def _settle_surely(chunk: _Chunk, *, finished: bool, deadline: float) -> None:
-    """Settle `chunk`; across a database outage, keep its outcome and settle when the database is back.
-
-    Settling is idempotent (every update is guarded by batch and SENDING), so a commit whose reply
-    was lost is harmless to repeat.
-    """
+def _settle_surely(chunk: _Chunk, *, deadline: float) -> None:
+    """Settle `chunk`; across a database outage, keep its outcome and settle when the database is back."""
 
     def settle() -> None:
-        _settle(
-            chunk.spec,
-            chunk.batch_id,
-            exported=chunk.exported,
-            dead=chunk.dead,
-            requeue=chunk.requeue,
-            finished=finished,
-        )
+        _settle(chunk.spec, chunk.batch_id, exported=chunk.exported, dead=chunk.dead, requeue=chunk.requeue)
 
     try:
         settle()
@@ -426,20 +497,18 @@ def _export_chunk(client: bq.Client, spec: TableSpec, limit: int, *, db_deadline
     if chunk is None:
         return report
     report.claimed = len(chunk.rows)
-    finished = True
     try:
         _deliver(client, chunk, chunk.rows)
     except _Unavailable as exc:
         # Nothing of this call was sent; what is not settled yet never landed.
-        logger.warning("bigquery unreachable (%s); %s rows back to pending", exc, spec.name)
+        logger.warning("bigquery unreachable (%s); %s rows owed again", exc, spec.name)
         settled = chunk.exported | chunk.requeue | set(chunk.dead)
         chunk.requeue.update(r.pk for r in chunk.rows if r.pk not in settled)
         report.unavailable = True
     except _Unknown as exc:
         logger.warning("bigquery %s batch %s outcome unknown (%s); left to recovery", spec.name, chunk.batch_id, exc)
-        finished = False
         report.unknown = True
-    _settle_surely(chunk, finished=finished, deadline=db_deadline)
+    _settle_surely(chunk, deadline=db_deadline)
     report.exported = len(chunk.exported)
     report.dead = len(chunk.dead)
     report.requeued = len(chunk.requeue)
@@ -559,53 +628,57 @@ def _resolve_in_doubt(client: bq.Client, *, now: datetime, limit: int) -> Export
     """Mark the rows that landed of batches still under lease, as soon as BigQuery can tell.
 
     A timed-out insert, or a worker gone (or waiting for the database) after BigQuery answered,
-    leaves rows SENDING. Those in BigQuery are marked EXPORTED now; that is always safe, whoever
-    owns the batch (every update is guarded by batch and SENDING). Rows not found are left alone
-    until the lease runs out: the call may still land them.
+    leaves rows in their batch. Those in BigQuery are settled as exported now; that is always safe,
+    whoever owns the batch (a settle only takes ids still in the batch). Rows not found are left
+    alone until the lease runs out: the call may still land them.
     """
     report = ExportReport()
     batches = list(
         ExportBatch.objects.filter(
             claimed_at__lt=now - timedelta(seconds=in_doubt_seconds()), lease_until__gte=now
-        ).values_list("id", "table")[:limit]
+        ).values_list("id", "table", "ids")[:limit]
     )
-    by_table: dict[str, list[uuid.UUID]] = {}
-    for batch_id, table in batches:
-        by_table.setdefault(table, []).append(batch_id)
-    for table, batch_ids in by_table.items():
+    by_table: dict[str, list[tuple[uuid.UUID, list[int]]]] = {}
+    for batch_id, table, ids in batches:
+        by_table.setdefault(table, []).append((batch_id, ids))
+    for table, held in by_table.items():
         spec = TABLES[table]
-        landed = _landed_keys_many(client, spec, batch_ids)  # _Unknown: the caller stops
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT t.id, t.export_batch, {spec.insert_key_sql} FROM {spec.db_table} t "  # noqa: S608
-                f"JOIN {Application._meta.db_table} a ON a.id = t.application_id "
-                f"WHERE t.export_batch = ANY(%s) AND t.export_state = {ExportState.SENDING}",
-                [batch_ids],
-            )
-            rows = cursor.fetchall()
-        for batch_id in batch_ids:
-            mine = [(pk, key) for pk, batch, key in rows if batch == batch_id]
-            exported = {pk for pk, key in mine if key in landed.get(str(batch_id), set())}
-            if mine and not exported:
+        landed = _landed_keys_many(client, spec, [batch_id for batch_id, _ in held])  # _Unknown: the caller stops
+        keys = _insert_keys(spec, [pk for _, ids in held for pk in ids])
+        for batch_id, ids in held:
+            exported = {pk for pk in ids if keys.get(pk) in landed.get(str(batch_id), set())}
+            if not exported:
                 continue
-            # finished only when nothing of it is left in doubt
-            _settle(spec, batch_id, exported=exported, dead={}, requeue=set(), finished=len(exported) == len(mine))
+            _settle(spec, batch_id, exported=exported, dead={}, requeue=set())
             logger.info(
                 "export recovery: %s batch %s: %d landed before its lease ran out%s",
                 spec.name,
                 batch_id,
                 len(exported),
-                "" if len(exported) == len(mine) else f", {len(mine) - len(exported)} still in doubt",
+                "" if len(exported) == len(ids) else f", {len(ids) - len(exported)} still in doubt",
             )
             report.claimed += len(exported)
             report.exported += len(exported)
     return report
 
 
+def _insert_keys(spec: TableSpec, ids: list[int]) -> dict[int, str]:
+    """The insert key of each stored row among `ids` (the value BigQuery holds)."""
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.id, {spec.insert_key_sql} FROM {spec.db_table} t "  # noqa: S608 (identifiers from code)
+            f"JOIN {Application._meta.db_table} a ON a.id = t.application_id WHERE t.id = ANY(%s)",
+            [ids],
+        )
+        return dict(cursor.fetchall())
+
+
 def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportReport:
     """Settle batches whose lease ran out (their worker died), then resolve batches in doubt.
 
-    Expired: ask BigQuery what landed, mark it, put the rest back to PENDING. The batch row is
+    Expired: ask BigQuery what landed, settle it as exported, owe the rest again. The batch row is
     locked (SKIP LOCKED) for the duration, so two sweepers never settle the same batch; if
     BigQuery cannot answer, nothing changes and the next sweep tries again.
     In doubt (older than `in_doubt_seconds()`, still under lease): mark what landed (see
@@ -626,18 +699,11 @@ def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportR
                 if batch is None:
                     continue
                 spec = TABLES[batch.table]
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        f"SELECT t.id, {spec.insert_key_sql} FROM {spec.db_table} t "  # noqa: S608
-                        f"JOIN {Application._meta.db_table} a ON a.id = t.application_id "
-                        f"WHERE t.export_batch = %s AND t.export_state = {ExportState.SENDING}",
-                        [batch_id],
-                    )
-                    rows = cursor.fetchall()
-                landed = _landed_keys(client, spec, batch_id) if rows else set()
-                exported = {pk for pk, key in rows if key in landed}
-                requeue = {pk for pk, _ in rows} - exported
-                _settle(spec, batch_id, exported=exported, dead={}, requeue=requeue, finished=True)
+                keys = _insert_keys(spec, batch.ids)
+                landed = _landed_keys(client, spec, batch_id) if batch.ids else set()
+                exported = {pk for pk in batch.ids if keys.get(pk) in landed}
+                requeue = set(batch.ids) - exported
+                _settle(spec, batch_id, exported=exported, dead={}, requeue=requeue)
         except _Unknown as exc:
             logger.warning("export recovery: bigquery cannot tell what landed (%s); will retry", exc)
             report.unavailable = True
@@ -649,7 +715,7 @@ def exports_recover(*, now: datetime | None = None, limit: int = 200) -> ExportR
             len(exported),
             len(requeue),
         )
-        report.claimed += len(rows)
+        report.claimed += len(exported) + len(requeue)
         report.exported += len(exported)
         report.requeued += len(requeue)
     try:
@@ -672,18 +738,86 @@ class ExportStatus:
     batches_expired: int
 
 
-def export_oldest_unexported_get(*, queryset: QuerySet) -> datetime | None:
-    """When the oldest row still owed to BigQuery (pending or being sent) was received.
+# --- a row's export state, read from the ledger -------------------------------------------------
 
-    Pending rows: the lowest id through the pending partial index (ids grow with time). Rows being
-    sent are few (at most a few chunks per worker) and have their own partial index.
+
+def spec_of(model: type[Model]) -> TableSpec:
+    """The export table of an outbox model."""
+    return next(spec for spec in TABLES.values() if spec.db_table == model._meta.db_table)
+
+
+def export_state_q(*, model: type[Model], state: ExportState) -> Q:
+    """A filter for the rows of `model` in `state`; only the ledger's few rows are read besides.
+
+    Stored PENDING rows above the cursor are pending; rows in a batch are being sent; rows in a
+    retry are pending again; DEAD and SKIPPED are stored on the row; every other owed row is
+    exported (rows stored EXPORTED or SENDING before the ledger included: migration 0009).
     """
+    spec = spec_of(model)
+    upto = Coalesce(Subquery(ExportCursor.objects.filter(table=spec.name).values("claimed_upto")[:1]), Value(0))
+    batch = Q(id__in=_ids_sql(ExportBatch, spec))
+    retry = Q(id__in=_ids_sql(ExportRetry, spec))
+    owed = ~Q(export_state__in=(ExportState.DEAD, ExportState.SKIPPED))
+    consent = Q(consent_analytics=True) if spec.claim_filter else Q()
+    above = Q(export_state=ExportState.PENDING, id__gt=upto) & consent
+    skipped = Q(export_state=ExportState.SKIPPED)
+    return {
+        ExportState.DEAD: Q(export_state=ExportState.DEAD),
+        ExportState.SKIPPED: skipped | ~consent if spec.claim_filter else skipped,
+        ExportState.SENDING: owed & batch,
+        ExportState.PENDING: owed & (above | retry),
+        ExportState.EXPORTED: owed & consent & ~above & ~batch & ~retry,
+    }[state]
+
+
+def _ids_sql(model: type[ExportBatch | ExportRetry], spec: TableSpec) -> RawSQL:
+    """The ids held by a ledger table for `spec`'s table (a few chunks: batches in flight, retries)."""
+    return RawSQL(f'SELECT unnest(ids) FROM {model._meta.db_table} WHERE "table" = %s', [spec.name])  # noqa: S608, S611
+
+
+def export_state_annotate(queryset: QuerySet) -> QuerySet:
+    """`queryset` with each row's export state as `export_status` (for a page of rows, not a whole table)."""
+    model = queryset.model
+    whens = [
+        When(export_state_q(model=model, state=state), then=Value(int(state)))
+        for state in (ExportState.DEAD, ExportState.SKIPPED, ExportState.SENDING, ExportState.PENDING)
+    ]
+    return queryset.annotate(export_status=Case(*whens, default=Value(int(ExportState.EXPORTED))))
+
+
+def export_oldest_unexported_get(*, queryset: QuerySet) -> datetime | None:
+    """When the oldest row still owed to BigQuery (pending, owed again or being sent) was received.
+
+    Pending rows: the first stored PENDING row above the cursor, along the primary key (ids grow
+    with time). Rows in batches and retries are few (a few chunks per worker) and found by id.
+    """
+    spec = spec_of(queryset.model)
+    upto = _claimed_upto(spec)
     pending = (
-        queryset.filter(export_state=ExportState.PENDING).order_by("id").values_list("received_at", flat=True).first()
+        queryset.filter(id__gt=upto, export_state=ExportState.PENDING)
+        .exclude(export_state_q(model=queryset.model, state=ExportState.SKIPPED))
+        .order_by("id")
+        .values_list("received_at", flat=True)
+        .first()
     )
-    sending = queryset.filter(export_state=ExportState.SENDING).aggregate(oldest=Min("received_at"))["oldest"]
-    candidates = [t for t in (pending, sending) if t is not None]
+    held = _held_ids(spec)
+    in_ledger = queryset.filter(id__in=held).aggregate(oldest=Min("received_at"))["oldest"] if held else None
+    candidates = [t for t in (pending, in_ledger) if t is not None]
     return min(candidates) if candidates else None
+
+
+def _claimed_upto(spec: TableSpec) -> int:
+    return ExportCursor.objects.filter(table=spec.name).values_list("claimed_upto", flat=True).first() or 0
+
+
+def _held_ids(spec: TableSpec) -> list[int]:
+    """Ids in the table's batches and retries: rows below the cursor still owed."""
+    return [
+        pk
+        for model in (ExportBatch, ExportRetry)
+        for ids in model.objects.filter(table=spec.name).values_list("ids", flat=True)
+        for pk in ids
+    ]
 
 
 @dataclass(frozen=True)
@@ -696,12 +830,20 @@ class TableBacklog:
     oldest_unexported_at: datetime | None
 
 
+def _ids_count(model: type[ExportBatch | ExportRetry], spec: TableSpec) -> int:
+    return sum(len(ids) for ids in model.objects.filter(table=spec.name).values_list("ids", flat=True))
+
+
 def export_backlog_get(*, model: type[Event | SdkEvent | IdentifyLink], count_limit: int = 1_000_000) -> TableBacklog:
-    """One table's backlog through its partial indexes; the pending count stops at `count_limit`."""
+    """One table's backlog from the ledger and the primary key; the pending count stops at `count_limit`."""
+    spec = spec_of(model)
     rows = model.objects.all()
+    above = rows.filter(id__gt=_claimed_upto(spec), export_state=ExportState.PENDING)
+    if spec.claim_filter:
+        above = above.exclude(export_state_q(model=model, state=ExportState.SKIPPED))
     return TableBacklog(
-        pending=rows.filter(export_state=ExportState.PENDING)[:count_limit].count(),
-        sending=rows.filter(export_state=ExportState.SENDING).count(),
+        pending=above[:count_limit].count() + _ids_count(ExportRetry, spec),
+        sending=_ids_count(ExportBatch, spec),
         dead=rows.filter(export_state=ExportState.DEAD).count(),
         oldest_unexported_at=export_oldest_unexported_get(queryset=rows),
     )
@@ -710,9 +852,9 @@ def export_backlog_get(*, model: type[Event | SdkEvent | IdentifyLink], count_li
 def export_status_get(*, now: datetime | None = None, count_limit: int = 1_000_000) -> ExportStatus:
     """Export lag (age of the oldest row not yet exported), backlog and dead letters.
 
-    Read straight from the outbox tables by whoever asks (the admin, the maintenance sweep, the
-    `export_status` command), never by the export workers, so it stays right while they are stuck.
-    Counts stop at `count_limit` per table to stay cheap on a huge backlog.
+    Read straight from the ledger and the outbox tables by whoever asks (the admin, the maintenance
+    sweep, the `export_status` command), never by the export workers, so it stays right while they
+    are stuck. Counts stop at `count_limit` per table to stay cheap on a huge backlog.
     """
     now = now or timezone.now()
     backlogs = [export_backlog_get(model=model, count_limit=count_limit) for model in MODELS.values()]
@@ -730,10 +872,20 @@ def export_status_get(*, now: datetime | None = None, count_limit: int = 1_000_0
 
 
 def export_retry_dead(*, model: type[Event | SdkEvent | IdentifyLink], ids: list[int]) -> int:
-    """Put dead-lettered rows back to pending (admin action). Returns how many."""
-    return model.objects.filter(id__in=ids, export_state=ExportState.DEAD).update(
-        export_state=ExportState.PENDING, export_error=""
-    )
+    """Put dead-lettered rows back to pending (admin action). Returns how many.
+
+    A row below the cursor is owed again through `ExportRetry`; one above it (dead before the
+    ledger) is pending again by its stored state alone. The cursor is locked so it cannot pass a
+    row between the two.
+    """
+    spec = spec_of(model)
+    with transaction.atomic():
+        ExportCursor.objects.get_or_create(table=spec.name)
+        upto = ExportCursor.objects.select_for_update().get(table=spec.name).claimed_upto
+        dead = list(model.objects.filter(id__in=ids, export_state=ExportState.DEAD).values_list("id", flat=True))
+        model.objects.filter(id__in=dead).update(export_state=ExportState.PENDING, export_error="")
+        _owed_again(spec, [pk for pk in dead if pk <= upto], attempts=0)
+    return len(dead)
 
 
 def sdk_unconsented_skip() -> int:

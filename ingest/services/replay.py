@@ -26,7 +26,11 @@ from apps_registry.models import Application
 from ingest import bigquery
 from ingest.bigquery import TABLES, TableSpec
 from ingest.models import ExportState
-from ingest.services.export import _row  # the exporter's own conversion of a row to its JSON
+from ingest.services.export import (
+    MODELS,
+    _row,  # the exporter's own conversion of a row to its JSON
+    export_state_q,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +53,12 @@ class ReplayReport:
     dry_run: bool = False
 
 
-def _where(spec: TableSpec) -> str:
-    condition = f" AND {spec.claim_filter}" if spec.claim_filter else ""
-    return f"t.export_state = {ExportState.EXPORTED} AND t.received_at >= %s AND t.received_at < %s{condition}"
+def _where(spec: TableSpec, since: datetime, until: datetime) -> tuple[str, tuple]:
+    """The rows of the range the export ledger calls exported, as SQL over `t` and its parameters."""
+    model = MODELS[spec.name]
+    exported = model.objects.filter(export_state_q(model=model, state=ExportState.EXPORTED))
+    sql, params = exported.filter(received_at__gte=since, received_at__lt=until).values("id").query.sql_with_params()
+    return f"t.id IN ({sql})", params
 
 
 def _read(sql: str, params: list) -> list[tuple]:
@@ -65,17 +72,19 @@ def _read(sql: str, params: list) -> list[tuple]:
 def replay_count(*, table: str, since: datetime, until: datetime) -> int:
     """How many rows of `table` received in [since, until) PostgreSQL calls exported."""
     spec = TABLES[table]
-    return _read(f"SELECT count(*) FROM {spec.db_table} t WHERE {_where(spec)}", [since, until])[0][0]  # noqa: S608
+    where, params = _where(spec, since, until)
+    return _read(f"SELECT count(*) FROM {spec.db_table} t WHERE {where}", list(params))[0][0]  # noqa: S608
 
 
 def _chunk(spec: TableSpec, since: datetime, until: datetime, after_id: int, limit: int, replay_id: str) -> list:
-    columns = ", ".join("%s" if c.name == "export_batch" else c.sql for c in spec.columns)
+    columns = ", ".join(c.sql for c in spec.columns)  # `export_batch` is a parameter: the replay id
+    where, params = _where(spec, since, until)
     sql = (
         f"SELECT t.id, {spec.insert_key_sql}, {columns} FROM {spec.db_table} t "  # noqa: S608 (identifiers from code)
         f"JOIN {Application._meta.db_table} a ON a.id = t.application_id "
-        f"WHERE {_where(spec)} AND t.id > %s ORDER BY t.id LIMIT %s"
+        f"WHERE {where} AND t.id > %s ORDER BY t.id LIMIT %s"
     )
-    return _read(sql, [replay_id, since, until, after_id, limit])
+    return _read(sql, [replay_id, *params, after_id, limit])
 
 
 def export_replay(

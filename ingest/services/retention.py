@@ -1,6 +1,7 @@
 """Retention of raw rows in PostgreSQL: BigQuery keeps the history, PostgreSQL only the recent past.
 
-A row is deleted when it is settled (EXPORTED, or SKIPPED for lack of consent) and was received
+A row is deleted when it is settled (EXPORTED, or SKIPPED for lack of consent: its state as the
+export ledger says, see ingest/services/export.py) and was received
 more than its company's effective `retention_days` ago. PENDING, SENDING and DEAD rows are kept
 whatever their age: they still owe BigQuery a row; so are events not yet folded into the
 analytics rollups, which outlive the raw rows (settings.RETENTION_KEEP_FILTERS: callables that name
@@ -25,8 +26,8 @@ from django.utils.module_loading import import_string
 
 from apps_registry.models import Company
 from ingest.models import Event, ExportState, IdempotencyKey, IdentifyLink, SdkEvent
+from ingest.services.export import export_state_q
 
-SETTLED = (ExportState.EXPORTED, ExportState.SKIPPED)
 BATCH_SIZE = 5000
 
 
@@ -52,7 +53,10 @@ def retention_apply(
     for company in Company.objects.select_related("plan").order_by("id"):
         cutoff = now - timedelta(days=company.retention_days)
         for name, model in (("events", Event), ("sdk_events", SdkEvent), ("identify_links", IdentifyLink)):
-            old = model.objects.filter(company_id=company.id, received_at__lt=cutoff, export_state__in=SETTLED)
+            settled = export_state_q(model=model, state=ExportState.EXPORTED) | export_state_q(
+                model=model, state=ExportState.SKIPPED
+            )
+            old = model.objects.filter(settled, company_id=company.id, received_at__lt=cutoff)
             if name != "identify_links":  # never delete an event the analytics fold has not counted yet
                 for keep in settings.RETENTION_KEEP_FILTERS:
                     old = old.filter(**import_string(keep)(model))

@@ -38,14 +38,14 @@ from ..schemas.v1 import V1Event
 SESSION_BUCKET_SECONDS = 30 * 60
 
 _EVENT_COLUMNS = (
-    "company_id, application_id, received_at, export_state, export_batch, export_attempts, export_error, "
+    "company_id, application_id, received_at, export_state, export_attempts, export_error, "
     "webhook_pending, event_id, event, user_hash, customer_org_id, path, session_id, session_inferred, plan, "
     "environment, occurred_at, properties"
 )
 # Casts make the types explicit for the INSERT ... SELECT form, where parameters have no column to infer from.
 _PENDING = int(ExportState.PENDING)
 _EVENT_VALUES = (
-    f"%s::bigint, %s::bigint, %s::timestamptz, {_PENDING}, NULL, 0, '', %s::boolean, %s::uuid, %s::varchar, "
+    f"%s::bigint, %s::bigint, %s::timestamptz, {_PENDING}, 0, '', %s::boolean, %s::uuid, %s::varchar, "
     "%s::varchar, %s::varchar, %s::varchar, %s::uuid, %s::boolean, %s::varchar, %s::varchar, %s::timestamptz, "
     "%s::jsonb"
 )
@@ -55,7 +55,7 @@ _EVENT_VALUES = (
 # One jsonb parameter costs the client far less than an array per column (psycopg dumps those in Python).
 _INSERT_GROUP = f"""
 INSERT INTO {Event._meta.db_table} ({_EVENT_COLUMNS})
-SELECT (r->>0)::bigint, (r->>1)::bigint, (r->>2)::timestamptz, {_PENDING}, NULL, 0, '', (r->>3)::boolean,
+SELECT (r->>0)::bigint, (r->>1)::bigint, (r->>2)::timestamptz, {_PENDING}, 0, '', (r->>3)::boolean,
     (r->>4)::uuid, r->>5, r->>6, r->>7, r->>8, (r->>9)::uuid, (r->>10)::boolean, r->>11, r->>12,
     (r->>13)::timestamptz, (r->>14)::jsonb
 FROM jsonb_array_elements(%s::jsonb) AS r

@@ -6,8 +6,12 @@ import uuid
 import pytest
 from django.db import connection
 
+from ingest.bigquery import TABLES
+from ingest.bigquery import client_get as bigquery_client_get
 from ingest.models import Event, ExportBatch, ExportState, IdentifyLink, SdkEvent
+from ingest.services import export as export_service
 from ingest.services.export import export_drain, export_retry_dead, export_status_get
+from tests.export_ledger import in_state, state_of, states
 from tests.factories import ApplicationFactory, EventFactory, IdentifyLinkFactory, SdkEventFactory
 
 pytestmark = [pytest.mark.bigquery, pytest.mark.django_db]
@@ -107,7 +111,7 @@ def test_rows_of_all_three_tables_land_once_with_every_field(bigquery):
     }
     # And locally every row is marked exported and no batch is left open
     for model in (Event, SdkEvent, IdentifyLink):
-        assert list(model.objects.values_list("export_state", flat=True)) == [ExportState.EXPORTED]
+        assert states(model) == {ExportState.EXPORTED: 1}
     assert not ExportBatch.objects.exists()
 
     # And a second run sends nothing again
@@ -131,7 +135,7 @@ def test_many_rows_land_in_chunks_exactly_once(bigquery, settings):
     assert rows == [{"n": 180, "d": 180}]
     rows = bigquery.query("SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d FROM {sdk_events}")
     assert rows == [{"n": 120, "d": 120}]
-    assert not Event.objects.exclude(export_state=ExportState.EXPORTED).exists()
+    assert set(states(Event)) == {ExportState.EXPORTED}
 
 
 def test_events_without_consent_never_land(bigquery):
@@ -148,7 +152,7 @@ def test_events_without_consent_never_land(bigquery):
     # Then only the consented event is in BigQuery; the others were never touched
     assert bigquery.query("SELECT event_id FROM {sdk_events}") == [{"event_id": str(yes.event_id)}]
     assert SdkEvent.objects.filter(consent_analytics=False, export_attempts=0).count() == 2
-    assert not SdkEvent.objects.filter(consent_analytics=False, export_state=ExportState.EXPORTED).exists()
+    assert not in_state(SdkEvent, ExportState.EXPORTED).filter(consent_analytics=False).exists()
 
 
 def test_without_bigquery_configured_rows_stay_pending(db, settings):
@@ -161,8 +165,7 @@ def test_without_bigquery_configured_rows_stay_pending(db, settings):
 
     # Then nothing happens and nothing errors
     assert report.claimed == 0
-    event.refresh_from_db()
-    assert event.export_state == ExportState.PENDING
+    assert state_of(event) == ExportState.PENDING
 
 
 def _make_unexportable(event: Event) -> None:
@@ -209,7 +212,7 @@ def test_a_permanently_bad_row_is_dead_lettered_and_its_chunk_lands(bigquery):
     assert export_retry_dead(model=Event, ids=[bad.id]) == 1
     export_drain()
     assert bigquery.count("events") == 21
-    assert Event.objects.get(id=bad.id).export_state == ExportState.EXPORTED
+    assert state_of(bad) == ExportState.EXPORTED
 
 
 def test_export_lag_is_the_age_of_the_oldest_pending_row(db, settings):
@@ -240,10 +243,13 @@ def test_export_lag_counts_rows_in_flight(db, settings):
 
 
 def test_uuid_of_export_batch_is_stored_on_both_sides(bigquery):
-    # Given an exported row
+    # Given a row claimed and sent by a worker that died before settling (its batch still held)
     event = EventFactory()
-    export_drain()
-    event.refresh_from_db()
+    chunk = export_service._claim(TABLES["events"], 10, deadline=0.0)
+    assert chunk is not None
+    export_service._deliver(bigquery_client_get(), chunk, chunk.rows)
+    batch = ExportBatch.objects.get()
+    assert batch.ids == [event.id]
     # Then the batch id in BigQuery is the one recorded locally (how recovery finds a batch)
     [row] = bigquery.query("SELECT export_batch FROM {events}")
-    assert uuid.UUID(row["export_batch"]) == event.export_batch
+    assert uuid.UUID(row["export_batch"]) == batch.id
