@@ -81,8 +81,18 @@ class OutboxRowAdmin(LargeListMixin, CompanyScopedAdmin):
     # primary key a small company's page would skip over every other company's rows.
     scoped_ordering = ("-received_at", "-id")
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return export_state_annotate(super().get_queryset(request))
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The page's rows with their export state, read from the ledger in one query for the page."""
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)
+        states = dict(
+            export_state_annotate(self.model.objects.filter(pk__in=[r.pk for r in rows])).values_list(
+                "pk", "export_status"
+            )
+        )
+        for row in rows:
+            row.export_status = states.get(row.pk, row.export_state)
+        return changelist
 
     @admin.display(description="export state")
     def export(self, obj: Model) -> str:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.models import Event, ExportState
+from tests.export_ledger import in_state
 from tests.factories import ApiSecretFactory, ApplicationFactory, EventFactory, SdkEventFactory, SdkKeyFactory
 from tests.ingest.sdk_helpers import sdk_event
 from tests.ingest.v1_helpers import event_body, sign
@@ -95,7 +96,7 @@ def test_counters_add_up_across_two_server_processes(serve: Server):
     # ... and the stored state is read at scrape time
     assert (
         value(scraped, "saastracker_export_rows", table="events", state="pending")
-        == Event.objects.filter(export_state=ExportState.PENDING).count()
+        == in_state(Event, ExportState.PENDING).count()
     )
     assert value(scraped, "saastracker_export_lag_seconds", table="events") > 0
     assert ("saastracker_webhook_messages_pending", frozenset()) in scraped

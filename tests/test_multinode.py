@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps_registry.models import Application
 from ingest.models import Event, ExportState, SdkEvent
+from ingest.services.export import export_state_q
 from tests.factories import ApiSecretFactory, ApplicationFactory, SdkKeyFactory
 from tests.ingest.sdk_helpers import sdk_event
 from tests.ingest.v1_helpers import event_body, sign
@@ -369,8 +370,8 @@ def test_two_web_and_two_worker_nodes_share_postgresql_and_redis(cluster, bigque
     stored = 1 + admitted + 120
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        pending = Event.objects.exclude(export_state=ExportState.EXPORTED).count()
-        pending += SdkEvent.objects.exclude(export_state=ExportState.EXPORTED).count()
+        pending = Event.objects.exclude(export_state_q(model=Event, state=ExportState.EXPORTED)).count()
+        pending += SdkEvent.objects.exclude(export_state_q(model=SdkEvent, state=ExportState.EXPORTED)).count()
         if pending == 0 and len({r.body for r in receiver.requests}) >= len(apps):
             break
         time.sleep(0.5)

@@ -22,6 +22,7 @@ from django.db.models import Sum
 
 from analytics.models import ALL_ENVIRONMENTS, DailyTotal, FoldQueue
 from ingest.models import Event, ExportState, SdkEvent
+from tests.export_ledger import in_state
 from tests.factories import ApiSecretFactory, ApplicationFactory, SdkKeyFactory
 from tests.ingest.sdk_helpers import sdk_event
 from tests.ingest.v1_helpers import event_body, sign
@@ -168,8 +169,8 @@ def test_ingest_export_fold_and_webhooks_work_through_pgbouncer(pooler, bigquery
         # ... every row is exported exactly once and folded into the rollups
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            exported = Event.objects.filter(export_state=ExportState.EXPORTED).count()
-            exported += SdkEvent.objects.filter(export_state=ExportState.EXPORTED).count()
+            exported = in_state(Event, ExportState.EXPORTED).count()
+            exported += in_state(SdkEvent, ExportState.EXPORTED).count()
             folded = not FoldQueue.objects.exists()
             if exported == 90 and folded:
                 break

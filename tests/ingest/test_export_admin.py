@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ingest.models import Event, ExportState
+from tests.export_ledger import state_of
 from tests.factories import EventFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,10 +82,10 @@ def test_account_admin_retries_own_dead_letters_only(client):
 
     # Then only their dead letter is back to pending; the rest is untouched
     assert response.status_code == 200
-    assert Event.objects.get(id=mine.id).export_state == ExportState.PENDING
+    assert state_of(mine) == ExportState.PENDING
     assert Event.objects.get(id=mine.id).export_error == ""
-    assert Event.objects.get(id=theirs.id).export_state == ExportState.DEAD
-    assert Event.objects.get(id=exported.id).export_state == ExportState.EXPORTED
+    assert state_of(theirs) == ExportState.DEAD
+    assert state_of(exported) == ExportState.EXPORTED
 
 
 def test_support_staff_see_rows_but_cannot_retry(client):
@@ -101,4 +102,4 @@ def test_support_staff_see_rows_but_cannot_retry(client):
     # Then they see the row, and it stays dead
     assert listing.status_code == 200
     assert "retry_export" not in listing.content.decode()
-    assert Event.objects.get(id=dead.id).export_state == ExportState.DEAD
+    assert state_of(dead) == ExportState.DEAD

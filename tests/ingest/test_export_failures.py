@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ingest.models import Event, ExportBatch, ExportState, SdkEvent
 from ingest.services.export import export_drain, exports_recover, lease_seconds
+from tests import export_ledger
 from tests.factories import ApplicationFactory, EventFactory, SdkEventFactory
 
 pytestmark = pytest.mark.bigquery
@@ -25,10 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _states(model) -> dict[int, int]:
-    states: dict[int, int] = {}
-    for state in model.objects.values_list("export_state", flat=True):
-        states[state] = states.get(state, 0) + 1
-    return states
+    return export_ledger.states(model)
 
 
 def _landed_once(bigquery, table: str, expected_ids) -> None:
@@ -111,10 +109,12 @@ def test_a_hung_call_is_left_to_lease_recovery_and_lands_once(bigquery, settings
 STALL_SETTLE_SQL = """
 CREATE OR REPLACE FUNCTION export_test_stall() RETURNS trigger AS $$
 BEGIN PERFORM pg_sleep(600); RETURN NEW; END $$ LANGUAGE plpgsql;
-CREATE TRIGGER export_test_stall BEFORE UPDATE ON ingest_event FOR EACH ROW
-WHEN (OLD.export_state = 4 AND NEW.export_state = 1) EXECUTE FUNCTION export_test_stall();
+CREATE TRIGGER export_test_stall BEFORE UPDATE OR DELETE ON ingest_exportbatch FOR EACH ROW
+EXECUTE FUNCTION export_test_stall();
 """
-UNSTALL_SQL = "DROP TRIGGER IF EXISTS export_test_stall ON ingest_event; DROP FUNCTION IF EXISTS export_test_stall();"
+UNSTALL_SQL = (
+    "DROP TRIGGER IF EXISTS export_test_stall ON ingest_exportbatch; DROP FUNCTION IF EXISTS export_test_stall();"
+)
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
