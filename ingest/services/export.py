@@ -244,7 +244,7 @@ def _claim_above(cursor: CursorWrapper, spec: TableSpec, limit: int, batch_id: u
     if state.safe_upto > state.claimed_upto:
         condition = f" AND {spec.claim_filter}" if spec.claim_filter else ""
         where = f"t.id > %s AND t.id <= %s AND t.export_state = {ExportState.PENDING}{condition}"
-        params = [str(batch_id), state.claimed_upto, state.safe_upto, limit]
+        params: list[str | int] = [str(batch_id), state.claimed_upto, state.safe_upto, limit]
         cursor.execute(_rows_sql(spec, where) + " LIMIT %s", params)
         records = cursor.fetchall()
         state.claimed_upto = records[-1][0] if len(records) >= limit else state.safe_upto
