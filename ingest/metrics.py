@@ -1,7 +1,8 @@
 """Scrape-time gauges of the export outbox, read from PostgreSQL, and of readiness (see saastracker/metrics.py).
 
-The same reads as the admin and the maintenance sweep (`export_backlog_get`): partial indexes, and
-a pending count that stops at a million rows, so a scrape stays cheap however large the backlog.
+The same reads as the admin and the maintenance sweep (`export_backlog_get`): the export ledger's few
+rows, the primary key above the cursor, and a pending count that stops at a million rows, so a
+scrape stays cheap however large the backlog.
 """
 
 from collections.abc import Iterable

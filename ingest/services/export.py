@@ -101,6 +101,9 @@ DRAIN_BUDGET_SECONDS = 60.0
 # Past the insert call's timeout by this much, a batch's outcome can be asked of BigQuery.
 IN_DOUBT_MARGIN_SECONDS = 5.0
 MAX_ERROR_LENGTH = 2000
+# An empty claim with ids drawn above the cursor by writers still running looks again this often.
+HORIZON_WAITS = 5
+HORIZON_WAIT_SECONDS = 0.02
 
 MODELS: dict[str, type[Event | SdkEvent | IdentifyLink]] = {
     "events": Event,
@@ -233,8 +236,11 @@ def _claim_retry(cursor: CursorWrapper, spec: TableSpec, batch_id: uuid.UUID) ->
     return cursor.fetchall(), attempts
 
 
-def _claim_above(cursor: CursorWrapper, spec: TableSpec, limit: int, batch_id: uuid.UUID) -> list[tuple]:
-    """Take the next owed rows above the table's cursor, up to its horizon, and move the cursor past them."""
+def _claim_above(cursor: CursorWrapper, spec: TableSpec, limit: int, batch_id: uuid.UUID) -> tuple[list[tuple], bool]:
+    """Take the next owed rows above the table's cursor, up to its horizon, and move the cursor past them.
+
+    Also says whether ids were drawn above the cursor that it may not pass yet (their writers run).
+    """
     state = ExportCursor.objects.select_for_update().filter(table=spec.name).first()
     if state is None:
         ExportCursor.objects.get_or_create(table=spec.name)
@@ -249,15 +255,20 @@ def _claim_above(cursor: CursorWrapper, spec: TableSpec, limit: int, batch_id: u
         records = cursor.fetchall()
         state.claimed_upto = records[-1][0] if len(records) >= limit else state.safe_upto
     state.save()
-    return records
+    return records, state.horizon_id > state.claimed_upto
 
 
-def _claim_once(spec: TableSpec, limit: int, batch_id: uuid.UUID) -> _Chunk | None:
+def _claim_once(spec: TableSpec, limit: int, batch_id: uuid.UUID) -> tuple[_Chunk | None, bool]:
+    """A chunk (or None), and whether rows may be waiting for their writers to finish (see `_claim_above`)."""
     with transaction.atomic(), connection.cursor() as cursor:
         retry = _claim_retry(cursor, spec, batch_id)
-        records, attempts = retry if retry is not None else (_claim_above(cursor, spec, limit, batch_id), 0)
+        behind = False
+        if retry is not None and retry[0]:
+            records, attempts = retry
+        else:  # no retry row, or only rows that died or went meanwhile
+            (records, behind), attempts = _claim_above(cursor, spec, limit, batch_id), 0
         if not records:
-            return None
+            return None, behind
         now = timezone.now()
         ExportBatch.objects.create(
             id=batch_id,
@@ -268,7 +279,7 @@ def _claim_once(spec: TableSpec, limit: int, batch_id: uuid.UUID) -> _Chunk | No
             claimed_at=now,
             lease_until=now + timedelta(seconds=lease_seconds()),
         )
-    return _Chunk(spec=spec, batch_id=batch_id, rows=[_row(spec, r) for r in records])
+    return _Chunk(spec=spec, batch_id=batch_id, rows=[_row(spec, r) for r in records]), False
 
 
 def _claim_undo(spec: TableSpec, batch_id: uuid.UUID) -> None:
@@ -281,11 +292,20 @@ def _claim_undo(spec: TableSpec, batch_id: uuid.UUID) -> None:
 
 
 def _claim(spec: TableSpec, limit: int, *, deadline: float) -> _Chunk | None:
-    """Claim a chunk; across a database outage, wait for it (until `deadline`) and claim again."""
+    """Claim a chunk; across a database outage, wait for it (until `deadline`) and claim again.
+
+    Rows whose writers were still running at the last claim are waited for briefly (inserts take
+    milliseconds), so the last rows of a burst do not wait for the next kick or sweep.
+    """
+    waits = 0
     while True:
         batch_id = uuid.uuid4()
         try:
-            return _claim_once(spec, limit, batch_id)
+            chunk, behind = _claim_once(spec, limit, batch_id)
+            if chunk is not None or not behind or waits >= HORIZON_WAITS:
+                return chunk
+            waits += 1
+            time.sleep(HORIZON_WAIT_SECONDS)
         except DATABASE_DOWN_ERRORS as exc:
             # The connection broke: the commit may still have happened. Undo it once the database
             # answers (nothing was sent for it), instead of leaving it to wait out its lease.

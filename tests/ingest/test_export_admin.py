@@ -103,3 +103,36 @@ def test_support_staff_see_rows_but_cannot_retry(client):
     assert listing.status_code == 200
     assert "retry_export" not in listing.content.decode()
     assert state_of(dead) == ExportState.DEAD
+
+
+def test_the_list_shows_each_rows_export_state_from_the_ledger(client):
+    # Given rows exported, being sent, pending and dead (only the dead one says so on the row)
+    exported = EventFactory(event="was_exported", export_state=ExportState.EXPORTED)
+    sending = EventFactory(event="being_sent", export_state=ExportState.SENDING)
+    pending = EventFactory(event="still_pending")
+    dead = EventFactory(event="was_rejected", export_state=ExportState.DEAD)
+    client.force_login(UserFactory(is_superuser=True))
+
+    # When the superuser lists them, and filters by state
+    listed = client.get(reverse(CHANGELIST)).context["cl"].result_list
+    by_state = {
+        state: [
+            e.pk
+            for e in client.get(reverse(CHANGELIST), {"export_state__exact": str(int(state))}).context["cl"].result_list
+        ]
+        for state in (ExportState.EXPORTED, ExportState.SENDING, ExportState.PENDING, ExportState.DEAD)
+    }
+
+    # Then each row shows its state, and each filter lists exactly its rows
+    assert {e.pk: ExportState(e.export_status) for e in listed} == {
+        exported.pk: ExportState.EXPORTED,
+        sending.pk: ExportState.SENDING,
+        pending.pk: ExportState.PENDING,
+        dead.pk: ExportState.DEAD,
+    }
+    assert by_state == {
+        ExportState.EXPORTED: [exported.pk],
+        ExportState.SENDING: [sending.pk],
+        ExportState.PENDING: [pending.pk],
+        ExportState.DEAD: [dead.pk],
+    }
