@@ -217,8 +217,8 @@ def _horizon_advance(cursor: CursorWrapper, spec: TableSpec, state: ExportCursor
     state.horizon_id, state.horizon_holders = last, holders
 
 
-def _claim_retry(cursor: CursorWrapper, spec: TableSpec, batch_id: uuid.UUID) -> tuple[list[tuple], int] | None:
-    """Take one `ExportRetry` row of the table, if any is free: (its rows, attempts so far)."""
+def _claim_retry(cursor: CursorWrapper, spec: TableSpec) -> tuple[list[int], int] | None:
+    """Take one `ExportRetry` row of the table, if any is free: (its owed ids, attempts so far)."""
     cursor.execute(
         f"DELETE FROM {ExportRetry._meta.db_table} WHERE id = ("  # noqa: S608 (identifiers from code)
         f'SELECT id FROM {ExportRetry._meta.db_table} WHERE "table" = %s ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED'
@@ -230,55 +230,67 @@ def _claim_retry(cursor: CursorWrapper, spec: TableSpec, batch_id: uuid.UUID) ->
         return None
     ids, attempts = taken
     cursor.execute(
-        _rows_sql(spec, f"t.id = ANY(%s) AND t.export_state NOT IN ({ExportState.DEAD}, {ExportState.SKIPPED})"),
-        [str(batch_id), ids],
+        f"SELECT id FROM {spec.db_table} WHERE id = ANY(%s) "  # noqa: S608 (identifiers from code)
+        f"AND export_state NOT IN ({ExportState.DEAD}, {ExportState.SKIPPED}) ORDER BY id",
+        [ids],
     )
-    return cursor.fetchall(), attempts
+    return [r[0] for r in cursor.fetchall()], attempts
 
 
-def _claim_above(cursor: CursorWrapper, spec: TableSpec, limit: int, batch_id: uuid.UUID) -> tuple[list[tuple], bool]:
-    """Take the next owed rows above the table's cursor, up to its horizon, and move the cursor past them.
+def _claim_above(cursor: CursorWrapper, spec: TableSpec, limit: int) -> tuple[list[int], bool]:
+    """Take the next owed ids above the table's cursor, up to its horizon, and move the cursor past them.
 
     Also says whether ids were drawn above the cursor that it may not pass yet (their writers run).
+    The horizon is looked at only when fewer than a chunk of ids is known to be safe.
     """
     state = ExportCursor.objects.select_for_update().filter(table=spec.name).first()
     if state is None:
         ExportCursor.objects.get_or_create(table=spec.name)
         state = ExportCursor.objects.select_for_update().get(table=spec.name)
-    _horizon_advance(cursor, spec, state)
-    records: list[tuple] = []
+    if state.safe_upto - state.claimed_upto < limit:
+        _horizon_advance(cursor, spec, state)
+    ids: list[int] = []
     if state.safe_upto > state.claimed_upto:
         condition = f" AND {spec.claim_filter}" if spec.claim_filter else ""
-        where = f"t.id > %s AND t.id <= %s AND t.export_state = {ExportState.PENDING}{condition}"
-        params: list[str | int] = [str(batch_id), state.claimed_upto, state.safe_upto, limit]
-        cursor.execute(_rows_sql(spec, where) + " LIMIT %s", params)
-        records = cursor.fetchall()
-        state.claimed_upto = records[-1][0] if len(records) >= limit else state.safe_upto
+        cursor.execute(
+            f"SELECT t.id FROM {spec.db_table} t WHERE t.id > %s AND t.id <= %s "  # noqa: S608 (identifiers from code)
+            f"AND t.export_state = {ExportState.PENDING}{condition} ORDER BY t.id LIMIT %s",
+            [state.claimed_upto, state.safe_upto, limit],
+        )
+        ids = [r[0] for r in cursor.fetchall()]
+        state.claimed_upto = ids[-1] if len(ids) >= limit else state.safe_upto
     state.save()
-    return records, state.horizon_id > state.claimed_upto
+    return ids, state.horizon_id > state.claimed_upto
 
 
 def _claim_once(spec: TableSpec, limit: int, batch_id: uuid.UUID) -> tuple[_Chunk | None, bool]:
-    """A chunk (or None), and whether rows may be waiting for their writers to finish (see `_claim_above`)."""
+    """A chunk (or None), and whether rows may be waiting for their writers to finish (see `_claim_above`).
+
+    Only ids are taken under the claim's locks; the rows are read for the wire after its commit
+    (stored rows never change, and a batch's rows are not deleted while it holds them).
+    """
     with transaction.atomic(), connection.cursor() as cursor:
-        retry = _claim_retry(cursor, spec, batch_id)
+        retry = _claim_retry(cursor, spec)
         behind = False
         if retry is not None and retry[0]:
-            records, attempts = retry
+            ids, attempts = retry
         else:  # no retry row, or only rows that died or went meanwhile
-            (records, behind), attempts = _claim_above(cursor, spec, limit, batch_id), 0
-        if not records:
+            (ids, behind), attempts = _claim_above(cursor, spec, limit), 0
+        if not ids:
             return None, behind
         now = timezone.now()
         ExportBatch.objects.create(
             id=batch_id,
             table=spec.name,
-            ids=[r[0] for r in records],
+            ids=ids,
             attempts=min(attempts + 1, 32767),
-            row_count=len(records),
+            row_count=len(ids),
             claimed_at=now,
             lease_until=now + timedelta(seconds=lease_seconds()),
         )
+    with connection.cursor() as cursor:
+        cursor.execute(_rows_sql(spec, "t.id = ANY(%s)"), [str(batch_id), ids])
+        records = cursor.fetchall()
     return _Chunk(spec=spec, batch_id=batch_id, rows=[_row(spec, r) for r in records]), False
 
 
