@@ -106,4 +106,3 @@ application = route_ingest(get_wsgi_application(), ingest_application())
 # thread of the process while it runs, and over the whole startup heap it took 50-100 ms, which
 # was the victim's p99 in bench/isolation.py (issue 18, item 3).
 gc.freeze()
-
