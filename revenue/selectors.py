@@ -14,12 +14,16 @@ per month, each org's first paid start) is computed once and cached under the sn
 
 from __future__ import annotations
 
+import copy
+import heapq
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -117,13 +121,17 @@ _ACTIVE_SET_SQL = f"""
 
 @dataclass(frozen=True)
 class ActiveSet:
-    """What is active on every instant of [since, until): per org MRR and products, per product totals."""
+    """What is active on every instant of [since, until) of snapshot `key`: per org MRR and products,
+    per product totals, and `derived`: figures computed from this set and others of the same snapshot.
+    """
 
+    key: snapshots.SnapshotKey | None
     since: datetime | None
     until: datetime | None
     mrr: dict[str, Decimal]
     products: dict[str, list[str]]
     by_product: list[dict]
+    derived: dict[Hashable, Any] = field(default_factory=dict, compare=False)
 
 
 def _covers(at: datetime) -> Callable[[Hashable], bool]:
@@ -161,7 +169,7 @@ def _active_set(*, app: Application, at: datetime) -> ActiveSet:
         {"product_code": p, "mrr": money(m), "subscriptions": n, "orgs": len(orgs)}
         for p, (m, n, orgs) in sorted(totals.items(), key=lambda item: -item[1][0])  # stable: ties by product
     ]
-    active = ActiveSet(since, until, mrr, dict(products), by_product)
+    active = ActiveSet(key, since, until, mrr, dict(products), by_product)
     if key is not None:
         snapshots.store(app.id, key, "active", active, (since, until))
     return active
@@ -265,16 +273,16 @@ def mrr_trend(*, app: Application, months: int, now: datetime | None = None, org
 
 def concentration(paying: dict[str, Decimal]) -> dict[str, float | None]:
     """Share of MRR held by the top 1, 5 and 10 orgs (percent)."""
-    ranked = sorted(paying.values(), reverse=True)
-    total = sum(ranked, ZERO)
+    ranked = heapq.nlargest(10, paying.values())
+    total = sum(paying.values(), ZERO)
     return {f"top{n}": percent(sum(ranked[:n], ZERO), total) for n in (1, 5, 10)}
 
 
-def _first_paid(*, app: Application) -> dict[str, datetime]:
-    """Each org's first start of a subscription with MRR > 0 (cached per snapshot)."""
+def _first_paid(*, app: Application) -> tuple[snapshots.SnapshotKey | None, dict[str, datetime]]:
+    """(snapshot key, each org's first start of a subscription with MRR > 0), cached per snapshot."""
     key = snapshots.snapshot_key(app.id)
     if key is not None and (hit := snapshots.lookup(app.id, key, "first_paid")) is not None:
-        return hit
+        return key, hit
     key, rows = snapshots.with_snapshot(
         app.id,
         "SELECT external_org_id, min(start_at) FROM revenue_subscription"
@@ -284,25 +292,46 @@ def _first_paid(*, app: Application) -> dict[str, datetime]:
     first_paid = dict(rows)
     if key is not None:
         snapshots.store(app.id, key, "first_paid", first_paid)
-    return first_paid
+    return key, first_paid
+
+
+def _derived(
+    keys: list[snapshots.SnapshotKey | None], holder: ActiveSet, memo: Hashable, compute: Callable[[], dict]
+) -> dict:
+    """`compute()`, kept on `holder` when its inputs are all of one snapshot (a copy: callers own it)."""
+    if len(set(keys)) != 1 or None in keys:  # an import committed between the reads (no consistent read)
+        return compute()
+    if memo not in holder.derived:
+        holder.derived[memo] = compute()
+    return copy.deepcopy(holder.derived[memo])
 
 
 MOVEMENTS = ("new", "reactivation", "expansion", "contraction", "churned")
 
 
-def movements(
-    *, app: Application, month: date, now: datetime | None = None, current: dict[str, Decimal] | None = None
-) -> dict:
-    """Each org's MRR at the month's start against its end (now for the current month), classified."""
+def movements(*, app: Application, month: date, now: datetime | None = None) -> dict:
+    """Each org's MRR at the month's start against its end (now for the current month), classified.
+
+    Kept per snapshot with the sets at both ends (it cannot change while they hold).
+    """
     now = now or timezone.now()
     start = month_start(month)
     if start > now:  # a month not begun: nothing moved yet
         zero = {"mrr": money(ZERO), "orgs": 0}
         return {"month": f"{month:%Y-%m}", **{kind: dict(zero) for kind in MOVEMENTS}, "net_new": money(ZERO)}
-    before = mrr_by_org_at(app=app, at=start - EPSILON)
-    end = month_end_instant(month, now)
-    after = current if current is not None and end == now else mrr_by_org_at(app=app, at=end)
-    paid_before = {org for org, first in _first_paid(app=app).items() if first < start}
+    before = _active_set(app=app, at=start - EPSILON)
+    after = _active_set(app=app, at=month_end_instant(month, now))
+    paid_key, first_paid = _first_paid(app=app)
+    memo = ("movements", month, before.since, before.until)
+    compute = partial(_movements, month, before.mrr, after.mrr, first_paid)
+    return _derived([before.key, paid_key, after.key], after, memo, compute)
+
+
+def _movements(
+    month: date, before: dict[str, Decimal], after: dict[str, Decimal], first_paid: dict[str, datetime]
+) -> dict:
+    start = month_start(month)
+    paid_before = {org for org, first in first_paid.items() if first < start}
     amounts: dict[str, Decimal] = dict.fromkeys(MOVEMENTS, ZERO)
     counts: dict[str, int] = dict.fromkeys(MOVEMENTS, 0)
     for org in set(before) | set(after):
@@ -327,13 +356,18 @@ def movements(
     }
 
 
-def retention(
-    *, app: Application, now: datetime | None = None, months: int = 12, current: dict[str, Decimal] | None = None
-) -> dict[str, float | None]:
+def retention(*, app: Application, now: datetime | None = None, months: int = 12) -> dict[str, float | None]:
     """NRR and GRR over `months`: the cohort paying then, its MRR now (GRR: each org capped at then)."""
     now = now or timezone.now()
-    then = paying_orgs_at(app=app, at=months_back(now, months))
-    current = current if current is not None else mrr_by_org_at(app=app, at=now)
+    then_set = _active_set(app=app, at=months_back(now, months))
+    current_set = _active_set(app=app, at=now)
+    memo = ("retention", then_set.since, then_set.until)
+    compute = partial(_retention, then_set.mrr, current_set.mrr)
+    return _derived([then_set.key, current_set.key], current_set, memo, compute)
+
+
+def _retention(then_mrr: dict[str, Decimal], current: dict[str, Decimal]) -> dict[str, float | None]:
+    then = {org: mrr for org, mrr in then_mrr.items() if mrr > 0}
     base = sum(then.values(), ZERO)
     if not base:
         return {"nrr": None, "grr": None}
