@@ -142,10 +142,14 @@ def _covers(at: datetime) -> Callable[[Hashable], bool]:
     return covers
 
 
+def _cached_active_set(*, app: Application, at: datetime) -> ActiveSet | None:
+    key = snapshots.snapshot_key(app.id)
+    return snapshots.lookup(app.id, key, "active", _covers(at)) if key is not None else None
+
+
 def _active_set(*, app: Application, at: datetime) -> ActiveSet:
     """The active set on `at`, from the snapshot cache when a span of this snapshot covers `at`."""
-    key = snapshots.snapshot_key(app.id)
-    if key is not None and (hit := snapshots.lookup(app.id, key, "active", _covers(at))) is not None:
+    if (hit := _cached_active_set(app=app, at=at)) is not None:
         return hit
     key, rows = snapshots.with_snapshot(
         app.id, _ACTIVE_SET_SQL, [at, at, at, at, app.id, app.id, at, at], order_by="product"
@@ -176,7 +180,11 @@ def _active_set(*, app: Application, at: datetime) -> ActiveSet:
 
 
 def mrr_total_at(*, app: Application, at: datetime) -> Decimal:
-    return sum(_active_set(app=app, at=at).mrr.values(), ZERO)
+    """From the cache, else one sum (an import's "MRR before" need not cache the set it replaces)."""
+    if (hit := _cached_active_set(app=app, at=at)) is not None:
+        return sum(hit.mrr.values(), ZERO)
+    rows = _rows(f"SELECT coalesce(sum(mrr), 0) FROM revenue_subscription WHERE {_ACTIVE}", [app.id, at, at])
+    return Decimal(rows[0][0])
 
 
 def mrr_by_org_at(*, app: Application, at: datetime) -> dict[str, Decimal]:
