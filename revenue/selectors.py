@@ -384,6 +384,22 @@ def _retention(then_mrr: dict[str, Decimal], current: dict[str, Decimal]) -> dic
     return {"nrr": percent(net, base), "grr": percent(gross, base)}
 
 
+def churn_dates(*, app: Application, now: datetime | None = None) -> dict[str, date]:
+    """Orgs that paid and pay nothing now: the UTC day their MRR went to 0 (their last paid end).
+
+    An org whose every subscription with MRR > 0 has ended by `now` stopped paying at the latest of
+    those ends (none of them runs past it); an org paying now, or with a paid subscription still to
+    start, has not churned.
+    """
+    now = now or timezone.now()
+    rows = _rows(
+        "SELECT external_org_id, max(end_at) FROM revenue_subscription WHERE application_id = %s AND mrr > 0"
+        " GROUP BY 1 HAVING bool_and(end_at IS NOT NULL AND end_at <= %s)",
+        [app.id, now],
+    )
+    return {org: ended.astimezone(UTC).date() for org, ended in rows}
+
+
 # --- Organizations, subscriptions, imports, notes, tags -------------------------------------------------
 
 
