@@ -136,7 +136,9 @@ class ActiveSet:
 
 def _covers(at: datetime) -> Callable[[Hashable], bool]:
     def covers(span: Hashable) -> bool:
-        since, until = span  # type: ignore[misc]
+        since: datetime | None
+        until: datetime | None
+        since, until = span  # type: ignore[misc]  # the discriminator `_active_set` stores
         return (since is None or since <= at) and (until is None or at < until)
 
     return covers
@@ -154,7 +156,8 @@ def _active_set(*, app: Application, at: datetime) -> ActiveSet:
     key, rows = snapshots.with_snapshot(
         app.id, _ACTIVE_SET_SQL, [at, at, at, at, app.id, app.id, at, at], order_by="product"
     )
-    since = until = None
+    since: datetime | None = None
+    until: datetime | None = None
     mrr: dict[str, Decimal] = {}
     products: dict[str, list[str]] = defaultdict(list)
     totals: dict[str, list] = {}  # product: [mrr, subscriptions, orgs], in the database's product order
