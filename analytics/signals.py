@@ -20,14 +20,13 @@ replayable): the message's source is `signal:<signal id>:<activation time>`, uni
 
 from __future__ import annotations
 
+import heapq
 import math
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.aggregates import ArrayAgg
-from django.db.models import Q
 from django.utils import timezone
 
 from apps_registry.models import Application
@@ -166,23 +165,24 @@ def signals_notify(*, app: Application, since: datetime, paying: dict | None = N
 def signals_list(*, app: Application, limit: int = 100, now: datetime | None = None) -> dict:
     """One row per org with an active signal (dismissed ones listed, flagged), highest priority first.
 
-    The order and the summary need each org's live kinds and MRR alone: one aggregated row per org,
-    MRR from the snapshot cache; the signal rows, names and health are read for the returned page only.
+    The order and the summary need each org's live kinds and MRR alone (MRR from the snapshot cache);
+    the signals' dates, names and health are read for the returned page only.
     """
     now = now or timezone.now()
     with revenue.consistent_read():
-        live_kinds = {
-            org: live or []
-            for org, live in OrgSignal.objects.filter(application=app, cleared_at__isnull=True)
-            .values("customer_org_id")
-            .annotate(live=ArrayAgg("kind", filter=Q(dismissed_at__isnull=True)))
+        live_kinds: dict[str, list[str]] = {}  # org: its undismissed kinds (empty: all dismissed)
+        for org, kind, dismissed in (
+            OrgSignal.objects.filter(application=app, cleared_at__isnull=True)
             .order_by()
-            .values_list("customer_org_id", "live")
-        }
+            .values_list("customer_org_id", "kind", "dismissed_at")
+        ):
+            kinds = live_kinds.setdefault(org, [])
+            if dismissed is None:
+                kinds.append(kind)
         paying = revenue.mrr_by_org_at(app=app, at=now)
         mrr = {org: paying.get(org, Decimal(0)) for org in live_kinds}
         priority = {org: signal_priority(kinds=live, mrr=mrr[org]) if live else 0.0 for org, live in live_kinds.items()}
-        shown = sorted(live_kinds, key=lambda org: (-priority[org], -mrr[org], org))[:limit]
+        shown = heapq.nsmallest(limit, live_kinds, key=lambda org: (-priority[org], -mrr[org], org))
         signals: dict[str, list[dict]] = {}
         for org, kind, since, dismissed in (
             OrgSignal.objects.filter(application=app, cleared_at__isnull=True, customer_org_id__in=shown)
