@@ -91,4 +91,11 @@ def route_ingest(full, ingest, *, other_limit: int | None = None):
     return application
 
 
-application = route_ingest(get_wsgi_application(), IngestWSGIHandler())
+def ingest_application() -> Any:
+    """POSTs to the ingest endpoints take the direct path; the rest of /v1/ and /api/v1/ingest/ Django's."""
+    from ingest.api.direct import direct_app  # imports models: only once Django is set up
+
+    return direct_app(IngestWSGIHandler())
+
+
+application = route_ingest(get_wsgi_application(), ingest_application())
