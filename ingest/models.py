@@ -208,7 +208,7 @@ class ExportCursor(models.Model):
     claimed_upto = models.BigIntegerField(default=0)
     safe_upto = models.BigIntegerField(default=0)  # no row with an id up to this can still commit
     horizon_id = models.BigIntegerField(default=0)
-    horizon_holders = ArrayField(models.TextField(), default=list)
+    horizon_holders = ArrayField(models.TextField(), default=list, blank=True)
 
     def __str__(self) -> str:
         return f"{self.table} claimed up to {self.claimed_upto}"
@@ -240,7 +240,7 @@ class ExportBatch(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     table = models.CharField(max_length=32, choices=Table.choices)
-    ids = ArrayField(models.BigIntegerField(), default=list)  # the rows in it not settled yet
+    ids = ArrayField(models.BigIntegerField(), default=list, blank=True)  # the rows in it not settled yet
     attempts = models.PositiveSmallIntegerField(default=1)  # claims of its rows so far (the most of any)
     row_count = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(default=timezone.now)

@@ -14,7 +14,17 @@ from analytics.models import Feature, Organization, OrgSignal, PersonalApiKey
 from analytics.services import new_personal_key
 from apps_registry import crypto
 from apps_registry.models import ApiSecret, Application, Company, Membership, Plan, SdkKey, Usage
-from ingest.models import Event, ExportBatch, ExportState, IdempotencyKey, IdentifyLink, SdkEvent, WriteProbe
+from ingest.models import (
+    Event,
+    ExportBatch,
+    ExportCursor,
+    ExportRetry,
+    ExportState,
+    IdempotencyKey,
+    IdentifyLink,
+    SdkEvent,
+    WriteProbe,
+)
 from revenue.models import CustomerOrg, FxRate, Import, RevenueSettings
 from tests import export_ledger
 from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
@@ -106,24 +116,21 @@ class UsageFactory(DjangoModelFactory):
     event_count = 0
 
 
-class OutboxRowFactory(DjangoModelFactory):
-    """`export_state=EXPORTED` or `SENDING` is recorded in the export ledger, as the exporter would."""
-
-    class Meta:
-        abstract = True
+class ExportStateMixin:
+    """Outbox row factories: `export_state=EXPORTED` or `SENDING` goes to the export ledger, as the exporter would."""
 
     @classmethod
     def _create(cls, model_class: type, *args: Any, **kwargs: Any) -> Any:
         state = kwargs.get("export_state")
         if state in (ExportState.EXPORTED, ExportState.SENDING):
             kwargs["export_state"] = ExportState.PENDING
-        row = super()._create(model_class, *args, **kwargs)
+        row = super()._create(model_class, *args, **kwargs)  # type: ignore[misc]
         if state in (ExportState.EXPORTED, ExportState.SENDING):
             export_ledger.mark(row, ExportState(state))
         return row
 
 
-class EventFactory(OutboxRowFactory):
+class EventFactory(ExportStateMixin, DjangoModelFactory):
     class Meta:
         model = Event
 
@@ -137,7 +144,7 @@ class EventFactory(OutboxRowFactory):
     occurred_at = factory.LazyFunction(timezone.now)
 
 
-class SdkEventFactory(OutboxRowFactory):
+class SdkEventFactory(ExportStateMixin, DjangoModelFactory):
     class Meta:
         model = SdkEvent
 
@@ -159,7 +166,7 @@ class SdkEventFactory(OutboxRowFactory):
     consent_analytics = True
 
 
-class IdentifyLinkFactory(OutboxRowFactory):
+class IdentifyLinkFactory(ExportStateMixin, DjangoModelFactory):
     class Meta:
         model = IdentifyLink
 
@@ -184,6 +191,22 @@ class ExportBatchFactory(DjangoModelFactory):
 
     table = ExportBatch.Table.EVENTS
     lease_until = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=3))
+
+
+class ExportCursorFactory(DjangoModelFactory):
+    class Meta:
+        model = ExportCursor
+        django_get_or_create = ("table",)
+
+    table = ExportBatch.Table.EVENTS
+
+
+class ExportRetryFactory(DjangoModelFactory):
+    class Meta:
+        model = ExportRetry
+
+    table = ExportBatch.Table.EVENTS
+    ids = factory.LazyFunction(lambda: [1])
 
 
 class WriteProbeFactory(DjangoModelFactory):

@@ -52,7 +52,9 @@ class Migration(migrations.Migration):
                 ("horizon_id", models.BigIntegerField(default=0)),
                 (
                     "horizon_holders",
-                    django.contrib.postgres.fields.ArrayField(base_field=models.TextField(), default=list, size=None),
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.TextField(), blank=True, default=list, size=None
+                    ),
                 ),
             ],
         ),
@@ -84,7 +86,7 @@ class Migration(migrations.Migration):
             model_name="exportbatch",
             name="ids",
             field=django.contrib.postgres.fields.ArrayField(
-                base_field=models.BigIntegerField(), default=list, size=None
+                base_field=models.BigIntegerField(), blank=True, default=list, size=None
             ),
         ),
         migrations.RunSQL(LEDGER_FROM_ROWS, migrations.RunSQL.noop),
