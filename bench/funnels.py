@@ -37,6 +37,12 @@ def generate(args: argparse.Namespace) -> None:
     from analytics_data import generate as data_generate
 
     data = data_generate(db=DB_NAME, events=args.events, days=args.days)
+    # A company that keeps a year of raw events: the 12-week retention is inside what it keeps, which
+    # is when the rollup path may answer (analytics/query/retention_rollups.py).
+    psql(
+        f"{PG}/{DB_NAME}",
+        f"UPDATE apps_registry_company SET retention_days_override = 365 WHERE id = {int(data['company_id'])}",  # noqa: S608 (an id)
+    )
     data.update(fold_all(DB_NAME))  # the retention's rollup path reads what the fold maintains (+ VACUUM ANALYZE)
     META.write_text(json.dumps(data))
     print(f"inserted {args.events:,} events in {data['insert_seconds']:.0f} s, folded in {data['fold_seconds']:.0f} s")
@@ -71,11 +77,12 @@ def run(args: argparse.Namespace) -> None:
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [str(ROOT), *(p for p in sys.path if p and Path(p).resolve() != Path(here))]  # bench/ingest.py
     sys.modules.pop("ingest", None)
-    # Bind the project's packages now: bench/ holds scripts of the same names (ingest.py, analytics.py).
+    # Bind the project's packages now: bench/ holds scripts of the same names (ingest.py, analytics.py, revenue.py).
     import django
 
     import analytics  # noqa: F401
     import ingest  # noqa: F401
+    import revenue  # noqa: F401 (bench/revenue.py too)
 
     django.setup()
     from datetime import UTC, datetime, timedelta

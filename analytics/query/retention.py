@@ -7,7 +7,8 @@ not ended yet is marked incomplete, and the average curve weighs complete period
 
 The SQL (both engines, the explorer's bucket primitives) returns cohort sizes and, per (cohort,
 return period), the number of distinct entities; Python turns bucket pairs into period numbers,
-which keeps the period arithmetic (weeks, months) out of the two dialects.
+which keeps the period arithmetic (weeks, months) out of the two dialects. On PostgreSQL a query the
+rollups answer exactly reads them instead (retention_rollups.py: same rows, from per-day bitmaps).
 """
 
 from __future__ import annotations
