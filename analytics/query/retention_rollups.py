@@ -10,10 +10,10 @@ statement's (cohort, return period or None, count), so `retention_run` shapes bo
 
 Taken only when the answer is provably the raw one (`eligible`), else the raw statement runs:
 - start and return events without filters (the rollups are per name only), `environment` unset or a
-  named one (`*` is the rollups' all-environments row, `''` is NULL there);
+  named one (`*` is the rollups' all-environments row; `''` is unset already);
 - `from`/`to` on UTC midnights: the rollups are per UTC day, and every period (day, Monday week,
   month) is whole days, so the return periods are whole days too;
-- `from` after the company's retention horizon, as the explorer's rollup path (accelerated.py).
+- `from` after the company's retention horizon, as the explorer's rollup path (accelerated.py, with its known gap).
 Rows stored but not folded yet are read from the queue in the same statement, as the explorer does;
 their keys without a dense id yet get ids above every dense id (int4), one per key.
 BigQuery keeps the raw statement: it has no rollups.
@@ -41,7 +41,7 @@ def eligible(app: Application, r: Retention) -> str | None:
     """The environment to read ('*' = all) when the rollups answer `r` exactly, else None."""
     if (r.source.name, r.count_by) not in _MEASURE_KEY or r.start.filters or r.ret.filters:
         return None
-    if r.environment in ("", "*"):
+    if r.environment == "*":  # the rollups' all-environments row, where the raw filter matches none
         return None
     if not (_midnight(r.start_at) and _midnight(r.end_at)) or r.start_at <= horizon(app):
         return None
