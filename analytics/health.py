@@ -51,6 +51,7 @@ from django.utils import timezone
 from pyroaring import BitMap
 
 from apps_registry.models import Application
+from revenue.selectors import churn_dates, has_revenue_data
 
 from . import bitmaps
 from .models import ALL_ENVIRONMENTS, Feature, HealthModel, Organization, OrgSignal, Source
@@ -599,9 +600,11 @@ def organizations_scan(*, app: Application, now: datetime | None = None, chunk: 
 
 
 def churn_dates_from_revenue(app: Application) -> dict[str, date] | None:
-    """Churn dates (a subscription set that ended) per org from imported revenue data, or None.
+    """Churn dates (the day an org's MRR went to 0 for good) per org from imported revenue data, or None.
 
-    The hook the revenue app fills: until revenue data exists for the app, the backtest falls back
-    to churn by silence (30 days without an event after regular use).
+    Until revenue data exists for the app, the backtest falls back to churn by silence (30 days
+    without an event after regular use).
     """
-    return None
+    if not has_revenue_data(app=app):
+        return None
+    return churn_dates(app=app)

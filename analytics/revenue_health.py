@@ -13,6 +13,7 @@ in it that have a score; null when none) and average MRR.
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -42,17 +43,20 @@ class OrgHealth:
     last_seen: datetime | None
 
 
-def health_of(*, app: Application, org_ids: list[str] | None = None) -> dict[str, OrgHealth]:
-    """The current health score and bucket of the app's orgs seen in events (others are absent)."""
+def health_of(*, app: Application, org_ids: list[str] | None = None, last_seen: bool = True) -> dict[str, OrgHealth]:
+    """The current health score and bucket of the app's orgs seen in events (others are absent).
+
+    `last_seen=False` leaves it None: over every org of an app, parsing the timestamps costs more
+    than the rest of a revenue answer.
+    """
     orgs = Organization.objects.filter(application=app)
     if org_ids is not None and len(org_ids) <= 1000:  # a long IN list costs more than reading the app's orgs
         orgs = orgs.filter(customer_org_id__in=org_ids)
     wanted = set(org_ids) if org_ids is not None else None
+    fields = ["customer_org_id", "health_score", "health_bucket"] + (["last_seen"] if last_seen else [])
     return {
-        org: OrgHealth(score, bucket or None, last_seen)
-        for org, score, bucket, last_seen in orgs.values_list(
-            "customer_org_id", "health_score", "health_bucket", "last_seen"
-        )
+        org: OrgHealth(score, bucket or None, seen[0] if seen else None)
+        for org, score, bucket, *seen in orgs.values_list(*fields)
         if wanted is None or org in wanted
     }
 
@@ -95,14 +99,14 @@ def org_segments(*, app: Application, now: datetime | None = None) -> dict[str, 
     """Each paying org's cell: what the Organizations list filters on (the same orgs as the matrix)."""
     now = now or timezone.now()
     paying = revenue.paying_orgs_at(app=app, at=now)
-    return segments(paying=paying, health=health_of(app=app, org_ids=list(paying)))[1]
+    return segments(paying=paying, health=health_of(app=app, org_ids=list(paying), last_seen=False))[1]
 
 
 def revenue_health_get(*, app: Application, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     with revenue.consistent_read():
         paying = revenue.paying_orgs_at(app=app, at=now)
-        health = health_of(app=app, org_ids=list(paying))
+        health = health_of(app=app, org_ids=list(paying), last_seen=False)
     median, cell_of = segments(paying=paying, health=health)
     total = sum(paying.values(), Decimal(0))
     cells = {}
@@ -131,14 +135,14 @@ def revenue_get(*, app: Application, month: date | None = None, now: datetime | 
     now = now or timezone.now()
     month = month or date(now.year, now.month, 1)
     with revenue.consistent_read():
-        paying = {org: mrr for org, mrr in revenue.mrr_by_org_at(app=app, at=now).items() if mrr > 0}
-        health = health_of(app=app, org_ids=list(paying))
+        paying = revenue.paying_orgs_at(app=app, at=now)
+        health = health_of(app=app, org_ids=list(paying), last_seen=False)
         by_product = revenue.by_product(app=app, at=now)
-        current = revenue.mrr_by_org_at(app=app, at=now)  # read once, shared by movements and retention
-        movements = revenue.movements(app=app, month=month, now=now, current=current)
-        retention = revenue.retention(app=app, now=now, current=current)
-        top = sorted(paying.items(), key=lambda item: (-item[1], item[0]))[:TOP_ORGS]
+        movements = revenue.movements(app=app, month=month, now=now)
+        retention = revenue.retention(app=app, now=now)
+        top = heapq.nsmallest(TOP_ORGS, paying.items(), key=lambda item: (-item[1], item[0]))
         top_ids = [org for org, _ in top]
+        top_health = health_of(app=app, org_ids=top_ids)
         names = revenue.display_names(app=app, org_ids=top_ids)
         products = revenue.products_by_org_at(app=app, at=now, org_ids=top_ids)
         signals = active_signals_of(app=app, org_ids=top_ids)
@@ -176,10 +180,10 @@ def revenue_get(*, app: Application, month: date | None = None, now: datetime | 
                 "mrr": revenue.money(mrr),
                 "products": products.get(org, []),
                 "health": {
-                    "score": health[org].score if org in health else None,
-                    "bucket": health[org].bucket if org in health else None,
+                    "score": top_health[org].score if org in top_health else None,
+                    "bucket": top_health[org].bucket if org in top_health else None,
                 },
-                "last_seen": health[org].last_seen if org in health else None,
+                "last_seen": top_health[org].last_seen if org in top_health else None,
                 "signals": signals.get(org, []),
             }
             for org, mrr in top

@@ -20,6 +20,7 @@ replayable): the message's source is `signal:<signal id>:<activation time>`, uni
 
 from __future__ import annotations
 
+import heapq
 import math
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -162,63 +163,59 @@ def signals_notify(*, app: Application, since: datetime, paying: dict | None = N
 
 
 def signals_list(*, app: Application, limit: int = 100, now: datetime | None = None) -> dict:
-    """One row per org with an active signal (dismissed ones listed, flagged), highest priority first."""
+    """One row per org with an active signal (dismissed ones listed, flagged), highest priority first.
+
+    The order and the summary need each org's live kinds and MRR alone (MRR from the snapshot cache);
+    the signals' dates, names and health are read for the returned page only.
+    """
     now = now or timezone.now()
     with revenue.consistent_read():
-        rows = list(
+        live_kinds: dict[str, list[str]] = {}  # org: its undismissed kinds (empty: all dismissed)
+        for org, kind, dismissed in (
             OrgSignal.objects.filter(application=app, cleared_at__isnull=True)
+            .order_by()
+            .values_list("customer_org_id", "kind", "dismissed_at")
+        ):
+            kinds = live_kinds.setdefault(org, [])
+            if dismissed is None:
+                kinds.append(kind)
+        paying = revenue.mrr_by_org_at(app=app, at=now)
+        mrr = {org: paying.get(org, Decimal(0)) for org in live_kinds}
+        priority = {org: signal_priority(kinds=live, mrr=mrr[org]) if live else 0.0 for org, live in live_kinds.items()}
+        shown = heapq.nsmallest(limit, live_kinds, key=lambda org: (-priority[org], -mrr[org], org))
+        signals: dict[str, list[dict]] = {}
+        for org, kind, since, dismissed in (
+            OrgSignal.objects.filter(application=app, cleared_at__isnull=True, customer_org_id__in=shown)
             .order_by("customer_org_id", "kind")
             .values_list("customer_org_id", "kind", "active_since", "dismissed_at")
-        )
-        paying = revenue.mrr_by_org_at(app=app, at=now)
-        per_org: dict[str, list[dict]] = {}
-        for org, kind, since, dismissed in rows:
-            per_org.setdefault(org, []).append({"type": kind, "since": since, "dismissed": dismissed is not None})
-        items: list[dict[str, Any]] = []
-        for org, signals in per_org.items():
-            mrr = paying.get(org, Decimal(0))
-            live = [s["type"] for s in signals if not s["dismissed"]]
-            items.append(
-                {
-                    "customer_org_id": org,
-                    "signals": signals,
-                    "priority": signal_priority(kinds=live, mrr=mrr) if live else 0.0,
-                    "mrr": revenue.money(mrr),
-                }
-            )
-        items.sort(key=lambda i: (-i["priority"], -Decimal(i["mrr"]), i["customer_org_id"]))
-        # Names and health only for the rows returned: the order needs MRR and signals alone.
-        shown = [i["customer_org_id"] for i in items[:limit]]
+        ):
+            signals.setdefault(org, []).append({"type": kind, "since": since, "dismissed": dismissed is not None})
         health = health_of(app=app, org_ids=shown)
         names = revenue.display_names(app=app, org_ids=shown)
-    for item in items[:limit]:
-        h = health.get(item["customer_org_id"])
-        item["display_name"] = names.get(item["customer_org_id"])
-        item["health"] = {"score": h.score if h else None, "bucket": h.bucket if h else None}
-        item["last_seen"] = h.last_seen if h else None
-    live_orgs = [i for i in items if any(not s["dismissed"] for s in i["signals"])]
-    at_risk = sum(
-        (
-            Decimal(i["mrr"])
-            for i in live_orgs
-            if any(s["type"] in RISK_KINDS and not s["dismissed"] for s in i["signals"])
-        ),
-        Decimal(0),
-    )
+    items: list[dict[str, Any]] = []
+    for org in shown:
+        h = health.get(org)
+        items.append(
+            {
+                "customer_org_id": org,
+                "signals": signals.get(org, []),
+                "priority": priority[org],
+                "mrr": revenue.money(mrr[org]),
+                "display_name": names.get(org),
+                "health": {"score": h.score if h else None, "bucket": h.bucket if h else None},
+                "last_seen": h.last_seen if h else None,
+            }
+        )
+    at_risk = sum((mrr[org] for org, live in live_kinds.items() if set(live) & set(RISK_KINDS)), Decimal(0))
     expansion = sum(
-        (
-            Decimal(i["mrr"])
-            for i in live_orgs
-            if any(s["type"] == OrgSignal.Kind.EXPANSION_CANDIDATE and not s["dismissed"] for s in i["signals"])
-        ),
-        Decimal(0),
+        (mrr[org] for org, live in live_kinds.items() if OrgSignal.Kind.EXPANSION_CANDIDATE in live), Decimal(0)
     )
     return {
         "summary": {
-            "orgs": len(live_orgs),
+            "orgs": sum(1 for live in live_kinds.values() if live),
             "mrr_at_risk": revenue.money(at_risk),
             "expansion_mrr": revenue.money(expansion),
         },
-        "orgs": items[:limit],
-        "total": len(items),
+        "orgs": items,
+        "total": len(live_kinds),
     }

@@ -6,15 +6,24 @@ Definitions (all instants UTC; amounts in the app's reporting currency, `Decimal
 - MRR at the end of a month: at its last instant (the first instant of the next month minus 1 µs),
   so a subscription ending exactly at midnight on the 1st still counts in the month before; for
   the current month: now. The start of a month is the end of the month before.
+
+What one subscriptions snapshot determines (the set active on an instant, the MRR started and ended
+per month, each org's first paid start) is computed once and cached under the snapshot
+(revenue/snapshots.py): an answer then costs a lookup, not a scan of the app's subscriptions.
 """
 
 from __future__ import annotations
 
+import copy
+import heapq
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,6 +31,7 @@ from django.utils import timezone
 
 from apps_registry.models import Application
 
+from . import snapshots
 from .models import CustomerOrg, Import, Note, Subscription, Tag
 
 ZERO = Decimal(0)
@@ -93,71 +103,152 @@ def month_end_instant(month: date, now: datetime) -> datetime:
     return min(end, now)
 
 
-# --- MRR --------------------------------------------------------------------------------------------
+# --- MRR ---------------------------------------------------------------------------------------------
 
 _ACTIVE = "application_id = %s AND start_at <= %s AND (end_at IS NULL OR end_at > %s)"
 
+# The subscriptions active on an instant, and the span around it in which that set cannot change: from
+# the last start_at/end_at at or before the instant to the first one after it (null: unbounded).
+_ACTIVE_SET_SQL = f"""
+    SELECT 'span' AS kind, NULL::text AS org, NULL::text AS product, NULL::numeric AS mrr,
+        greatest(max(start_at) FILTER (WHERE start_at <= %s), max(end_at) FILTER (WHERE end_at <= %s)) AS since,
+        least(min(start_at) FILTER (WHERE start_at > %s), min(end_at) FILTER (WHERE end_at > %s)) AS until
+    FROM revenue_subscription WHERE application_id = %s
+    UNION ALL
+    SELECT 'row', external_org_id, product_code, mrr, NULL, NULL FROM revenue_subscription WHERE {_ACTIVE}
+"""
+
+
+@dataclass(frozen=True)
+class ActiveSet:
+    """What is active on every instant of [since, until) of snapshot `key`: per org MRR and products,
+    per product totals, and `derived`: figures computed from this set and others of the same snapshot.
+    """
+
+    key: snapshots.SnapshotKey | None
+    since: datetime | None
+    until: datetime | None
+    mrr: dict[str, Decimal]
+    products: dict[str, list[str]]
+    by_product: list[dict]
+    derived: dict[Hashable, Any] = field(default_factory=dict, compare=False)
+
+
+def _covers(at: datetime) -> Callable[[Hashable], bool]:
+    def covers(span: Hashable) -> bool:
+        since: datetime | None
+        until: datetime | None
+        since, until = span  # type: ignore[misc]  # the discriminator `_active_set` stores
+        return (since is None or since <= at) and (until is None or at < until)
+
+    return covers
+
+
+def _cached_active_set(*, app: Application, at: datetime) -> ActiveSet | None:
+    key = snapshots.snapshot_key(app.id)
+    return snapshots.lookup(app.id, key, "active", _covers(at)) if key is not None else None
+
+
+def _active_set(*, app: Application, at: datetime) -> ActiveSet:
+    """The active set on `at`, from the snapshot cache when a span of this snapshot covers `at`."""
+    if (hit := _cached_active_set(app=app, at=at)) is not None:
+        return hit
+    key, rows = snapshots.with_snapshot(
+        app.id, _ACTIVE_SET_SQL, [at, at, at, at, app.id, app.id, at, at], order_by="product"
+    )
+    since: datetime | None = None
+    until: datetime | None = None
+    mrr: dict[str, Decimal] = {}
+    products: dict[str, list[str]] = defaultdict(list)
+    totals: dict[str, list] = {}  # product: [mrr, subscriptions, orgs], in the database's product order
+    for kind, org, product, amount, low, high in rows:
+        if kind == "span":
+            since, until = low, high
+            continue
+        mrr[org] = mrr.get(org, ZERO) + amount
+        if product not in products[org]:
+            products[org].append(product)
+        total = totals.setdefault(product, [ZERO, 0, set()])
+        total[0] += amount
+        total[1] += 1
+        total[2].add(org)
+    by_product = [
+        {"product_code": p, "mrr": money(m), "subscriptions": n, "orgs": len(orgs)}
+        for p, (m, n, orgs) in sorted(totals.items(), key=lambda item: -item[1][0])  # stable: ties by product
+    ]
+    active = ActiveSet(key, since, until, mrr, dict(products), by_product)
+    if key is not None:
+        snapshots.store(app.id, key, "active", active, (since, until))
+    return active
+
 
 def mrr_total_at(*, app: Application, at: datetime) -> Decimal:
-    rows = _rows(
-        f"SELECT coalesce(sum(mrr), 0) FROM revenue_subscription WHERE {_ACTIVE}",
-        [app.id, at, at],
-    )
+    """From the cache, else one sum (an import's "MRR before" need not cache the set it replaces)."""
+    if (hit := _cached_active_set(app=app, at=at)) is not None:
+        return sum(hit.mrr.values(), ZERO)
+    rows = _rows(f"SELECT coalesce(sum(mrr), 0) FROM revenue_subscription WHERE {_ACTIVE}", [app.id, at, at])
     return Decimal(rows[0][0])
 
 
 def mrr_by_org_at(*, app: Application, at: datetime) -> dict[str, Decimal]:
     """Each org's MRR on instant `at`, for orgs with an active subscription (MRR may be 0)."""
-    return {
-        org: Decimal(mrr)
-        for org, mrr in _rows(
-            f"SELECT external_org_id, sum(mrr) FROM revenue_subscription WHERE {_ACTIVE} GROUP BY 1",
-            [app.id, at, at],
-        )
-    }
+    return dict(_active_set(app=app, at=at).mrr)
 
 
 def paying_orgs_at(*, app: Application, at: datetime) -> dict[str, Decimal]:
     """Orgs with MRR > 0 on `at` (a paying org "has an active subscription" that is worth something)."""
-    return {org: mrr for org, mrr in mrr_by_org_at(app=app, at=at).items() if mrr > 0}
+    return {org: mrr for org, mrr in _active_set(app=app, at=at).mrr.items() if mrr > 0}
 
 
 def products_by_org_at(*, app: Application, at: datetime, org_ids: list[str] | None = None) -> dict[str, list[str]]:
-    sql = (
-        "SELECT external_org_id, array_agg(DISTINCT product_code ORDER BY product_code)"
-        f" FROM revenue_subscription WHERE {_ACTIVE}"
-    )
-    params: list = [app.id, at, at]
-    if org_ids is not None:
-        sql += " AND external_org_id = ANY(%s)"
-        params.append(org_ids)
-    return {org: list(products) for org, products in _rows(sql + " GROUP BY 1", params)}
+    products = _active_set(app=app, at=at).products
+    if org_ids is None:
+        return {org: list(codes) for org, codes in products.items()}
+    return {org: list(products[org]) for org in org_ids if org in products}
+
+
+def by_product(*, app: Application, at: datetime) -> list[dict]:
+    return [dict(row) for row in _active_set(app=app, at=at).by_product]
+
+
+_FLOWS_SQL = """
+    SELECT 's' AS kind, (date_trunc('month', start_at AT TIME ZONE 'UTC'))::date AS month, sum(mrr) AS mrr
+    FROM revenue_subscription WHERE application_id = %s{org} GROUP BY 2
+    UNION ALL
+    SELECT 'e', (date_trunc('month', end_at AT TIME ZONE 'UTC'))::date, sum(mrr)
+    FROM revenue_subscription WHERE application_id = %s AND end_at IS NOT NULL{org} GROUP BY 2
+"""
+
+
+def _monthly_flows(*, app: Application, org_id: str | None) -> tuple[dict[date, Decimal], dict[date, Decimal]]:
+    """MRR started and ended per calendar month (the app's cached per snapshot; an org's from its rows)."""
+    if org_id is None:
+        key = snapshots.snapshot_key(app.id)
+        if key is not None and (hit := snapshots.lookup(app.id, key, "flows")) is not None:
+            return hit
+        key, rows = snapshots.with_snapshot(app.id, _FLOWS_SQL.format(org=""), [app.id, app.id])
+    else:
+        key = None
+        rows = _rows(_FLOWS_SQL.format(org=" AND external_org_id = %s"), [app.id, org_id, app.id, org_id])
+    started: dict[date, Decimal] = defaultdict(Decimal)
+    ended: dict[date, Decimal] = defaultdict(Decimal)
+    for kind, month, total in rows:
+        (started if kind == "s" else ended)[month] += Decimal(total)
+    flows = (dict(started), dict(ended))
+    if key is not None:
+        snapshots.store(app.id, key, "flows", flows)
+    return flows
 
 
 def mrr_trend(*, app: Application, months: int, now: datetime | None = None, org_id: str | None = None) -> list[dict]:
     """MRR at the end of each of the last `months` calendar months, oldest first, this month (now) last.
 
-    Two grouped scans: MRR at a month boundary B = Σ mrr started before B - Σ mrr ended before B
-    (an ended subscription started before it ended), accumulated month by month.
+    MRR at a month boundary B = Σ mrr started before B - Σ mrr ended before B (an ended subscription
+    started before it ended), from the MRR started and ended per month (two grouped scans).
     """
     now = now or timezone.now()
     first = add_months(now.date(), -(months - 1))
-    org_sql = " AND external_org_id = %s" if org_id is not None else ""
-    org_params = [org_id] if org_id is not None else []
-    rows = _rows(  # constant SQL (the org filter is a fixed fragment), values are placeholders
-        f"""
-        SELECT 's', (date_trunc('month', start_at AT TIME ZONE 'UTC'))::date, sum(mrr)
-        FROM revenue_subscription WHERE application_id = %s{org_sql} GROUP BY 2
-        UNION ALL
-        SELECT 'e', (date_trunc('month', end_at AT TIME ZONE 'UTC'))::date, sum(mrr)
-        FROM revenue_subscription WHERE application_id = %s AND end_at IS NOT NULL{org_sql} GROUP BY 2
-        """,
-        [app.id, *org_params, app.id, *org_params],
-    )
-    started: dict[date, Decimal] = defaultdict(Decimal)
-    ended: dict[date, Decimal] = defaultdict(Decimal)
-    for kind, month, total in rows:
-        (started if kind == "s" else ended)[month] += Decimal(total)
+    started, ended = _monthly_flows(app=app, org_id=org_id)
 
     def at_boundary(boundary: date) -> Decimal:
         return sum((v for m, v in started.items() if m < boundary), ZERO) - sum(
@@ -169,10 +260,8 @@ def mrr_trend(*, app: Application, months: int, now: datetime | None = None, org
     month = first
     while month <= current:
         if month == current:
-            if org_id is None:
-                value = mrr_total_at(app=app, at=now)
-            else:
-                value = mrr_by_org_at(app=app, at=now).get(org_id, ZERO)
+            mrr = _active_set(app=app, at=now).mrr
+            value = sum(mrr.values(), ZERO) if org_id is None else mrr.get(org_id, ZERO)
         else:
             value = at_boundary(add_months(month, 1))
         values.append((month, value))
@@ -193,45 +282,67 @@ def mrr_trend(*, app: Application, months: int, now: datetime | None = None, org
     return out
 
 
-def by_product(*, app: Application, at: datetime) -> list[dict]:
-    rows = _rows(
-        f"SELECT product_code, sum(mrr), count(*), count(DISTINCT external_org_id) FROM revenue_subscription"
-        f" WHERE {_ACTIVE} GROUP BY 1 ORDER BY 2 DESC, 1",
-        [app.id, at, at],
-    )
-    return [{"product_code": p, "mrr": money(m), "subscriptions": s, "orgs": o} for p, m, s, o in rows]
-
-
 def concentration(paying: dict[str, Decimal]) -> dict[str, float | None]:
     """Share of MRR held by the top 1, 5 and 10 orgs (percent)."""
-    ranked = sorted(paying.values(), reverse=True)
-    total = sum(ranked, ZERO)
+    ranked = heapq.nlargest(10, paying.values())
+    total = sum(paying.values(), ZERO)
     return {f"top{n}": percent(sum(ranked[:n], ZERO), total) for n in (1, 5, 10)}
+
+
+def _first_paid(*, app: Application) -> tuple[snapshots.SnapshotKey | None, dict[str, datetime]]:
+    """(snapshot key, each org's first start of a subscription with MRR > 0), cached per snapshot."""
+    key = snapshots.snapshot_key(app.id)
+    if key is not None and (hit := snapshots.lookup(app.id, key, "first_paid")) is not None:
+        return key, hit
+    key, rows = snapshots.with_snapshot(
+        app.id,
+        "SELECT external_org_id, min(start_at) FROM revenue_subscription"
+        " WHERE application_id = %s AND mrr > 0 GROUP BY 1",
+        [app.id],
+    )
+    first_paid = dict(rows)
+    if key is not None:
+        snapshots.store(app.id, key, "first_paid", first_paid)
+    return key, first_paid
+
+
+def _derived(
+    keys: list[snapshots.SnapshotKey | None], holder: ActiveSet, memo: Hashable, compute: Callable[[], dict]
+) -> dict:
+    """`compute()`, kept on `holder` when its inputs are all of one snapshot (a copy: callers own it)."""
+    if len(set(keys)) != 1 or None in keys:  # an import committed between the reads (no consistent read)
+        return compute()
+    if memo not in holder.derived:
+        holder.derived[memo] = compute()
+    return copy.deepcopy(holder.derived[memo])
 
 
 MOVEMENTS = ("new", "reactivation", "expansion", "contraction", "churned")
 
 
-def movements(
-    *, app: Application, month: date, now: datetime | None = None, current: dict[str, Decimal] | None = None
-) -> dict:
-    """Each org's MRR at the month's start against its end (now for the current month), classified."""
+def movements(*, app: Application, month: date, now: datetime | None = None) -> dict:
+    """Each org's MRR at the month's start against its end (now for the current month), classified.
+
+    Kept per snapshot with the sets at both ends (it cannot change while they hold).
+    """
     now = now or timezone.now()
     start = month_start(month)
     if start > now:  # a month not begun: nothing moved yet
         zero = {"mrr": money(ZERO), "orgs": 0}
         return {"month": f"{month:%Y-%m}", **{kind: dict(zero) for kind in MOVEMENTS}, "net_new": money(ZERO)}
-    before = mrr_by_org_at(app=app, at=start - EPSILON)
-    end = month_end_instant(month, now)
-    after = current if current is not None and end == now else mrr_by_org_at(app=app, at=end)
-    paid_before = {
-        org
-        for (org,) in _rows(
-            "SELECT DISTINCT external_org_id FROM revenue_subscription WHERE application_id = %s"
-            " AND start_at < %s AND mrr > 0",
-            [app.id, start],
-        )
-    }
+    before = _active_set(app=app, at=start - EPSILON)
+    after = _active_set(app=app, at=month_end_instant(month, now))
+    paid_key, first_paid = _first_paid(app=app)
+    memo = ("movements", month, before.since, before.until)
+    compute = partial(_movements, month, before.mrr, after.mrr, first_paid)
+    return _derived([before.key, paid_key, after.key], after, memo, compute)
+
+
+def _movements(
+    month: date, before: dict[str, Decimal], after: dict[str, Decimal], first_paid: dict[str, datetime]
+) -> dict:
+    start = month_start(month)
+    paid_before = {org for org, first in first_paid.items() if first < start}
     amounts: dict[str, Decimal] = dict.fromkeys(MOVEMENTS, ZERO)
     counts: dict[str, int] = dict.fromkeys(MOVEMENTS, 0)
     for org in set(before) | set(after):
@@ -256,19 +367,40 @@ def movements(
     }
 
 
-def retention(
-    *, app: Application, now: datetime | None = None, months: int = 12, current: dict[str, Decimal] | None = None
-) -> dict[str, float | None]:
+def retention(*, app: Application, now: datetime | None = None, months: int = 12) -> dict[str, float | None]:
     """NRR and GRR over `months`: the cohort paying then, its MRR now (GRR: each org capped at then)."""
     now = now or timezone.now()
-    then = paying_orgs_at(app=app, at=months_back(now, months))
-    current = current if current is not None else mrr_by_org_at(app=app, at=now)
+    then_set = _active_set(app=app, at=months_back(now, months))
+    current_set = _active_set(app=app, at=now)
+    memo = ("retention", then_set.since, then_set.until)
+    compute = partial(_retention, then_set.mrr, current_set.mrr)
+    return _derived([then_set.key, current_set.key], current_set, memo, compute)
+
+
+def _retention(then_mrr: dict[str, Decimal], current: dict[str, Decimal]) -> dict[str, float | None]:
+    then = {org: mrr for org, mrr in then_mrr.items() if mrr > 0}
     base = sum(then.values(), ZERO)
     if not base:
         return {"nrr": None, "grr": None}
     net = sum((current.get(org, ZERO) for org in then), ZERO)
     gross = sum((min(current.get(org, ZERO), mrr) for org, mrr in then.items()), ZERO)
     return {"nrr": percent(net, base), "grr": percent(gross, base)}
+
+
+def churn_dates(*, app: Application, now: datetime | None = None) -> dict[str, date]:
+    """Orgs that paid and pay nothing now: the UTC day their MRR went to 0 (their last paid end).
+
+    An org whose every subscription with MRR > 0 has ended by `now` stopped paying at the latest of
+    those ends (none of them runs past it); an org paying now, or with a paid subscription still to
+    start, has not churned.
+    """
+    now = now or timezone.now()
+    rows = _rows(
+        "SELECT external_org_id, max(end_at) FROM revenue_subscription WHERE application_id = %s AND mrr > 0"
+        " GROUP BY 1 HAVING bool_and(end_at IS NOT NULL AND end_at <= %s)",
+        [app.id, now],
+    )
+    return {org: ended.astimezone(UTC).date() for org, ended in rows}
 
 
 # --- Organizations, subscriptions, imports, notes, tags -------------------------------------------------

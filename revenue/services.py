@@ -20,7 +20,7 @@ from apps_registry.models import Application, Membership
 from ingest.errors import ApiError
 
 from . import imports
-from .models import DEFAULT_REPORTING_CURRENCY, CustomerOrg, FxRate, Import, Note, RevenueSettings, Tag
+from .models import DEFAULT_REPORTING_CURRENCY, FxRate, Import, Note, RevenueSettings, Tag
 from .selectors import money, mrr_total_at
 from .signals import import_applied
 
@@ -115,15 +115,13 @@ def import_report(record: Import) -> dict:
 
 
 def _existing_orgs(app: Application, ids: set[str]) -> set[str]:
-    existing: set[str] = set()
-    id_list = list(ids)
-    for i in range(0, len(id_list), 10_000):
-        existing.update(
-            CustomerOrg.objects.filter(application=app, external_org_id__in=id_list[i : i + 10_000]).values_list(
-                "external_org_id", flat=True
-            )
+    """One array parameter: the ORM's IN list costs more to build than the query to run at 10,000 ids."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT external_org_id FROM revenue_customerorg WHERE application_id = %s AND external_org_id = ANY(%s)",
+            [app.id, list(ids)],
         )
-    return existing
+        return {org for (org,) in cursor.fetchall()}
 
 
 def _org_counts(app: Application, rows: list[dict]) -> dict:

@@ -12,6 +12,7 @@ or password hashes arrive, ingest always finds a free thread (issue 18: 64 explo
 taken them all, and events waited seconds). Static files and /metrics are not counted.
 """
 
+import gc
 import json
 import os
 import threading
@@ -91,4 +92,17 @@ def route_ingest(full, ingest, *, other_limit: int | None = None):
     return application
 
 
-application = route_ingest(get_wsgi_application(), IngestWSGIHandler())
+def ingest_application() -> Any:
+    """POSTs to the ingest endpoints take the direct path; the rest of /v1/ and /api/v1/ingest/ Django's."""
+    from ingest.api.direct import direct_app  # imports models: only once Django is set up
+
+    return direct_app(IngestWSGIHandler())
+
+
+application = route_ingest(get_wsgi_application(), ingest_application())
+
+# Everything loaded so far (settings, URLconf, models, views, libraries) lives as long as the
+# process. Frozen, the cyclic collector no longer walks it: a full collection stops every request
+# thread of the process while it runs, and over the whole startup heap it took 50-100 ms, which
+# was the victim's p99 in bench/isolation.py (issue 18, item 3).
+gc.freeze()

@@ -27,6 +27,7 @@ from ..models import (
 from ..selectors import application_active_check, application_writable, features_list
 from ..services import feature_create, feature_delete
 from .base import AnalyticsView
+from .openapi import NOT_BLANK
 from .params import WindowSerializer, parse, window
 from .parsers import JsonBodyParser
 
@@ -66,8 +67,7 @@ class FeatureInput(serializers.Serializer):
 
 # The request body as the view accepts it. Beyond what FeatureInput's fields say: `events` or
 # `path_prefixes` must hold at least one value (`anyOf`), and every string must hold more than
-# whitespace (DRF trims it, then refuses a blank); `\x1c-\x1f\x85` are whitespace to Python, not to `\s`.
-_NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+# whitespace (DRF trims it, then refuses a blank).
 _FEATURE_INPUT_SCHEMA = {
     "type": "object",
     "required": ["name"],
@@ -75,18 +75,18 @@ _FEATURE_INPUT_SCHEMA = {
         "name": {
             "type": "string",
             "maxLength": 100,
-            "pattern": rf"^[^/]*{_NOT_BLANK[:-1]}/][^/]*$",
+            "pattern": rf"^[^/]*{NOT_BLANK[:-1]}/][^/]*$",
             "description": "Unique per app; no `/`; not blank.",
         },
         "events": {
             "type": "array",
             "maxItems": FEATURE_EVENTS_MAX,
-            "items": {"type": "string", "maxLength": 255, "pattern": _NOT_BLANK},
+            "items": {"type": "string", "maxLength": 255, "pattern": NOT_BLANK},
         },
         "path_prefixes": {
             "type": "array",
             "maxItems": FEATURE_PREFIXES_MAX,
-            "items": {"type": "string", "maxLength": FEATURE_PREFIX_MAX_LENGTH, "pattern": _NOT_BLANK},
+            "items": {"type": "string", "maxLength": FEATURE_PREFIX_MAX_LENGTH, "pattern": NOT_BLANK},
             "description": f"Path prefixes of at most {FEATURE_PREFIX_MAX_LENGTH} characters (the rollups keep "
             "that much of a path).",
         },

@@ -16,7 +16,7 @@ from ..models import Insight
 from ..query.schema import query_request_schema
 from ..query.sequence_schema import funnel_request_schema, retention_request_schema
 from .base import AnalyticsView
-from .openapi import error_response
+from .openapi import NOT_BLANK, error_response
 
 
 def _insight_request_schema() -> dict:
@@ -32,7 +32,7 @@ def _insight_request_schema() -> dict:
             "additionalProperties": False,
             "required": ["name", "kind", "query"],
             "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
+                "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": NOT_BLANK},
                 "kind": {"type": "string", "enum": [kind]},
                 "query": query,
                 "pinned": {"type": "boolean", "default": False},

@@ -44,6 +44,9 @@ ERRORS_READ = {
 # parsing, the exception handler), so no view can forget one and a new view gets them for free.
 
 ANALYTICS_PREFIX = "/api/v1/analytics/"
+# A string that holds more than whitespace, in both regex dialects: the server trims with Python's
+# `str.strip()`, for which `\x1c-\x1f\x85` are whitespace, and JSON Schema's `\s` (ECMA) leaves them out.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 _METHODS = ("get", "put", "post", "delete", "patch")
 _UNSAFE = ("put", "post", "delete", "patch")
 _ERROR_SCHEMA = {"$ref": "#/components/schemas/ApiError"}

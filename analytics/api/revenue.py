@@ -36,7 +36,7 @@ from ..revenue_health import REVENUE_HEALTH_DOC, mrr_trend_get, revenue_get, rev
 from ..selectors import invalid_parameter
 from ..signals import SIGNALS_DOC, signals_list
 from .base import AnalyticsView
-from .features import _NOT_BLANK
+from .openapi import NOT_BLANK
 from .params import parse
 
 _MONEY = serializers.CharField(help_text='A decimal string with 2 places, e.g. "1234.50".')
@@ -368,7 +368,7 @@ class _Text(serializers.CharField):
 _NOTE_INPUT_SCHEMA = {
     "type": "object",
     "required": ["text"],
-    "properties": {"text": {"type": "string", "maxLength": 10_000, "pattern": _NOT_BLANK, "description": "Not blank."}},
+    "properties": {"text": {"type": "string", "maxLength": 10_000, "pattern": NOT_BLANK, "description": "Not blank."}},
 }
 _TAG_INPUT_SCHEMA = {
     "type": "object",

@@ -29,6 +29,7 @@ from revenue.services import (
     is_company_admin,
     note_create,
     note_delete,
+    reporting_currency,
     tag_add,
     tag_remove,
 )
@@ -120,7 +121,7 @@ def revenue_health_page(request: HttpRequest, app: Application, filters: PageFil
 def signals_page(request: HttpRequest, app: Application, filters: PageFilters) -> HttpResponse:
     @_guard
     def load() -> dict:
-        return {"signals": signals_list(app=app, limit=200), "currency": mrr_trend_get(app=app, months=12)["currency"]}
+        return {"signals": signals_list(app=app, limit=200), "currency": reporting_currency(app=app)}
 
     return _render(request, "analytics/pages/signals.html", app, filters, "signals", load)
 

@@ -226,3 +226,29 @@ def test_the_backtest_reads_the_history_where_it_reaches(application):
     assert by_org["D"]["from"] == "recomputed"
     assert result["auc"] == 1.0
     assert sc.TODAY - timedelta(days=69) == by_org["A"]["date"]
+
+
+def test_the_backtest_takes_churn_from_revenue_when_the_app_has_it(application):
+    # Given the silent orgs A, B and C of the hand-built set, of which only A stopped paying (39 days
+    # ago, its last subscription ended); B and C still pay; D, E and F are active and pay.
+    from tests.revenue.conftest import import_subs
+
+    rows = _daily(application, "A", 40, 130, lambda o: 20 if o >= 100 else 4)
+    for org in ("B", "C"):
+        rows += _daily(application, org, 40, 130, 12)
+    for org in ("D", "E", "F"):
+        rows += _daily(application, org, 0, 130, 12)
+    Event.objects.bulk_create(rows, batch_size=5000)
+    fold_drain()
+    subs = "external_org_id,product_code,mrr,currency,start_at,end_at\n"
+    subs += f"A,pro,50,EUR,{sc.day(300)},{sc.day(100)}\nA,team,80,EUR,{sc.day(100)},{sc.day(39)}\n"
+    subs += "".join(f"{org},pro,50,EUR,{sc.day(300)},\n" for org in "BCDEF")
+    import_subs(application, subs)
+
+    result = health_backtest(app=application)
+
+    assert result["churn_definition"] == "revenue"
+    assert (result["churned"], result["retained"]) == (1, 1)  # one retained org matched per churned one
+    by_org = {r["customer_org_id"]: r for r in result["orgs"]}
+    assert set(by_org) - {"A"} <= {"D", "E", "F"}  # silent but paying, B and C did not churn
+    assert by_org["A"]["date"] == sc.day(69)  # scored 30 days before its MRR went to 0

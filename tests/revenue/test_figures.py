@@ -186,3 +186,10 @@ def test_a_month_not_begun_has_no_movements(app):
     future = selectors.movements(app=app, month=date(2026, 9, 1), now=NOW)
     assert future["net_new"] == "0.00"
     assert future["new"] == {"mrr": "0.00", "orgs": 0}
+
+
+def test_churn_dates_are_the_day_the_mrr_went_to_zero_for_good(app):
+    # b's only subscription ended on 04-01 and e's on 06-10; d and f stopped one and pay another,
+    # a's add-on ended but its plan runs: none of them churned.
+    assert selectors.churn_dates(app=app, now=NOW) == {"b": date(2026, 4, 1), "e": date(2026, 6, 10)}
+    assert selectors.churn_dates(app=app, now=datetime(2026, 6, 9, tzinfo=UTC)) == {"b": date(2026, 4, 1)}
