@@ -106,18 +106,27 @@ def drain(env: dict, what: str) -> dict:
     return result
 
 
-def bigquery_figures(env: dict, mode: str) -> dict:
-    code = f"""  # noqa: S608 (a constant table name, from this file)
-import django, json
+_BIGQUERY_COUNT = r"""
+import django, json, sys
 django.setup()
 from ingest import bigquery
 client = bigquery.client_get()
-table = bigquery.table_id(bigquery.TABLES["{BQ_TABLES[mode]}"])
-sql = f"SELECT COUNT(*) AS n, SUM(LENGTH(TO_JSON_STRING(t))) AS b FROM `{{table}}` AS t"
+table = bigquery.table_id(bigquery.TABLES[sys.argv[1]])
+sql = "SELECT COUNT(*) AS n, SUM(LENGTH(TO_JSON_STRING(t))) AS b FROM `" + table + "` AS t"
 row = next(iter(client.query(sql, timeout=120).result(timeout=300)))
-print("BQ_JSON " + json.dumps({{"rows": row["n"], "bytes": row["b"]}}))
+print("BQ_JSON " + json.dumps({"rows": row["n"], "bytes": row["b"]}))
 """
-    out = subprocess.run([python(), "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def bigquery_figures(env: dict, mode: str) -> dict:
+    out = subprocess.run(
+        [python(), "-c", _BIGQUERY_COUNT, BQ_TABLES[mode]],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith("BQ_JSON ")).removeprefix("BQ_JSON "))
 
 
