@@ -11,6 +11,7 @@ For each ingest mode (single signed events, SDK batches of 20), on a fresh datab
 2. stops the server and exports what was stored to the BigQuery emulator with the production
    exporter (`export_drain`, in one process: its CPU is the export worker's), then folds it into
    the rollups (`fold_drain`: the fold worker's), reading PostgreSQL's CPU during each;
+   then reads the table, index and WAL sizes again (the export's updates leave dead row versions);
 3. counts the rows BigQuery holds and their bytes (`TO_JSON_STRING` of each row: about what
    `insertAll` sends, without its envelope).
 Then prints, per 1,000 events, every figure, and the model: for an event rate R, cores of web,
@@ -146,6 +147,7 @@ def measure(mode: str, args, env: dict, app: dict, reqdir: Path, workdir: Path) 
     events = stored_count(mode, app["app_id"], DB_NAME) - stored_before
     after = sizes(table)
     export, fold = drain(env, "export"), drain(env, "fold")
+    settled = sizes(table)  # after export and fold: their updates and queue rows count too
     bq = bigquery_figures(env, mode)
     per_k = 1000 / max(events, 1)
     figures = {
@@ -161,6 +163,9 @@ def measure(mode: str, args, env: dict, app: dict, reqdir: Path, workdir: Path) 
         "index_bytes": (after["indexes"] - before["indexes"]) * per_k,
         "fold_queue_bytes": (after["fold_queue"] - before["fold_queue"]) * per_k,
         "wal_bytes": (after["wal"] - before["wal"]) * per_k,
+        "heap_bytes_settled": (settled["heap"] - before["heap"]) * per_k,
+        "index_bytes_settled": (settled["indexes"] - before["indexes"]) * per_k,
+        "wal_bytes_settled": (settled["wal"] - before["wal"]) * per_k,
         "exported_rows": export["rows"],
         "bigquery_rows": bq["rows"],
         "bigquery_bytes": (bq["bytes"] or 0) / max(bq["rows"], 1) * 1000,
@@ -178,8 +183,10 @@ def model(figures: dict, headroom: float) -> dict:
         "web_cores": round(web / headroom, 2),
         "postgres_cores": round(pg / headroom, 2),
         "worker_cores": round(workers / headroom, 2),
-        "postgres_gb_per_day": round((figures["heap_bytes"] + figures["index_bytes"]) * per_day / 1e9, 1),
-        "wal_gb_per_day": round(figures["wal_bytes"] * per_day / 1e9, 1),
+        "postgres_gb_per_day": round(
+            (figures["heap_bytes_settled"] + figures["index_bytes_settled"]) * per_day / 1e9, 1
+        ),
+        "wal_gb_per_day": round(figures["wal_bytes_settled"] * per_day / 1e9, 1),
         "bigquery_gb_per_day": round(figures["bigquery_bytes"] * per_day / 1e9, 1),
     }
 
@@ -239,6 +246,9 @@ def main() -> None:
         ("bytes, table indexes", "index_bytes", "{:,.0f}"),
         ("bytes, fold queue (transient)", "fold_queue_bytes", "{:,.0f}"),
         ("bytes, WAL", "wal_bytes", "{:,.0f}"),
+        ("bytes, heap + TOAST after export and fold", "heap_bytes_settled", "{:,.0f}"),
+        ("bytes, indexes after export and fold", "index_bytes_settled", "{:,.0f}"),
+        ("bytes, WAL of ingest, export and fold", "wal_bytes_settled", "{:,.0f}"),
         ("rows in BigQuery", "bigquery_rows", "{:,.0f}"),
         ("bytes to BigQuery (JSON)", "bigquery_bytes", "{:,.0f}"),
     ]
