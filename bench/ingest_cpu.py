@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 from common import ROOT, database_prepare, free_port, prod_env, python
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     args = parser.parse_args()
     root = args.root.resolve()
-    db_name = DB_NAME if root == ROOT else f"{DB_NAME}_cpu_{abs(hash(str(root))) % 10**6}"
+    db_name = DB_NAME if root == ROOT else f"{DB_NAME}_cpu_{zlib.crc32(str(root).encode()) % 10**6}"
     env = prod_env(
         db_name=db_name,
         port=free_port(),

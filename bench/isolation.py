@@ -2,7 +2,7 @@
 """Tenant A's ingest next to tenant B's heavy explorer queries (issue 18, item 3), side by side.
 
     bench/isolation.py generate [--events 2000000]
-    bench/isolation.py run [--seconds 20] [--rounds 2] [--rate 200] [--attackers 64] [--root PATH ...]
+    bench/isolation.py run [--seconds 20] [--rounds 2] [--rate 200] [--attackers 64] [--warmup 5] [--root PATH ...]
 
 `generate` (re)creates the database `isolation_bench`: tenant B ("Bench Analytics") with the shared
 analytics data set (`bench/analytics_data.py`, N events over 30 days) and a member with a personal
@@ -10,7 +10,8 @@ API key; tenant A ("Victim") with an application and its API secret.
 
 `run` starts `scripts/serve` (prod settings, WEB_CONCURRENCY=2, WEB_THREADS=16) of each `--root`
 tree in turn (default: this one; give `--root /path/to/main` too for the code before the change),
-and alternates per round, for `--seconds` each:
+and, after `--warmup` seconds of the victim's traffic (unmeasured: a fresh process's first requests
+pay for lazy imports and new connections), alternates per round, for `--seconds` each:
 - alone: tenant A sends signed `POST /v1/events` open-loop at `--rate` per second (each request
   timed from the moment it was due, so queueing in the client counts; 10 s client timeout, status 0;
   requests still unsent 10 s after the phase are counted as -1);
@@ -210,6 +211,9 @@ def run(args: argparse.Namespace) -> None:
             port = free_port()
             proc = serve(root, port)
             try:
+                # A fresh process pays for its first requests (lazy imports, the pool's connections, each
+                # connection's prepared statements): steady state is what the phases compare.
+                victim_run(port, meta["victim"], rate=args.rate, seconds=args.warmup)
                 for attacked in (False, True):
                     result = phase(port, meta, args, attacked=attacked)
                     label = "attack" if attacked else "alone "
@@ -228,6 +232,7 @@ def main() -> int:
     r.add_argument("--seconds", type=float, default=20)
     r.add_argument("--rounds", type=int, default=2)
     r.add_argument("--rate", type=int, default=200)
+    r.add_argument("--warmup", type=float, default=5, help="seconds of victim traffic before the phases, unmeasured")
     r.add_argument("--attackers", type=int, default=64)
     r.add_argument("--root", action="append", help="a tree whose scripts/serve to run (repeatable)")
     args = parser.parse_args()

@@ -94,31 +94,56 @@ def eligible(app: Application, query: Query) -> str | None:
     return environment
 
 
-def _sql(app: Application, query: Query, environment: str) -> tuple[str, list[Any]]:
-    """One statement: the window's rollup rows, then its queued raw rows grouped by day, name and key."""
-    source = query.source.name
-    table, name_expr, queue_source, consent = _RAW[source]
-    grouped = bool(query.group_by)
-    key = _MEASURE_KEY.get((source, query.measure))
-    bitmap = key[2] if key else "NULL::bytea"
-    start_day, end_day = query.start.astimezone(UTC).date(), query.end.astimezone(UTC).date()
+def rollup_sql(
+    app: Application,
+    *,
+    source: str,
+    bitmap: str,
+    start_day: date,
+    end_day: date,
+    environment: str,
+    grouped: bool,
+    name: str | None = None,
+) -> tuple[str, list[Any]]:
+    """Rollup rows (day, g, n, bm, k, dense) of [start_day, end_day): per name (NameDay) when `grouped`
+    or a `name` is given (only that name), else the day's totals (DailyTotal)."""
     params: list[Any] = []
-    if grouped:
-        rollup = (
+    if grouped or name is not None:
+        sql = (
             f"SELECT day, event AS g, events AS n, {bitmap} AS bm, NULL::varchar AS k, NULL::int AS dense"  # noqa: S608 (names from code)
             " FROM analytics_nameday WHERE application_id = %s AND source = %s AND day >= %s AND day < %s"
         )
         params += [app.pk, source, start_day, end_day]
+        if name is not None:
+            sql += " AND event = %s"
+            params.append(name)
         if environment != "*":
-            rollup += " AND environment = %s"
+            sql += " AND environment = %s"
             params.append(environment)
-    else:
-        rollup = (
-            f"SELECT day, NULL::varchar AS g, events AS n, {bitmap} AS bm, NULL::varchar AS k, NULL::int AS dense"  # noqa: S608
-            " FROM analytics_dailytotal WHERE application_id = %s AND source = %s AND environment = %s"
-            " AND day >= %s AND day < %s"
-        )
-        params += [app.pk, source, environment, start_day, end_day]
+        return sql, params
+    sql = (
+        f"SELECT day, NULL::varchar AS g, events AS n, {bitmap} AS bm, NULL::varchar AS k, NULL::int AS dense"  # noqa: S608
+        " FROM analytics_dailytotal WHERE application_id = %s AND source = %s AND environment = %s"
+        " AND day >= %s AND day < %s"
+    )
+    return sql, [app.pk, source, environment, start_day, end_day]
+
+
+def queued_sql(
+    app: Application,
+    *,
+    source: str,
+    measure: str,
+    start: datetime,
+    end: datetime,
+    environment: str,
+    grouped: bool,
+    name: str | None = None,
+) -> tuple[str, list[Any]]:
+    """The raw rows of [start, end) still in the fold's queue, as rollup rows (day, g, n, NULL, k, dense):
+    grouped by day, name (when `grouped`) and key, with the key's dense id when it has one."""
+    table, name_expr, queue_source, consent = _RAW[source]
+    key = _MEASURE_KEY.get((source, measure))
     g = name_expr if grouped else "NULL::varchar"
     k = key[0] if key else "NULL::varchar"
     queued = (
@@ -126,21 +151,43 @@ def _sql(app: Application, query: Query, environment: str) -> tuple[str, list[An
         f" FROM {table} e WHERE e.id = ANY(ARRAY(SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = %s))"
         f" AND e.application_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s{consent}"
     )
-    params += [queue_source, app.pk, query.start, query.end]
+    params: list[Any] = [queue_source, app.pk, start, end]
+    if name is not None:
+        queued += f" AND {name_expr} = %s"
+        params.append(name)
     if environment != "*":
         queued += " AND e.environment = %s"
         params.append(environment)
     queued += " GROUP BY 1, 2, 3"
-    if key:
-        remainder = (
-            f"SELECT r.day, r.g, r.n, NULL::bytea, r.k, d.dense FROM ({queued}) r"  # noqa: S608
-            " LEFT JOIN analytics_denseid d ON d.application_id = %s AND d.kind = %s AND d.key = r.k"
-            " WHERE r.k IS NOT NULL"
-        )
-        params += [app.pk, key[1]]
-    else:
-        remainder = f"SELECT r.day, r.g, r.n, NULL::bytea, NULL::varchar, NULL::int FROM ({queued}) r"  # noqa: S608
-    return f"{rollup} UNION ALL {remainder}", params
+    if not key:
+        return f"SELECT r.day, r.g, r.n, NULL::bytea, NULL::varchar, NULL::int FROM ({queued}) r", params  # noqa: S608
+    sql = (
+        f"SELECT r.day, r.g, r.n, NULL::bytea, r.k, d.dense FROM ({queued}) r"  # noqa: S608
+        " LEFT JOIN analytics_denseid d ON d.application_id = %s AND d.kind = %s AND d.key = r.k"
+        " WHERE r.k IS NOT NULL"
+    )
+    return sql, [*params, app.pk, key[1]]
+
+
+def _sql(app: Application, query: Query, environment: str) -> tuple[str, list[Any]]:
+    """One statement: the window's rollup rows, then its queued raw rows grouped by day, name and key."""
+    source = query.source.name
+    grouped = bool(query.group_by)
+    key = _MEASURE_KEY.get((source, query.measure))
+    rollup, params = rollup_sql(
+        app,
+        source=source,
+        bitmap=key[2] if key else "NULL::bytea",
+        start_day=query.start.astimezone(UTC).date(),
+        end_day=query.end.astimezone(UTC).date(),
+        environment=environment,
+        grouped=grouped,
+    )
+    remainder, more = queued_sql(
+        app, source=source, measure=query.measure, start=query.start, end=query.end, environment=environment,
+        grouped=grouped,
+    )  # fmt: skip
+    return f"{rollup} UNION ALL {remainder}", [*params, *more]
 
 
 def _bucket(day: date, interval: str | None) -> datetime | None:

@@ -7,7 +7,8 @@ not ended yet is marked incomplete, and the average curve weighs complete period
 
 The SQL (both engines, the explorer's bucket primitives) returns cohort sizes and, per (cohort,
 return period), the number of distinct entities; Python turns bucket pairs into period numbers,
-which keeps the period arithmetic (weeks, months) out of the two dialects.
+which keeps the period arithmetic (weeks, months) out of the two dialects. On PostgreSQL a query the
+rollups answer exactly reads them instead (retention_rollups.py: same rows, from per-day bitmaps).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from apps_registry.models import Application
 from .compiler import Compiled
 from .engines import bigquery_rows, postgres_fetch
 from .fields import Source
+from .retention_rollups import retention_rollup_rows
 from .sequences import (
     Step,
     _Errors,
@@ -131,6 +133,12 @@ def period_index(cohort: datetime, other: datetime, period: str) -> int:
     return (other.year * 12 + other.month) - (cohort.year * 12 + cohort.month)
 
 
+def _returns_range(r: Retention) -> tuple[datetime, datetime]:
+    """Returns can happen from the first cohort's next period to `periods` periods after the last cohort's."""
+    last_cohort = period_start(r.end_at - timedelta(microseconds=1), r.period)
+    return period_add(period_start(r.start_at, r.period), r.period, 1), period_add(last_cohort, r.period, r.periods + 1)
+
+
 def retention_compile(*, app: Application, retention: Retention, engine: str) -> Compiled:
     """Rows (cohort, returned_bucket_or_NULL, entities): NULL rows are the cohort sizes."""
     d = dialect(engine)
@@ -148,16 +156,15 @@ def retention_compile(*, app: Application, retention: Retention, engine: str) ->
         start=r.start_at,
         end=r.end_at,
     )
-    # Returns can happen from the first cohort's period to `periods` periods after the last cohort's.
-    last_cohort = period_start(r.end_at - timedelta(microseconds=1), r.period)
+    returns_from, returns_to = _returns_range(r)
     return_where = step_rows_where(
         d,
         app=app,
         src=r.source,
         step=Step(r.ret.event, [*r.ret.filters, *env]),
         count_by=r.count_by,
-        start=period_add(period_start(r.start_at, r.period), r.period, 1),
-        end=period_add(last_cohort, r.period, r.periods + 1),
+        start=returns_from,
+        end=returns_to,
     )
     sql = (
         f"WITH cohorts AS (SELECT {ent} AS e, MIN({bucket}) AS c FROM {table} WHERE {start_where} GROUP BY e), "  # noqa: S608
@@ -188,13 +195,27 @@ def retention_run(*, app: Application, query: object, engine: str | None = None)
     """Validate, compile and run a retention query for `app` (README "Retention" gives the shape).
 
     Raises ApiError 400 (naming the member), 504 (past ANALYTICS_QUERY_TIMEOUT), 502/503 (BigQuery)."""
+    return retention_answer(app=app, query=query, engine=engine)[0]
+
+
+def retention_answer(
+    *, app: Application, query: object, engine: str | None = None, accelerate: bool = True
+) -> tuple[dict[str, Any], str]:
+    """`retention_run`'s answer and the path that produced it: "rollups" (retention_rollups.py,
+    PostgreSQL only, when they answer exactly), "raw" or "bigquery" (no rollups there)."""
     from . import engine_configured
 
     r = retention_parse(query)
     engine = engine or engine_configured()
     started = time.monotonic()
-    compiled = retention_compile(app=app, retention=r, engine=engine)
-    rows = postgres_fetch(compiled.sql, compiled.params) if engine == "postgres" else bigquery_rows(compiled)
+    rows: list[tuple] | None = None
+    if engine == "postgres" and accelerate:
+        rows = retention_rollup_rows(app, r, _returns_range(r))
+    path = "rollups"
+    if rows is None:
+        compiled = retention_compile(app=app, retention=r, engine=engine)
+        rows = postgres_fetch(compiled.sql, compiled.params) if engine == "postgres" else bigquery_rows(compiled)
+        path = "raw" if engine == "postgres" else "bigquery"
     took_ms = round((time.monotonic() - started) * 1000)
     now = timezone.now()
     sizes: dict[datetime, int] = {}
@@ -232,4 +253,4 @@ def retention_run(*, app: Application, query: object, engine: str | None = None)
         "average": [round(kept[i] / weights[i], 4) if weights[i] else None for i in range(r.periods)],
         "engine": engine,
         "took_ms": took_ms,
-    }
+    }, path

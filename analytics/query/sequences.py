@@ -62,12 +62,19 @@ def step_rows_where(
     ]
     if src.pg_only_consented:
         where.append("consent_analytics")  # events without analytics consent are never queried
+    where.append(step_match(d, src=src, step=step))
+    where.append(f"{entity_sql(d, src, count_by)} IS NOT NULL")
+    return " AND ".join(where)
+
+
+def step_match(d: _Dialect, *, src: Source, step: Step) -> str:
+    """The condition a row of the step's range matches the step on: its name and filters (TRUE for `*`)."""
+    where = []
     if step.event != ANY_EVENT:
         fld = event_field(src)
         where.append(f"{fld.pg if d.engine == 'postgres' else fld.bq} = {d.param(step.event, 'STRING')}")
     where += [_filter_sql(d, flt) for flt in step.filters]
-    where.append(f"{entity_sql(d, src, count_by)} IS NOT NULL")
-    return " AND ".join(where)
+    return " AND ".join(where) or "TRUE"
 
 
 # --- validation helpers --------------------------------------------------------------------------
@@ -169,5 +176,6 @@ __all__ = [
     "parse_range",
     "parse_source",
     "parse_step",
+    "step_match",
     "step_rows_where",
 ]

@@ -2,6 +2,7 @@
 (tests/analytics/sequence_data.py), on PostgreSQL and on the BigQuery emulator with identical answers."""
 
 import datetime as dt
+import statistics
 
 import psycopg
 import pytest
@@ -182,6 +183,90 @@ def test_dropoff_lists_who_stopped(reader, application, engine):
     assert body["truncated"] is False
     body = reader.get(url, {"query": json.dumps(funnel_query()), "step": 2}).json()
     assert [e["id"] for e in body["entities"]] == [user(2)]
+
+
+def _reach(times: dict[str, list[int]], steps: list[str], window: int, k: int, prev: int, t1: int) -> int:
+    """Exhaustively, the furthest step reachable from step k - 1 at `prev` (the issue's definition)."""
+    if k == len(steps):
+        return k
+    options = [t for t in times.get(steps[k], []) if t >= prev and t - t1 <= window]
+    return max((_reach(times, steps, window, k + 1, t, t1) for t in options), default=k)
+
+
+def _greedy(times: dict[str, list[int]], steps: list[str], window: int, t1: int) -> list[int]:
+    """One attempt's step times, each the earliest at or after the previous within the window."""
+    chain = [t1]
+    for name in steps[1:]:
+        later = [t for t in times.get(name, []) if t >= chain[-1] and t - t1 <= window]
+        if not later:
+            break
+        chain.append(min(later))
+    return chain
+
+
+def _expected_funnel(history: dict[str, list[tuple[str, int]]], steps: list[str], window: int, span: int):
+    """(step counts, medians in seconds, {depth: entities}) by brute force over every attempt."""
+    depths: dict[str, int] = {}
+    gaps: list[list[int]] = [[] for _ in steps]
+    for entity, rows in history.items():
+        times: dict[str, list[int]] = {}
+        for name, t in rows:
+            times.setdefault(name, []).append(t)
+        starts = sorted({t for t in times.get(steps[0], []) if 0 <= t < span})
+        if not starts:
+            continue
+        depth = max(_reach(times, steps, window, 1, t1, t1) for t1 in starts)
+        best = next(c for c in (_greedy(times, steps, window, t1) for t1 in starts) if len(c) == depth)
+        depths[entity] = depth
+        for k in range(1, depth):
+            gaps[k].append(best[k] - best[k - 1])
+    counts = [sum(1 for d in depths.values() if d > k) for k in range(len(steps))]
+    medians = [None, *(statistics.median(g) if g else None for g in gaps[1:])]
+    by_depth: dict[int, list[str]] = {}
+    for entity, depth in sorted(depths.items()):
+        by_depth.setdefault(depth, []).append(entity)
+    return counts, medians, by_depth
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_funnels_on_random_histories_match_the_definition(reader, application, engine, seed):
+    """Random histories on a minute grid (equal times, repeated names, attempts past the window or
+    the range), checked against a brute force over every attempt, by users and by orgs."""
+    import json
+    import random
+
+    rnd = random.Random(seed)
+    span, window = 180, 30  # minutes: the range [T, T + 3 h), a 30-minute window
+    names = ["A", "B", "C"]
+    histories: dict[str, dict[str, list[tuple[str, int]]]] = {"users": {}, "orgs": {}}
+    for u in range(12):
+        for _ in range(rnd.randrange(2, 14)):
+            name, minute = rnd.choice(names), rnd.randrange(-40, span + 40)
+            EventFactory(
+                application=application, event=name, user_hash=user(u), customer_org_id=f"o{u % 4}",
+                occurred_at=T + dt.timedelta(minutes=minute),
+            )  # fmt: skip
+            histories["users"].setdefault(user(u), []).append((name, minute * 60))
+            histories["orgs"].setdefault(f"o{u % 4}", []).append((name, minute * 60))
+    exported(engine)
+    for steps in (["A", "B", "C"], ["A", "B", "B", "A"]):
+        for count_by in ("users", "orgs"):
+            query = funnel_query(
+                steps=[{"event": s} for s in steps], window_seconds=window * 60, count_by=count_by,
+                to=(T + dt.timedelta(minutes=span)).isoformat(),
+            )  # fmt: skip
+            counts, medians, by_depth = _expected_funnel(histories[count_by], steps, window * 60, span * 60)
+
+            body = post(reader, application, "funnel", query).json()
+
+            assert [s["count"] for s in body["steps"]] == counts, (steps, count_by)
+            assert [s["median_seconds"] for s in body["steps"]] == medians, (steps, count_by)
+            for k in range(2, len(steps) + 1):
+                dropped = reader.get(
+                    f"/api/v1/analytics/apps/{application.uuid}/funnel/dropoff",
+                    {"query": json.dumps(query), "step": k},
+                ).json()
+                assert [e["id"] for e in dropped["entities"]] == by_depth.get(k - 1, []), (steps, count_by, k)
 
 
 # --- Retention -----------------------------------------------------------------------------------
