@@ -163,17 +163,27 @@ def parse_instant(raw: str) -> tuple[datetime | None, str | None]:
     return parsed.astimezone(UTC), None
 
 
-def organizations_validate(data: bytes) -> Report:
-    """Rows `{external_org_id, display_name}`; an id twice in the file is an error."""
-    report = Report()
+def _table(
+    data: bytes, columns: tuple[str, ...], required: tuple[str, ...], report: Report
+) -> tuple[list[str], list[tuple[int, list[str]]]] | None:
+    """The header's column names and the records, or None once `report` holds why the file is refused."""
     text = _decode(data, report)
     parsed = _records(text, report) if text is not None else None
     if parsed is None:
-        return report
+        return None
     header, records = parsed
-    if not _header(header, ORG_COLUMNS, ORG_REQUIRED, report):
+    if not _header(header, columns, required, report):
+        return None
+    return [h.strip() for h in header], records
+
+
+def organizations_validate(data: bytes) -> Report:
+    """Rows `{external_org_id, display_name}`; an id twice in the file is an error."""
+    report = Report()
+    table = _table(data, ORG_COLUMNS, ORG_REQUIRED, report)
+    if table is None:
         return report
-    names = [h.strip() for h in header]
+    names, records = table
     seen: dict[str, int] = {}
     for line, cells in records:
         row = _cells(line, cells, names, ORG_REQUIRED, report)
@@ -199,14 +209,10 @@ def organizations_validate(data: bytes) -> Report:
 def subscriptions_validate(data: bytes, *, reporting_currency: str, rates: dict[str, Decimal]) -> Report:
     """Rows with `mrr` converted into the reporting currency (rounded half up to the cent)."""
     report = Report()
-    text = _decode(data, report)
-    parsed = _records(text, report) if text is not None else None
-    if parsed is None:
+    table = _table(data, SUB_COLUMNS, SUB_REQUIRED, report)
+    if table is None:
         return report
-    header, records = parsed
-    if not _header(header, SUB_COLUMNS, SUB_REQUIRED, report):
-        return report
-    names = [h.strip() for h in header]
+    names, records = table
     seen_ids: dict[str, int] = {}
     for line, cells in records:
         row = _cells(line, cells, names, SUB_REQUIRED, report)
