@@ -1,7 +1,11 @@
 """The fold: stored events into rollups, exactly once, as an outbox consumer.
 
-Every stored `/v1/events` and SDK row gets a narrow row in `analytics_foldqueue`, written by an AFTER
-INSERT trigger in the transaction that stores the event (migration 0003_fold_queue_bitmaps). One chunk
+Rows to fold are found the way the export finds rows to send: each raw table has a `FoldCursor`,
+and `enqueue` moves the ids stored past it, up to the table's horizon (ingest/horizon.py: no id below
+it can still commit), into `analytics_foldqueue` blocks in one short transaction. Ingest pays nothing
+for analytics: no trigger, no queue row in its transaction. Rows not folded yet are the queued ids
+plus every id above the cursor (`unfolded_sql`), which is what the explorer's rollup path, retention
+and the lag read. One chunk
 is one transaction: claim up to `limit` queue rows with `DELETE ... WHERE id IN (SELECT ... FOR UPDATE
 SKIP LOCKED) RETURNING`, copy their raw rows into a session temp table, upsert the counters (events,
 views, usage, first/last seen) with one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT` statement,
@@ -35,16 +39,17 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from pyroaring import BitMap
 
+from ingest import horizon
 from ingest.models import Event, SdkEvent
 
 from . import bitmaps
 from .bitmaps import ORG, ORG_SESSION, ORG_USER, PATH, SESSION, USER
-from .models import ALL_ENVIRONMENTS, FoldQueue, Source
+from .models import ALL_ENVIRONMENTS, FoldCursor, FoldQueue, Source
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE: int = settings.ANALYTICS_FOLD_CHUNK_SIZE
 PATH_KEY_LENGTH = 512  # rollup keys are btree-indexed: longer paths are cut (in rollups only; `left(path, 512)`)
 SOURCES = {FoldQueue.SOURCE_EVENTS: str(Source.EVENTS), FoldQueue.SOURCE_SDK_EVENTS: str(Source.SDK_EVENTS)}
+RAW_TABLES = {FoldQueue.SOURCE_EVENTS: Event._meta.db_table, FoldQueue.SOURCE_SDK_EVENTS: SdkEvent._meta.db_table}
+ENQUEUE_LIMIT = 100_000  # ids queued per table and look: a backlog is queued in steps, each a short transaction
 
 # Folds share this lock; a rebuild takes it alone, so no fold interleaves with its delete-and-recount.
 FOLD_LOCK = 720_010
@@ -97,16 +104,15 @@ SELECT (SELECT count(*) FROM q), (SELECT coalesce(sum(cardinality(event_ids)), 0
     (SELECT count(*) FROM copied)
 """  # noqa: S608 (column lists from code)
 
-# Rebuild: rows of one app already folded (never the queued ones, which the fold owns), by id range.
-_QUEUED = "SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = {source}"
+# Rebuild: rows of one app already folded (never the unfolded ones, which the fold owns), by id range.
 _REBUILD_SQL = {
     1: f"""INSERT INTO analytics_fold_chunk SELECT {_EVENTS_COLUMNS} FROM ingest_event e
         WHERE e.application_id = %(app)s AND e.occurred_at >= %(since)s AND e.id > %(after)s
-          AND e.id NOT IN ({_QUEUED.format(source=1)})
+          AND NOT {{unfolded}}
         ORDER BY e.id LIMIT %(limit)s""",  # noqa: S608
     2: f"""INSERT INTO analytics_fold_chunk SELECT {_SDK_COLUMNS} FROM ingest_sdkevent e
         WHERE e.application_id = %(app)s AND e.occurred_at >= %(since)s AND e.id > %(after)s
-          AND e.id NOT IN ({_QUEUED.format(source=2)})
+          AND NOT {{unfolded}}
         ORDER BY e.id LIMIT %(limit)s""",  # noqa: S608
 }
 
@@ -441,6 +447,76 @@ def _usage_after() -> dict[int, int]:
     }
 
 
+def unfolded_sql(source: int, alias: str = "e") -> str:
+    """SQL condition on a raw row `alias` of `source`: stored but not folded yet (queued, or above the cursor).
+
+    In one statement it sees one snapshot, and the fold moves rows between the two sets (and into the
+    rollups) in single transactions, so a reader never counts a row twice or misses it.
+    """
+    source = int(source)  # inlined: a code constant, never client input
+    queued = f"SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = {source}"  # noqa: S608 (an int)
+    upto = f"SELECT coalesce(max(queued_upto), 0) FROM analytics_foldcursor WHERE source = {source}"  # noqa: S608
+    return f"({alias}.id = ANY(ARRAY({queued})) OR {alias}.id > ({upto}))"
+
+
+_ENQUEUE_SQL = """
+WITH ids AS (SELECT id FROM {table} WHERE id > %(after)s AND id <= %(upto)s ORDER BY id LIMIT %(limit)s),
+blocks AS (
+    INSERT INTO analytics_foldqueue (source, event_ids)
+    SELECT %(source)s, array_agg(id ORDER BY id) FROM (
+        SELECT id, (row_number() OVER (ORDER BY id) - 1) / %(block)s AS block FROM ids) b
+    GROUP BY block ORDER BY block
+)
+SELECT count(*), max(id) FROM ids
+"""
+
+
+def _cursor_locked(cursor: Any, source: int) -> FoldCursor | None:
+    """The source's cursor, locked; None while another folder is queueing it (it does the work)."""
+    state = FoldCursor.objects.select_for_update(skip_locked=True).filter(source=source).first()
+    if state is None and not FoldCursor.objects.filter(source=source).exists():
+        # A new database (or a flushed test one): nothing is queued or folded yet, so the cursor starts at 0.
+        cursor.execute(
+            "INSERT INTO analytics_foldcursor (source, queued_upto, safe_upto, horizon_id,"
+            " horizon_holders) VALUES (%s, 0, 0, 0, '{}') ON CONFLICT DO NOTHING",
+            [source],
+        )
+        state = FoldCursor.objects.select_for_update(skip_locked=True).filter(source=source).first()
+    return state
+
+
+def enqueue(*, limit: int = ENQUEUE_LIMIT) -> bool:
+    """Queue the raw rows stored past each table's cursor, up to its horizon, in one short transaction.
+
+    Returns whether ids were drawn above a cursor that it may not pass yet (their writers still run,
+    or the backlog is longer than `limit`): the caller looks again shortly.
+    """
+    waiting = False
+    with transaction.atomic(), connection.cursor() as cursor:
+        for source, table in RAW_TABLES.items():
+            state = _cursor_locked(cursor, source)
+            if state is None:
+                continue
+            if state.safe_upto - state.queued_upto < limit:
+                horizon.advance(cursor, table, state)
+            if state.safe_upto > state.queued_upto:
+                cursor.execute(
+                    _ENQUEUE_SQL.format(table=table),
+                    {
+                        "after": state.queued_upto,
+                        "upto": state.safe_upto,
+                        "limit": limit,
+                        "source": source,
+                        "block": FoldQueue.QUEUE_IDS_PER_ROW,
+                    },
+                )
+                taken, last = cursor.fetchone()
+                state.queued_upto = last if taken >= limit else state.safe_upto
+            state.save()
+            waiting = waiting or state.horizon_id > state.queued_upto
+    return waiting
+
+
 # Which queue rows a chunk takes: the oldest unlocked ones, up to `limit` events. They are looked at
 # under FOR UPDATE SKIP LOCKED inside a savepoint that is then rolled back (releasing the rows not
 # taken, so other folders are not locked out of them), and claimed by the DELETE right after.
@@ -465,6 +541,7 @@ def _pick(cursor: Any, limit: int) -> list[int]:
 def fold_chunk(*, limit: int = CHUNK_SIZE, now: datetime | None = None) -> tuple[int, int, set[int]]:
     """Fold about `limit` queued rows (both tables) in one transaction: (claimed, counted, app ids)."""
     now = now or timezone.now()
+    enqueue()
     usage_after = _usage_after()
     use_cache = not connection.in_atomic_block  # inside a caller's transaction new ids may yet roll back
     with transaction.atomic(), connection.cursor() as cursor:
@@ -493,10 +570,13 @@ _IDLE_POLLS = 20
 _IDLE_POLL_SECONDS = 0.025
 
 
-def _queue_has_rows() -> bool:
+def _unfolded_waiting() -> bool:
+    """Whether rows wait: queued ones (held by another folder), or ids above a cursor not passable yet."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT EXISTS (SELECT 1 FROM analytics_foldqueue)")
-        return bool(cursor.fetchone()[0])
+        if cursor.fetchone()[0]:
+            return True
+    return enqueue()
 
 
 def fold_drain(*, budget_seconds: float = 50.0, chunk_size: int = CHUNK_SIZE) -> FoldReport:
@@ -522,10 +602,11 @@ def fold_drain(*, budget_seconds: float = 50.0, chunk_size: int = CHUNK_SIZE) ->
             report.chunks += 1
             idle_polls = 0
             continue
-        # Nothing claimable. Either the queue is empty, or another folder holds every row: for a few
+        # Nothing claimable. Either nothing waits, or another folder holds every row: for a few
         # milliseconds while it peeks (its savepoint locks the rows it looks at), or for a whole chunk
-        # once it has claimed them. Look again briefly so that a peek does not send this folder away.
-        if idle_polls >= _IDLE_POLLS or not _queue_has_rows():
+        # once it has claimed them; or rows wait for their writers to commit (the horizon). Look again
+        # briefly so that a peek or a commit in flight does not send this folder away.
+        if idle_polls >= _IDLE_POLLS or not _unfolded_waiting():
             return report
         idle_polls += 1
         time.sleep(_IDLE_POLL_SECONDS)
@@ -566,7 +647,8 @@ def rollups_rebuild(
         cursor.execute(_CHUNK_TABLE)
         for sql in _REBUILD_DELETE:
             cursor.execute(sql, {"app": app_id, "day": day})
-        for rebuild_sql in _REBUILD_SQL.values():
+        for source, rebuild_template in _REBUILD_SQL.items():
+            rebuild_sql = rebuild_template.format(unfolded=unfolded_sql(source))
             after = 0
             while True:
                 cursor.execute("DELETE FROM analytics_fold_chunk")
@@ -585,11 +667,22 @@ def rollups_rebuild(
     return {"rows": done, "since": day}
 
 
-def _oldest_queued_id(source: int) -> int | None:
+def _cursor_of(source: int) -> int:
+    return FoldCursor.objects.filter(source=source).values_list("queued_upto", flat=True).first() or 0
+
+
+def _oldest_unfolded_id(source: int) -> int | None:
+    """The smallest id of `source` not folded yet: the first queued one, or the first above the cursor."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT event_ids[1] FROM analytics_foldqueue WHERE source = %s ORDER BY id LIMIT 1", [source])
-        row = cursor.fetchone()
-    return row[0] if row else None
+        cursor.execute("SELECT min(event_ids[1]) FROM analytics_foldqueue WHERE source = %s", [source])
+        queued = cursor.fetchone()[0]
+        cursor.execute(
+            f"SELECT min(id) FROM {RAW_TABLES[source]} WHERE id > %s",  # noqa: S608 (table from code)
+            [_cursor_of(source)],
+        )
+        above = cursor.fetchone()[0]
+    found = [i for i in (queued, above) if i is not None]
+    return min(found) if found else None
 
 
 def _source_of(model: type) -> int:
@@ -597,21 +690,25 @@ def _source_of(model: type) -> int:
 
 
 def oldest_unfolded_received(queryset: QuerySet) -> datetime | None:
-    """Receive time of the oldest row of `queryset` still queued for the fold (the admin's rollup lag)."""
-    queued = RawSQL("SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = %s", [_source_of(queryset.model)])
-    return queryset.filter(pk__in=queued).order_by("pk").values_list("received_at", flat=True).first()
+    """Receive time of the oldest row of `queryset` not folded yet (the admin's rollup lag)."""
+    source = _source_of(queryset.model)
+    queued = RawSQL("SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = %s", [source])
+    unfolded = Q(pk__in=queued) | Q(pk__gt=_cursor_of(source))
+    return queryset.filter(unfolded).order_by("pk").values_list("received_at", flat=True).first()
 
 
 def retention_unfolded_filter(model: type) -> dict[str, Any]:
-    """Filter kwargs retention adds so it never deletes a row still queued for the fold.
+    """Filter kwargs retention adds so it never deletes a row the fold has not counted.
 
-    Every row below the smallest queued id of its table is folded. One scan of the (short) queue
-    instead of an anti-join per batch; rows above the bound wait for the next run.
+    Every row below the smallest unfolded id of its table is folded: one look at the (short) queue
+    and the cursor instead of an anti-join per batch; rows above the bound wait for the next run.
     """
+    source = _source_of(model)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT min(event_ids[1]) FROM analytics_foldqueue WHERE source = %s", [_source_of(model)])
-        oldest = cursor.fetchone()[0]
-    return {} if oldest is None else {"id__lt": oldest}
+        cursor.execute("SELECT min(event_ids[1]) FROM analytics_foldqueue WHERE source = %s", [source])
+        queued = cursor.fetchone()[0]
+    bound = _cursor_of(source) + 1
+    return {"id__lt": bound if queued is None else min(queued, bound)}
 
 
 def fold_lag_seconds(*, now: datetime | None = None) -> float:
@@ -619,9 +716,19 @@ def fold_lag_seconds(*, now: datetime | None = None) -> float:
     now = now or timezone.now()
     waiting: list[datetime] = []
     for model in (Event, SdkEvent):
-        oldest = _oldest_queued_id(_source_of(model))
+        oldest = _oldest_unfolded_id(_source_of(model))
         if oldest is not None:
             received = model.objects.filter(pk=oldest).values_list("received_at", flat=True).first()
             if received is not None:
                 waiting.append(received)
     return max(0.0, (now - min(waiting)).total_seconds()) if waiting else 0.0
+
+
+def unfolded_count() -> int:
+    """Stored rows of both tables not folded yet (queued or above the cursors): for tests and benches."""
+    total = 0
+    with connection.cursor() as cursor:
+        for source, table in RAW_TABLES.items():
+            cursor.execute(f"SELECT count(*) FROM {table} e WHERE {unfolded_sql(source)}")  # noqa: S608
+            total += cursor.fetchone()[0]
+    return total

@@ -47,13 +47,14 @@ class Source(models.TextChoices):
 
 
 class FoldQueue(models.Model):
-    """The fold's outbox: the ids of the raw rows each INSERT stored, written by an AFTER INSERT trigger.
+    """The fold's work list: ids of stored raw rows not folded yet, in blocks, claimed with SKIP LOCKED.
 
-    The statement-level trigger (migration 0003_fold_queue_bitmaps) lives on ingest's tables, so
-    ingest stays unaware of analytics, and the queue row commits with the events. One row per
-    statement and source (at most QUEUE_IDS_PER_ROW ids, sorted), not one per event: a group commit
-    or SDK batch costs ingest one small insert, and the fold claims thousands of events by deleting
-    a few rows, in the same transaction as the rollups (a DELETE touches no index of the raw table).
+    Filled by the fold itself (`analytics.fold.enqueue`), which walks each raw table's ids past its
+    `FoldCursor` up to the table's horizon (ingest/horizon.py), so ingest pays nothing for analytics:
+    no trigger, no extra row in its transaction. One row per block of at most QUEUE_IDS_PER_ROW ids
+    (sorted): the fold claims thousands of events by deleting a few rows, in the same transaction as
+    the rollups (a DELETE touches no index of the raw table). Rows not folded yet are the queued ids
+    and every id above the cursor (`analytics.fold.unfolded_sql`).
     """
 
     QUEUE_IDS_PER_ROW = 1000
@@ -67,6 +68,23 @@ class FoldQueue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{len(self.event_ids)}"
+
+
+class FoldCursor(models.Model):
+    """Per raw table (FoldQueue source): every stored row with `id <= queued_upto` is queued or folded.
+
+    `safe_upto`, `horizon_id` and `horizon_holders` are the table's horizon (ingest/horizon.py): how
+    far the cursor may go without passing an id whose transaction could still commit.
+    """
+
+    source = models.SmallIntegerField(primary_key=True)
+    queued_upto = models.BigIntegerField(default=0)
+    safe_upto = models.BigIntegerField(default=0)
+    horizon_id = models.BigIntegerField(default=0)
+    horizon_holders = ArrayField(models.TextField(), default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.source} queued up to {self.queued_upto}"
 
 
 class DenseId(models.Model):

@@ -45,7 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PG, python  # noqa: E402 - after the re-exec into the venv
 
 CHUNK = 1_000_000
-QUEUED_SQL = "SELECT coalesce(sum(cardinality(event_ids)), 0) FROM analytics_foldqueue"
+# Stored rows not folded yet: queued, or above the fold's cursor (analytics.fold.unfolded_sql).
+_UNFOLDED = """(SELECT count(*) FROM {table} e WHERE e.id = ANY(ARRAY(
+    SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = {source}))
+    OR e.id > (SELECT coalesce(max(queued_upto), 0) FROM analytics_foldcursor WHERE source = {source}))"""
+QUEUED_SQL = (
+    f"SELECT {_UNFOLDED.format(table='ingest_event', source=1)} + {_UNFOLDED.format(table='ingest_sdkevent', source=2)}"
+)
 EVENT_NAMES = [
     "page_view",
     "page_view",

@@ -1,5 +1,5 @@
 """What every benchmark here needs: the venv's python, free ports, psql, manage.py, the
-production settings pointed at a bench database, and stopping a process group."""
+production settings pointed at a bench database, a process tree's CPU, and stopping a process group."""
 
 import os
 import signal
@@ -138,3 +138,22 @@ def sdk_event(
         "properties": properties or {},
         "privacy": {"consent": {"analytics": True}},
     }
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants: a server's or a cluster's whole tree."""
+    import psutil  # bench-only dependency, imported where it is used
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total

@@ -35,8 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
-from common import ROOT, free_port, manage, prod_env, sdk_event, stop, worker_start
+from common import ROOT, free_port, manage, prod_env, sdk_event, stop, tree_cpu, worker_start
 
 sys.path.append(str(ROOT))  # appended: `ingest` below must stay this folder's bench/ingest.py
 import ingest as ingest_bench
@@ -134,23 +133,6 @@ def scenario_restart(args) -> int:
 
 def postmaster_pid(pg: PrivatePostgres) -> int:
     return int((pg.data / "postmaster.pid").read_text().split()[0])
-
-
-def tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its live descendants."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system
-    return total
 
 
 def per_event_statements(pg: PrivatePostgres, events: int) -> dict:

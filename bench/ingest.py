@@ -43,7 +43,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-from common import PG, ROOT, database_prepare, free_port, manage, prod_env, psql, python, stop
+from common import PG, ROOT, database_prepare, free_port, manage, prod_env, psql, python, stop, tree_cpu
 
 DB_NAME = os.environ.get("BENCH_DB", "bench_saastracker")  # a bench-only name: BENCH_DB=<branch>_bench
 EVENTS_PER_BATCH = 20
@@ -189,23 +189,6 @@ def baseline_run(shared: Path, args) -> dict:
 def stored_count(mode: str, app_id: int, db_name: str) -> int:
     sql = f"select count(*) from {TABLES[mode]} where application_id = {int(app_id)}"  # noqa: S608 (constants, an int)
     return int(psql(f"{PG}/{db_name}", sql))
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its children: the web server's whole tree."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def bench_run(args, shared: Path, modes: list[str], *, root: Path = ROOT, db_name: str = DB_NAME) -> dict:

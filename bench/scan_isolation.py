@@ -11,7 +11,7 @@ private Redis database, and for `--seconds`:
 - tenant B sends one event every 5 s, so the fold schedules B's scan after each debounce (5 s here),
   as in the issue ("one event every 5 s");
 - tenant A sends one event every 0.5 s; its fold delay is the time from the INSERT's commit until
-  its id has left `analytics_foldqueue` (polled every 50 ms).
+  it is neither queued nor above the fold's cursor (polled every 50 ms).
 Prints p50/p99/max of A's fold delay per tree, B's scans seen, and the load average.
 """
 
@@ -135,7 +135,10 @@ def run_tree(tree: Path, db: str, app_a: tuple, app_b: tuple, seconds: float) ->
                     queued = {
                         r[0]
                         for r in conn.execute(
-                            "SELECT DISTINCT e FROM analytics_foldqueue, unnest(event_ids) e WHERE e = ANY(%s)", [ids]
+                            "SELECT e FROM unnest(%s::bigint[]) e WHERE e IN (SELECT unnest(event_ids)"
+                            " FROM analytics_foldqueue) OR e > (SELECT coalesce(max(queued_upto), 0)"
+                            " FROM analytics_foldcursor WHERE source = 1)",
+                            [ids],
                         )
                     }
                     now = time.monotonic()

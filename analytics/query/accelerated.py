@@ -13,10 +13,11 @@ for shapes whose answer is provably the raw one (`eligible`); anything else goes
   and since deleted, or one deleted while the company kept fewer days than today, is still in the
   rollups. A durable record of the latest `occurred_at` retention deleted would close it.
 - Events stored but not folded yet: ONE statement (so one snapshot, whatever the isolation level)
-  reads the window's rollup rows and the window's raw rows listed in `analytics_foldqueue`. The fold
-  deletes queue rows and updates rollups in one transaction, so the snapshot sees each event in
-  exactly one of the two. Counts add; distinct sets are the rollup bitmaps' union plus the queued
-  rows' dense ids, plus the queued keys that have no dense id yet (counted as a set of their own).
+  reads the window's rollup rows and the window's raw rows not folded yet (`fold.unfolded_sql`:
+  queued, or above the fold's cursor). The fold deletes queue rows and updates rollups in one
+  transaction, and queues rows and moves its cursor in another, so the snapshot sees each event in
+  exactly one place. Counts add; distinct sets are the rollup bitmaps' union plus the unfolded rows'
+  dense ids, plus the unfolded keys that have no dense id yet (counted as a set of their own).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pyroaring import BitMap
 
 from apps_registry.models import Application
 
+from ..fold import unfolded_sql
 from .validation import Query
 
 DAY = timedelta(days=1)
@@ -140,7 +142,7 @@ def queued_sql(
     grouped: bool,
     name: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """The raw rows of [start, end) still in the fold's queue, as rollup rows (day, g, n, NULL, k, dense):
+    """The raw rows of [start, end) not folded yet, as rollup rows (day, g, n, NULL, k, dense):
     grouped by day, name (when `grouped`) and key, with the key's dense id when it has one."""
     table, name_expr, queue_source, consent = _RAW[source]
     key = _MEASURE_KEY.get((source, measure))
@@ -148,10 +150,10 @@ def queued_sql(
     k = key[0] if key else "NULL::varchar"
     queued = (
         f"SELECT (e.occurred_at AT TIME ZONE 'UTC')::date AS day, {g} AS g, {k} AS k, count(*) AS n"  # noqa: S608
-        f" FROM {table} e WHERE e.id = ANY(ARRAY(SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = %s))"
+        f" FROM {table} e WHERE {unfolded_sql(queue_source)}"
         f" AND e.application_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s{consent}"
     )
-    params: list[Any] = [queue_source, app.pk, start, end]
+    params: list[Any] = [app.pk, start, end]
     if name is not None:
         queued += f" AND {name_expr} = %s"
         params.append(name)

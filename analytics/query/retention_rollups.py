@@ -14,7 +14,7 @@ Taken only when the answer is provably the raw one (`eligible`), else the raw st
 - `from`/`to` on UTC midnights: the rollups are per UTC day, and every period (day, Monday week,
   month) is whole days, so the return periods are whole days too;
 - `from` after the company's retention horizon, as the explorer's rollup path (accelerated.py, with its known gap).
-Rows stored but not folded yet are read from the queue in the same statement, as the explorer does;
+Rows stored but not folded yet (queued, or above the fold cursor) are read in the same statement, as the explorer does;
 their keys without a dense id yet get ids above every dense id (int4), one per key.
 BigQuery keeps the raw statement: it has no rollups.
 """

@@ -21,17 +21,9 @@ One chunk goes through three steps:
 3. SETTLE, a second short transaction: ids that landed leave the batch, rows BigQuery rejected
    are written DEAD, rows to send again go to `ExportRetry`; an empty batch is deleted.
 
-The horizon. Ids come from a sequence when a row is inserted, and commits do not come in id order:
-a transaction holding id 100 may commit after one holding id 101. A cursor that passed 101 while
-100 was in flight would skip 100 for ever. So at each claim the table's sequence is read, then the
-transactions holding a write lock on the table (`pg_locks`, RowExclusiveLock: taken before any id
-is drawn and held until commit or rollback) are noted. Once none of them is running any more, every
-id up to the sequence value read is committed or gone, and the cursor may pass it. Virtual
-transaction ids are used, not `pg_snapshot_xmin`: a transaction draws its id before it has an xid
-(the xid comes with the first row written), so an xid horizon could pass an id still in flight.
-Ingest pays nothing for this: no trigger, no extra row, no extra index (the partial indexes of
-pending and sending rows are gone, the cursor walks the primary key). A quiet table's horizon
-is the current sequence value; under load it trails by one claim (milliseconds).
+The horizon (ingest/horizon.py): the claim passes an id only once no transaction that could still
+commit a row below it is running. Ingest pays nothing for this: no trigger, no extra row, no extra
+index (the partial indexes of pending and sending rows are gone, the cursor walks the primary key).
 
 The database lock is not held across the HTTP call: a lock would not survive a worker that dies
 mid-call anyway, and the emulator (like BigQuery past its best-effort window) does not deduplicate
@@ -87,7 +79,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery as bq
 
 from apps_registry.models import Application
-from ingest import bigquery
+from ingest import bigquery, horizon
 from ingest.bigquery import TABLES, TableSpec
 from ingest.models import Event, ExportBatch, ExportCursor, ExportRetry, ExportState, IdentifyLink, SdkEvent
 
@@ -179,12 +171,6 @@ class _Unknown(Exception):
 
 # --- claim -------------------------------------------------------------------------------------
 
-# Who may still commit a row into a table: transactions holding its write lock (not this one).
-_HOLDERS_SQL = """
-SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks
-WHERE locktype = 'relation' AND relation = %s::regclass AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()
-"""
-
 
 def _rows_sql(spec: TableSpec, where: str) -> str:
     """The rows to send, ready for the wire; the first parameter is the batch id (a column)."""
@@ -203,18 +189,6 @@ def _row(spec: TableSpec, record: tuple) -> _Row:
         if isinstance(value, float) and not math.isfinite(value):
             payload[name] = str(value).replace("inf", "Infinity").replace("nan", "NaN")
     return _Row(pk=record[0], key=record[1], payload=payload)
-
-
-def _horizon_advance(cursor: CursorWrapper, spec: TableSpec, state: ExportCursor) -> None:
-    """Move `state.safe_upto` as far as no transaction can still commit a row below it (module docstring)."""
-    cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))", [spec.db_table])
-    last = cursor.fetchone()[0] or 0  # read before the lock holders: whoever drew an id up to it holds the lock
-    cursor.execute(_HOLDERS_SQL, [spec.db_table])
-    holders = cursor.fetchone()[0]
-    if set(state.horizon_holders) & set(holders):
-        return  # the horizon noted last time is not complete yet: keep it (a new one would never complete)
-    state.safe_upto = max(state.safe_upto, state.horizon_id, last if not holders else 0)
-    state.horizon_id, state.horizon_holders = last, holders
 
 
 def _claim_retry(cursor: CursorWrapper, spec: TableSpec) -> tuple[list[int], int] | None:
@@ -248,7 +222,7 @@ def _claim_above(cursor: CursorWrapper, spec: TableSpec, limit: int) -> tuple[li
         ExportCursor.objects.get_or_create(table=spec.name)
         state = ExportCursor.objects.select_for_update().get(table=spec.name)
     if state.safe_upto - state.claimed_upto < limit:
-        _horizon_advance(cursor, spec, state)
+        horizon.advance(cursor, spec.db_table, state)
     ids: list[int] = []
     if state.safe_upto > state.claimed_upto:
         condition = f" AND {spec.claim_filter}" if spec.claim_filter else ""

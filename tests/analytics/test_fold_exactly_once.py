@@ -19,11 +19,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import connection, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
-from analytics.fold import fold_drain
-from analytics.models import DailyTotal, FoldQueue
+from analytics.fold import fold_drain, unfolded_count, unfolded_sql
+from analytics.models import DailyTotal
 from apps_registry.models import Usage
 from ingest.models import Event
 from tests.factories import ApplicationFactory, EventFactory
@@ -51,12 +54,12 @@ def _store(app, n: int, *, users: int = 37, days: int = 3, per_insert: int | Non
 
 
 def _queued() -> int:
-    """Stored events still waiting for the fold (queue rows hold the ids of one INSERT each)."""
-    return sum(len(q.event_ids) for q in FoldQueue.objects.all())
+    """Stored events still waiting for the fold (queued, or above the fold's cursor)."""
+    return unfolded_count()
 
 
 def _assert_counted_once(app, n: int, *, users: int = 37, days: int = 3) -> None:
-    assert not FoldQueue.objects.exists()
+    assert unfolded_count() == 0
     totals = DailyTotal.objects.filter(application=app, environment="*", source="events").order_by("day")
     assert sum(t.events for t in totals) == n
     per_day_users = [min(users, len({i % users for i in range(n) if i % days == d})) for d in range(days)]
@@ -75,6 +78,73 @@ def test_a_rerun_counts_nothing_twice():
 
     assert (first.claimed, second.claimed) == (300, 0)
     _assert_counted_once(app, 300)
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    return f"postgresql://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_committed_after_a_higher_id_is_still_folded_once():
+    # Given a transaction that stored an event (drew its id) and has not committed yet,
+    app = ApplicationFactory()
+    with psycopg.connect(_database_url()) as late:
+        late.execute(
+            "INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_attempts,"
+            " export_error, webhook_pending, event_id, event, user_hash, customer_org_id, session_id,"
+            " session_inferred, occurred_at) VALUES (%s, %s, now(), 0, 0, '', false, gen_random_uuid(), 'late',"
+            " 'late-user', 'o', gen_random_uuid(), false, now())",
+            [app.company_id, app.id],
+        )
+        # and a later event (a higher id) committed meanwhile,
+        EventFactory(application=app, event="early", user_hash="early-user", occurred_at=timezone.now())
+        fold_drain()
+        # the fold waits at the id still in flight (a cursor that passed it would skip it for ever)
+        assert _total_events(app) == 0
+        assert unfolded_count() == 1  # the committed one; the other is visible to no one yet
+        # When the first transaction commits and the fold runs again
+        late.commit()
+    fold_drain()
+
+    # Then both events are counted, each once: the fold's cursor did not pass the id in flight
+    assert _total_events(app) == 2
+    assert unfolded_count() == 0
+    assert Usage.objects.get(company=app.company).event_count == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_queued_by_the_old_trigger_are_folded_once_after_the_upgrade():
+    # Given the schema with the queue trigger (before the fold cursor) and events it queued
+    app = ApplicationFactory()
+    executor = MigrationExecutor(connection)
+    executor.migrate([("analytics", "0006_health_model_history")])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_attempts,"
+            " export_error, webhook_pending, event_id, event, user_hash, customer_org_id, session_id,"
+            " session_inferred, occurred_at) SELECT %s, %s, now(), 0, 0, '', false, gen_random_uuid(), 'old',"
+            " 'u' || n, 'o', gen_random_uuid(), false, now() FROM generate_series(1, 5) n",
+            [app.company_id, app.id],
+        )
+        cursor.execute("SELECT coalesce(sum(cardinality(event_ids)), 0) FROM analytics_foldqueue")
+        assert cursor.fetchone()[0] == 5
+
+    # When the upgrade runs and more events are stored after it
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    for _ in range(3):
+        EventFactory(application=app, occurred_at=timezone.now())
+    fold_drain()
+
+    # Then every event is counted once: the queued ones and the ones past the new cursor
+    assert _total_events(app) == 8
+    assert unfolded_count() == 0
+
+
+def _total_events(app) -> int:
+    return sum(DailyTotal.objects.filter(application=app, environment="*").values_list("events", flat=True))
 
 
 @pytest.mark.slow
@@ -188,6 +258,9 @@ def test_a_worker_killed_mid_fold_leaves_nothing_half_counted(tmp_path, settings
 # --- a database restart (a private cluster, crashed mid-fold) ---------------------------------------
 
 
+UNFOLDED_SQL = f"SELECT count(*) FROM ingest_event e WHERE {unfolded_sql(1)}"  # noqa: S608 (from code)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -291,13 +364,13 @@ def test_a_database_restart_mid_fold_leaves_nothing_half_counted():
 
         # Then the interrupted fold failed and left every row pending, nothing counted
         assert folding.returncode != 0
-        assert cluster.psql("SELECT coalesce(sum(cardinality(event_ids)), 0) FROM analytics_foldqueue") == "600"
+        assert cluster.psql(UNFOLDED_SQL) == "600"
         assert cluster.psql("SELECT count(*) FROM analytics_dailytotal") == "0"
 
         # When the fold runs again (the stall removed), every event is counted exactly once
         cluster.psql(UNSTALL_SQL)
         _run(cluster, "shell", "-c", "from analytics.fold import fold_drain; fold_drain()")
-        assert cluster.psql("SELECT coalesce(sum(cardinality(event_ids)), 0) FROM analytics_foldqueue") == "0"
+        assert cluster.psql(UNFOLDED_SQL) == "0"
         assert cluster.psql("SELECT sum(events) FROM analytics_dailytotal WHERE environment = '*'") == "600"
         assert cluster.psql("SELECT string_agg(users::text, ',' ORDER BY day) FROM analytics_dailytotal "
                             "WHERE environment = '*'") == "37,37,37"  # fmt: skip

@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, free_port, serve_until_live
+from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, served_stack
 
 pytestmark = pytest.mark.slow
 
@@ -66,59 +65,41 @@ class Stack:
         }
 
 
+def _env(pg: PrivatePostgres, redis: PrivateRedis, port: int) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "saastracker.settings.prod",
+        "DATABASE_URL": pg.url(DB),
+        "REDIS_URL": redis.url,
+        "CELERY_BROKER_URL": redis.url,
+        "SECRET_KEY": "test-only-secret-key",
+        "FIELD_ENCRYPTION_KEY": "dGVzdC1vbmx5LWtleS0zMi1ieXRlcy1sb25nLSEhIT0=",
+        "METRICS_LOOPBACK_ALLOWED": "1",
+        "SECURE_SSL_REDIRECT": "0",
+        "ALLOWED_HOSTS": "*",
+        "LOG_LEVEL": "WARNING",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(WORKERS),
+        "WEB_THREADS": str(THREADS),
+        "DB_CONN_MAX_AGE": "600",  # the setting under which connections leaked
+        "GRANIAN_BLOCKING_THREADS_IDLE_TIMEOUT": "5",  # granian's minimum; 30 s by default
+        # Every thread may serve the reads here (no threads kept for ingest): this test is about
+        # connections, and the burst must reach the database on every thread, as in the report.
+        "WEB_INGEST_RESERVED_THREADS": "0",
+        "RATE_LIMIT_PER_SECOND": "1000000",
+        "RATE_LIMIT_BURST": "1000000",
+    }
+    for name in ("DB_POOL_MAX_SIZE", "DB_POOL_MIN_SIZE"):  # scripts/serve's defaults are under test
+        env.pop(name, None)
+    return env
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     pg = PrivatePostgres(settings={"max_connections": str(MAX_CONNECTIONS)})
-    redis = PrivateRedis()
-    server = None
-    try:
-        pg.start()
-        redis.start()
-        pg.psql(f"create database {DB}")
-        port = free_port()
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "saastracker.settings.prod",
-            "DATABASE_URL": pg.url(DB),
-            "REDIS_URL": redis.url,
-            "CELERY_BROKER_URL": redis.url,
-            "SECRET_KEY": "test-only-secret-key",
-            "FIELD_ENCRYPTION_KEY": "dGVzdC1vbmx5LWtleS0zMi1ieXRlcy1sb25nLSEhIT0=",
-            "METRICS_LOOPBACK_ALLOWED": "1",
-            "SECURE_SSL_REDIRECT": "0",
-            "ALLOWED_HOSTS": "*",
-            "LOG_LEVEL": "WARNING",
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "WEB_CONCURRENCY": str(WORKERS),
-            "WEB_THREADS": str(THREADS),
-            "DB_CONN_MAX_AGE": "600",  # the setting under which connections leaked
-            "GRANIAN_BLOCKING_THREADS_IDLE_TIMEOUT": "5",  # granian's minimum; 30 s by default
-            # Every thread may serve the reads here (no threads kept for ingest): this test is about
-            # connections, and the burst must reach the database on every thread, as in the report.
-            "WEB_INGEST_RESERVED_THREADS": "0",
-            "RATE_LIMIT_PER_SECOND": "1000000",
-            "RATE_LIMIT_BURST": "1000000",
-        }
-        for name in ("DB_POOL_MAX_SIZE", "DB_POOL_MIN_SIZE"):  # scripts/serve's defaults are under test
-            env.pop(name, None)
-
-        def manage(*args: str) -> str:
-            return subprocess.run(  # noqa: S603 (manage.py of this repo, fixed arguments)
-                [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-            ).stdout
-
-        manage("migrate", "--noinput")
-        app = json.loads(manage("create_application", "--company", "Victim", "--name", "Web", "--json"))
-        server = serve_until_live(env, pg.root / "server.log", port)  # the log next to the cluster's own
-        result = Stack(pg, server, port, app)
-        yield result
-    finally:
-        if server is not None:
-            os.killpg(server.pid, 15)
-            server.wait(20)
-        redis.stop()
-        pg.destroy()
+    with served_stack(_env, db=DB, company="Victim", pg=pg) as served:
+        yield Stack(served.pg, served.server, served.port, served.app)
 
 
 def burst(fn, count: int = 192, concurrency: int = 48) -> list[int]:

@@ -10,8 +10,6 @@ import hmac
 import http.client
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, free_port, serve_until_live
+from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, served_stack
 
 pytestmark = pytest.mark.slow
 
@@ -95,32 +93,8 @@ def _env(pg: PrivatePostgres, redis: PrivateRedis, port: int) -> dict:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    pg = PrivatePostgres()
-    redis = PrivateRedis()
-    server = None
-    try:
-        pg.start()
-        redis.start()
-        pg.psql(f"create database {DB}")
-        port = free_port()
-        env = _env(pg, redis, port)
-
-        def manage(*args: str) -> str:
-            return subprocess.run(  # noqa: S603 (manage.py of this repo, fixed arguments)
-                [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-            ).stdout
-
-        manage("migrate", "--noinput")
-        app = json.loads(manage("create_application", "--company", "Faults", "--name", "Web", "--json"))
-        server = serve_until_live(env, pg.root / "server.log", port)  # the log next to the cluster's own
-        result = Stack(pg, redis, port, app)
-        yield result
-    finally:
-        if server is not None:
-            os.killpg(server.pid, 15)
-            server.wait(20)
-        redis.stop()
-        pg.destroy()
+    with served_stack(_env, db=DB, company="Faults") as served:
+        yield Stack(served.pg, served.redis, served.port, served.app)
 
 
 def test_readyz_and_health_are_ok_when_everything_is_up(stack):

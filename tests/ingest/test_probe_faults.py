@@ -10,8 +10,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,41 +17,21 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, free_port, serve_until_live
-from tests.ingest.test_db_faults import DB, ROOT, Stack, _env
+from tests.fixtures.private_services import PrivatePostgres, PrivateRedis, served_stack
+from tests.ingest.test_db_faults import DB, Stack, _env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    pg = PrivatePostgres()
-    redis = PrivateRedis()
-    server = None
-    try:
-        pg.start()
-        redis.start()
-        pg.psql(f"create database {DB}")
-        port = free_port()
-        env = {**_env(pg, redis, port), "HEALTH_CACHE_SECONDS": "5"}
+    def env(pg: PrivatePostgres, redis: PrivateRedis, port: int) -> dict[str, str]:
+        return {**_env(pg, redis, port), "HEALTH_CACHE_SECONDS": "5"}
 
-        def manage(*args: str) -> str:
-            return subprocess.run(  # noqa: S603 (manage.py of this repo, fixed arguments)
-                [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-            ).stdout
-
-        manage("migrate", "--noinput")
-        app = json.loads(manage("create_application", "--company", "Probes", "--name", "Web", "--json"))
-        server = serve_until_live(env, pg.root / "server.log", port)  # the log next to the cluster's own
-        result = Stack(pg, redis, port, app)
+    with served_stack(env, db=DB, company="Probes") as served:
+        result = Stack(served.pg, served.redis, served.port, served.app)
         assert result.wait_for("/readyz", 200, timeout=30)[0] == 200
         yield result
-    finally:
-        if server is not None:
-            os.killpg(server.pid, 15)
-            server.wait(20)
-        redis.stop()
-        pg.destroy()
 
 
 def _scrape(stack: Stack) -> dict[tuple[str, frozenset], float]:

@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from analytics.fold import enqueue
 from analytics.models import FoldQueue
 from ingest.models import Event, ExportState, IdempotencyKey, IdentifyLink, SdkEvent
 from ingest.services.retention import retention_apply
@@ -38,7 +39,8 @@ def test_settled_rows_older_than_the_companys_retention_are_deleted():
         # another company, longer retention
         EventFactory(application=long, received_at=old, export_state=ExportState.EXPORTED),
     ]
-    # (every row above has been folded into the analytics rollups)
+    # (every row above has been folded into the analytics rollups: queued, and the queue taken)
+    enqueue()
     FoldQueue.objects.all().delete()
     # not yet folded into the analytics rollups, whatever its age and export state
     kept.append(EventFactory(application=short, received_at=old, export_state=ExportState.EXPORTED))
