@@ -9,6 +9,7 @@ left pending.
 
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -178,6 +179,68 @@ def test_several_folders_at_once_count_each_event_once():
     assert sum(r.claimed for r in reports) == 4000
     assert sum(1 for r in reports if r.claimed) >= 2
     _assert_counted_once(app, 4000)
+
+
+# n events of one app in one INSERT, as a batch or a group commit stores them.
+INSERT_N_SQL = """
+INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_attempts, export_error,
+    webhook_pending, event_id, event, user_hash, customer_org_id, session_id, session_inferred, occurred_at)
+SELECT %s, %s, now(), 0, 0, '', false, gen_random_uuid(), 'e', 'user-' || (i %% 37), 'org-' || (i %% 5),
+    gen_random_uuid(), false, %s
+FROM generate_series(1, %s) i
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_events_committed_out_of_id_order_while_folders_run_are_each_counted_once():
+    # Given four writers whose transactions commit out of id order (each holds the ids it drew for a
+    # random few milliseconds), and two folders running all the while
+    app = ApplicationFactory()
+    stop = threading.Event()
+    errors: list[Exception] = []
+    stored: list[int] = []
+
+    def write(seed: int) -> None:
+        rnd = random.Random(seed)
+        try:
+            with psycopg.connect(_database_url()) as conn:
+                for _ in range(40):
+                    n = rnd.randint(1, 20)
+                    conn.execute(INSERT_N_SQL, [app.company_id, app.id, DAY0, n])
+                    time.sleep(rnd.uniform(0, 0.03))
+                    conn.commit()
+                    stored.append(n)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    def fold() -> None:
+        try:
+            while not stop.is_set():
+                fold_drain(chunk_size=50, budget_seconds=5)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    folders = [threading.Thread(target=fold) for _ in range(2)]
+    writers = [threading.Thread(target=write, args=(seed,)) for seed in range(4)]
+    for t in folders + writers:
+        t.start()
+    for t in writers:
+        t.join(timeout=300)
+    stop.set()
+    for t in folders:
+        t.join(timeout=300)
+    # When the last rows are folded
+    fold_drain()
+
+    # Then every committed event was counted exactly once: none skipped by a cursor passing an id
+    # still in flight, none twice
+    assert errors == []
+    assert _total_events(app) == sum(stored)
+    assert Usage.objects.get(company=app.company).event_count == sum(stored)
+    assert unfolded_count() == 0
 
 
 # --- a real worker, SIGKILLed in the middle of a fold ----------------------------------------------
