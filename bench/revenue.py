@@ -136,12 +136,14 @@ def import_loop(seconds: float) -> None:
     files = [subscriptions_csv(seed) for seed in (1, 2)]
     print("importing", flush=True)
     times: list[float] = []
+    committed: list[float] = []  # wall clock of each commit: which reads came first after it
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline or not times:
         started = time.perf_counter()
         import_run(app=app, kind="subscriptions", data=files[len(times) % 2], via="command")
         times.append(round(time.perf_counter() - started, 2))
-    print(json.dumps(times), flush=True)
+        committed.append(time.time())
+    print(json.dumps({"times": times, "committed": committed}), flush=True)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -203,7 +205,10 @@ def main() -> None:
         "page_orgs_by_mrr": f"{page}/organizations/?sort=-mrr",
     }
 
+    read_at: dict[str, list[float]] = {}  # wall clock of each read's start, per URL (the reads during imports)
+
     def get(url: str) -> float:
+        read_at.setdefault(url, []).append(time.time())
         started = time.perf_counter()
         response = client.get(url)
         elapsed = (time.perf_counter() - started) * 1000
@@ -232,6 +237,7 @@ def main() -> None:
     # in a thread of this one, the validation's Python held the GIL the reads need (--import-thread).
     done = threading.Event()
     import_times: list[float] = []
+    committed: list[float] = []
 
     def importer() -> None:
         try:
@@ -240,11 +246,13 @@ def main() -> None:
                 started = time.perf_counter()
                 import_run(app=app, kind="subscriptions", data=files[i % 2], via="command")
                 import_times.append(round(time.perf_counter() - started, 2))
+                committed.append(time.time())
                 i += 1
         finally:
             connection.close()
 
     during: dict[str, list[float]] = {name: [] for name in targets if name.startswith("page_")}
+    read_at.clear()
     if args.import_thread:
         thread = threading.Thread(target=importer)
         thread.start()
@@ -262,13 +270,30 @@ def main() -> None:
         while child.poll() is None:
             for name in during:
                 during[name].append(get(targets[name]))
-        import_times = json.loads(child.stdout.read())
+        child_out = json.loads(child.stdout.read())
+        import_times, committed = child_out["times"], child_out["committed"]
     out["imports_in"] = "a thread of the reading process" if args.import_thread else "another process"
     out["during_import"] = {
         name: {"n": len(v), "p50_ms": round(statistics.median(v), 1), "p95_ms": round(percentile(v, 95), 1)}
         for name, v in during.items()
     }
     out["imports_during"] = import_times
+    # Where the slow reads are: each target's first read after an import committed (it computes what the
+    # new snapshot determines, unless an earlier read of another target did) against the others.
+    out["during_import_first_after_commit"] = {}
+    for name, values in during.items():
+        starts = read_at[targets[name]]
+        first = {next((i for i, t in enumerate(starts) if t > c), None) for c in committed} - {None}
+        firsts = [v for i, v in enumerate(values) if i in first]
+        rest = [v for i, v in enumerate(values) if i not in first]
+        out["during_import_first_after_commit"][name] = {
+            "first_n": len(firsts),
+            "first_p50_ms": round(statistics.median(firsts), 1) if firsts else None,
+            "first_max_ms": round(max(firsts), 1) if firsts else None,
+            "rest_p50_ms": round(statistics.median(rest), 1) if rest else None,
+            "rest_p95_ms": round(percentile(rest, 95), 1) if rest else None,
+        }
+    out["during_import_samples_ms"] = {name: [round(v) for v in values] for name, values in during.items()}
     out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=2))
 
