@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
@@ -57,21 +58,27 @@ def _never_seen_item(org: str, signals: list[dict]) -> dict:
     }
 
 
-def _never_seen_ids(app: Application, mrr: dict[str, Decimal], *, signal: str | None, search: str | None) -> list[str]:
-    seen = set(Organization.objects.filter(application=app).values_list("customer_org_id", flat=True))
-    imported = set(CustomerOrg.objects.filter(application=app).values_list("external_org_id", flat=True))
-    ids = (imported | {o for o, v in mrr.items() if v > 0}) - seen
+def _active_signals(app: Application, **filters: object) -> QuerySet[OrgSignal]:
+    """The app's active, undismissed signals (what the list shows and filters on)."""
+    return OrgSignal.objects.filter(application=app, cleared_at__isnull=True, dismissed_at__isnull=True, **filters)
+
+
+def _narrowed(app: Application, ids: set[str], *, signal: str | None, search: str | None) -> set[str]:
+    """`ids` with an active `signal`, and whose id or display name contains `search` (any case)."""
     if signal:
-        ids &= set(
-            OrgSignal.objects.filter(
-                application=app, kind=signal, cleared_at__isnull=True, dismissed_at__isnull=True
-            ).values_list("customer_org_id", flat=True)
-        )
+        ids = ids & set(_active_signals(app, kind=signal).values_list("customer_org_id", flat=True))
     if search:
         needle = search.lower()
         names = revenue.display_names(app=app, org_ids=sorted(ids))
         ids = {o for o in ids if needle in o.lower() or needle in names.get(o, "").lower()}
-    return sorted(ids)
+    return ids
+
+
+def _never_seen_ids(app: Application, mrr: dict[str, Decimal], *, signal: str | None, search: str | None) -> list[str]:
+    seen = set(Organization.objects.filter(application=app).values_list("customer_org_id", flat=True))
+    imported = set(CustomerOrg.objects.filter(application=app).values_list("external_org_id", flat=True))
+    ids = (imported | {o for o, v in mrr.items() if v > 0}) - seen
+    return sorted(_narrowed(app, ids, signal=signal, search=search))
 
 
 def _append_never_seen(
@@ -95,18 +102,14 @@ def _append_never_seen(
     if search:
         seen = seen.filter(customer_org_id__icontains=search)
     if signal:
-        seen = seen.filter(
-            customer_org_id__in=OrgSignal.objects.filter(
-                application=app, kind=signal, cleared_at__isnull=True, dismissed_at__isnull=True
-            ).values("customer_org_id")
-        )
+        seen = seen.filter(customer_org_id__in=_active_signals(app, kind=signal).values("customer_org_id"))
     start = max(0, offset - seen.count())
     room = limit - len(body["organizations"])
     signals: dict[str, list[dict]] = {}
     extra = never[start : start + room]
-    for org, kind, since in OrgSignal.objects.filter(
-        application=app, customer_org_id__in=extra, cleared_at__isnull=True, dismissed_at__isnull=True
-    ).values_list("customer_org_id", "kind", "active_since"):
+    for org, kind, since in _active_signals(app, customer_org_id__in=extra).values_list(
+        "customer_org_id", "kind", "active_since"
+    ):
         signals.setdefault(org, []).append({"signal": kind, "active_since": since})
     body["organizations"] += [_never_seen_item(o, signals.get(o, [])) for o in extra]
     if start + room < len(never):
@@ -157,16 +160,7 @@ def organizations_with_revenue(
                     "customer_org_id", flat=True
                 )
             )
-        if signal:
-            ids &= set(
-                OrgSignal.objects.filter(
-                    application=app, kind=signal, cleared_at__isnull=True, dismissed_at__isnull=True
-                ).values_list("customer_org_id", flat=True)
-            )
-        if search:
-            needle = search.lower()
-            names = revenue.display_names(app=app, org_ids=sorted(ids))
-            ids = {o for o in ids if needle in o.lower() or needle in names.get(o, "").lower()}
+        ids = _narrowed(app, ids, signal=signal, search=search)
         if sort in REVENUE_SORTS:
             sign = -1 if sort == "-mrr" else 1
             ordered = sorted(ids, key=lambda o: (sign * mrr.get(o, Decimal(0)), o))
@@ -180,11 +174,8 @@ def organizations_with_revenue(
         body = base(**window, sort=base_sort, limit=max(1, len(page_seen)), customer_org_ids=page_seen)
         by_id = {i["customer_org_id"]: i for i in body["organizations"]}
         signals: dict[str, list[dict]] = {}
-        for org, kind, since in OrgSignal.objects.filter(
-            application=app,
-            customer_org_id__in=[o for o in page if o not in seen],
-            cleared_at__isnull=True,
-            dismissed_at__isnull=True,
+        for org, kind, since in _active_signals(
+            app, customer_org_id__in=[o for o in page if o not in seen]
         ).values_list("customer_org_id", "kind", "active_since"):
             signals.setdefault(org, []).append({"signal": kind, "active_since": since})
         items = [by_id.get(o) or _never_seen_item(o, signals.get(o, [])) for o in page]

@@ -127,6 +127,25 @@ class Import(models.Model):
         return f"{self.kind} {self.status} {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class SnapshotPart(models.Model):
+    """A figure a subscriptions snapshot determines, written by its import in the same transaction.
+
+    Every web process reads it once per snapshot (revenue/snapshots.py) instead of scanning the
+    subscriptions: the first read after an import costs a row, not a scan per figure. `name` is
+    `active` (the set active on every instant of [since, until)), `flows` or `first_paid`;
+    `payload` is compact JSON (money in integer cents).
+    """
+
+    snapshot = models.ForeignKey(Import, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=16)
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    payload = models.TextField()
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id} {self.name}"
+
+
 class Note(models.Model):
     """A customer-success note on an organization (events' or imported), newest first."""
 

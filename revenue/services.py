@@ -19,9 +19,9 @@ from django.utils import timezone
 from apps_registry.models import Application, Membership
 from ingest.errors import ApiError
 
-from . import imports
+from . import imports, snapshots
 from .models import DEFAULT_REPORTING_CURRENCY, FxRate, Import, Note, RevenueSettings, Tag
-from .selectors import money, mrr_total_at
+from .selectors import money, mrr_total_at, snapshot_parts
 from .signals import import_applied
 
 _LOCK_NAMESPACE = 0x5245_56  # "REV": pg_advisory_xact_lock(namespace, app id)
@@ -95,6 +95,10 @@ def import_run(
             errors=report.errors,
             error_count=report.error_count,
         )
+        if status == Import.Status.APPLIED and kind == Import.Kind.SUBSCRIPTIONS:
+            # What the new snapshot's first reads need, committed with it: no process scans for it.
+            parts = snapshot_parts(rows=report.rows, now=now)
+            snapshots.parts_replace(app_id=app.id, import_id=record.pk, parts=parts)
     return import_report(record)
 
 

@@ -6,21 +6,27 @@ writing transaction, never reused, so a rolled-back test's id cannot alias anoth
 snapshot key. What is computed from one set never changes, so it is cached under that key: a new
 import is a new key, and nothing is ever invalidated (old keys age out of the LRU).
 
-In process rather than Redis: an entry is a dict of some 10,000 `Decimal`s; a hit here is a dict
-lookup, where Redis would cost a round trip and unpickling the whole map on every read. Entries
-need no sharing or invalidation (each process computes each at most once per snapshot), and
-CACHE_ENTRIES bounds the memory.
+Two levels. In process: an entry is a dict of some 10,000 `Decimal`s; a hit is a dict lookup
+(CACHE_ENTRIES bounds the memory). Shared: the import computes what the readers need right after it
+(the sets active now, at the month's start and a year ago, the monthly flows, each org's first paid
+start) from the rows it validated and writes them as `SnapshotPart` rows in its own transaction
+(`parts_replace`), money in integer cents; a process's first read of a snapshot decodes a part
+(`part_read`, milliseconds) instead of scanning the subscriptions (hundreds of milliseconds while the
+next import writes, bench/README.md). An instant no part covers is computed by the reader, as before.
 
 Consistency: `with_snapshot` computes an entry and reads the key in one SQL statement, so an entry is
-filed under the set it was computed from even outside a REPEATABLE READ transaction; a reader looks
-entries up under the key its own transaction sees (`snapshot_key`): the old set or the new, never half.
+filed under the set it was computed from even outside a REPEATABLE READ transaction; a part is read
+under its import's id and `xmin` and commits with it; a reader looks entries up under the key its own
+transaction sees (`snapshot_key`): the old set or the new, never half.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -84,3 +90,50 @@ def store(app_id: int, key: SnapshotKey, name: str, value: Any, discriminator: H
         _entries.move_to_end(entry)
         while len(_entries) > CACHE_ENTRIES:
             _entries.popitem(last=False)
+
+
+_PART_SQL = (
+    "SELECT p.since, p.until, p.payload FROM revenue_snapshotpart AS p JOIN revenue_import AS i ON i.id = p.snapshot_id"
+    " WHERE p.snapshot_id = %s AND i.xmin::text = %s AND p.name = %s"
+)
+_COVERS = " AND (p.since IS NULL OR p.since <= %s) AND (p.until IS NULL OR %s < p.until)"
+
+Part = tuple[str, datetime | None, datetime | None, dict]  # name, since, until, payload
+
+
+def part_read(
+    key: SnapshotKey, name: str, at: datetime | None = None
+) -> tuple[datetime | None, datetime | None, dict] | None:
+    """The part `name` its import wrote for snapshot `key` (covering `at` when given): (since, until, payload)."""
+    params: list[int | str | datetime] = [key[0], key[1], name]
+    sql = _PART_SQL
+    if at is not None:
+        sql, params = sql + _COVERS, [*params, at, at]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " LIMIT 1", params)
+        row = cursor.fetchone()
+    return (row[0], row[1], json.loads(row[2])) if row else None
+
+
+def parts_replace(*, app_id: int, import_id: int, parts: list[Part]) -> None:
+    """In the import's transaction: its parts, and none of the app's earlier snapshots (readers of those
+    in an open transaction still see them; nobody looks them up after)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM revenue_snapshotpart"
+            " WHERE snapshot_id IN (SELECT id FROM revenue_import WHERE application_id = %s)",
+            [app_id],
+        )
+        cursor.executemany(
+            "INSERT INTO revenue_snapshotpart (snapshot_id, name, since, until, payload) VALUES (%s, %s, %s, %s, %s)",
+            [
+                (import_id, name, since, until, json.dumps(payload, separators=(",", ":")))
+                for name, since, until, payload in parts
+            ],
+        )
+
+
+def cache_clear() -> None:
+    """Forget this process's entries: what a new process starts with (tests, benches)."""
+    with _lock:
+        _entries.clear()

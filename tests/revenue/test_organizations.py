@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from analytics.models import OrgSignal
 from analytics.revenue_health import revenue_health_get
 from apps_registry.models import Membership
 from revenue.models import Note
@@ -145,3 +146,25 @@ def test_an_organization_page_has_subscriptions_trend_notes(api_client, app, mem
     only = api_client.get(url(app, "organizations/c")).json()
     assert (only["seen_in_events"], only["mrr"], only["health"]["score"]) == (False, "50.00", None)
     assert api_client.get(url(app, "organizations/nobody")).status_code == 404
+
+
+def test_signal_and_search_narrow_seen_and_imported_only_orgs_alike(api_client, app, admin_user):
+    now = timezone.now()
+    OrgSignal.objects.create(application=app, customer_org_id="c", kind="inactive_paying", active_since=now)
+    OrgSignal.objects.create(application=app, customer_org_id="b", kind="inactive_paying", active_since=now)
+    OrgSignal.objects.create(  # dismissed: not listed under its signal
+        application=app, customer_org_id="a", kind="inactive_paying", active_since=now, dismissed_at=now
+    )
+    api_client.force_login(admin_user)
+
+    def ids(query: str) -> list[str]:
+        return [
+            o["customer_org_id"] for o in api_client.get(url(app, f"organizations?{query}")).json()["organizations"]
+        ]
+
+    assert ids("sort=-mrr&signal=inactive_paying") == ["b", "c"]
+    assert ids("signal=inactive_paying") == ["b", "c"]  # the seen org, then the imported-only one
+    assert ids("sort=-mrr&search=BLU") == ["b"]  # by display name
+    assert ids("sort=-mrr&search=fab") == ["f"]
+    assert ids("search=fab") == ["f"]
+    assert ids("sort=-mrr&signal=inactive_paying&search=c") == ["c"]
