@@ -148,6 +148,7 @@ _REBUILD_DELETE = [
     "DELETE FROM analytics_orgday WHERE application_id = %(app)s AND day >= %(day)s",
     "DELETE FROM analytics_nameday WHERE application_id = %(app)s AND day >= %(day)s",
     "DELETE FROM analytics_pathday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_funnelevent WHERE application_id = %(app)s AND occurred_at >= %(start)s",
 ]
 
 
@@ -303,8 +304,22 @@ def _grouped(cursor: Any) -> dict[int, dict[str, list]]:
     return out
 
 
+# The funnels' narrow copy of the chunk's counted rows (analytics_funnelevent, migration 0007): one
+# INSERT per chunk and app, the chunk's keys mapped to the dense ids just assigned by a hash join
+# with two arrays (the chunk's distinct users and orgs, a few thousand), not one lookup per row.
+_FUNNEL_EVENTS_SQL = """
+INSERT INTO analytics_funnelevent (application_id, source, name, environment, occurred_at, user_dense, org_dense)
+SELECT c.app, c.source, c.event, c.env, c.occurred_at, u.dense, o.dense
+FROM analytics_fold_chunk c
+JOIN unnest(%s::varchar[], %s::int[]) AS u(k, dense) ON u.k = c.usr
+LEFT JOIN unnest(%s::varchar[], %s::int[]) AS o(k, dense) ON o.k = c.org
+WHERE c.counted AND c.app = %s
+"""
+
+
 def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: bool) -> bitmaps.Dictionary:
-    """Dense ids of the chunk's users, orgs, sessions, paths and pairs, added to every touched row.
+    """Dense ids of the chunk's users, orgs, sessions, paths and pairs, added to every touched row;
+    the chunk's counted rows copied into analytics_funnelevent with the same ids.
 
     Whole arrays are mapped to ids with map/zip (C speed); Python never loops over single events.
     """
@@ -378,6 +393,7 @@ def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: 
     _merge(cursor, app, NAMES, names)
     _merge(cursor, app, PATHS, paths)
     _merge(cursor, app, ORG_DAYS, org_days)
+    cursor.execute(_FUNNEL_EVENTS_SQL, [list(users), list(users.values()), list(orgs), list(orgs.values()), app])
     return dictionary
 
 
@@ -565,7 +581,7 @@ def rollups_rebuild(
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
         cursor.execute(_CHUNK_TABLE)
         for sql in _REBUILD_DELETE:
-            cursor.execute(sql, {"app": app_id, "day": day})
+            cursor.execute(sql, {"app": app_id, "day": day, "start": start})
         for rebuild_sql in _REBUILD_SQL.values():
             after = 0
             while True:
