@@ -5,8 +5,9 @@ INSERT trigger in the transaction that stores the event (migration 0003_fold_que
 is one transaction: claim up to `limit` queue rows with `DELETE ... WHERE id IN (SELECT ... FOR UPDATE
 SKIP LOCKED) RETURNING`, copy their raw rows into a session temp table, upsert the counters (events,
 views, usage, first/last seen) with one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT` statement,
-then OR the chunk's dense ids into the distinct-set bitmaps of the rows it touched, and commit. The
-queue rows and the counts commit together or not at all, so:
+then OR the chunk's dense ids into the distinct-set bitmaps of the rows it touched, copy the
+chunk's counted rows into the funnels' narrow table (analytics_funnelevent, with the same dense ids)
+and commit. The queue rows and the counts commit together or not at all, so:
 
 - several workers never claim the same row (SKIP LOCKED) and each row is counted by whoever deletes it;
 - a worker killed mid-chunk, or a database restart, rolls the whole chunk back: still queued;
@@ -556,11 +557,11 @@ def rollups_rebuild(
 ) -> dict:
     """Recompute an app's rollups from the raw rows still stored, from `since` (default: its oldest row).
 
-    One transaction under the fold lock taken alone: delete the app's rollups from that day, fold
-    every already-folded row of the app again (rows still queued are left to the fold), commit. So a
-    rebuild is idempotent and never races a fold; plan usage is not recounted. Days before `since`
-    (and before the oldest stored row, whose raw rows retention deleted) keep their rollups. Dense ids
-    are kept: they never change.
+    One transaction under the fold lock taken alone: delete the app's rollups (and funnel rows) from
+    that day, fold every already-folded row of the app again (rows still queued are left to the
+    fold), commit. So a rebuild is idempotent and never races a fold; plan usage is not recounted.
+    Days before `since` (and before the oldest stored row, whose raw rows retention deleted) keep
+    their rollups. Dense ids are kept: they never change.
     """
     day = since
     models = (Event, SdkEvent)
