@@ -149,7 +149,8 @@ _REBUILD_DELETE = [
     "DELETE FROM analytics_orgday WHERE application_id = %(app)s AND day >= %(day)s",
     "DELETE FROM analytics_nameday WHERE application_id = %(app)s AND day >= %(day)s",
     "DELETE FROM analytics_pathday WHERE application_id = %(app)s AND day >= %(day)s",
-    "DELETE FROM analytics_funnelevent WHERE application_id = %(app)s AND occurred_at >= %(start)s",
+    "DELETE FROM analytics_funnelevent WHERE application_id = %(app)s"
+    " AND occurred_us >= (EXTRACT(EPOCH FROM %(start)s::timestamptz) * 1000000)::bigint",
 ]
 
 
@@ -309,8 +310,8 @@ def _grouped(cursor: Any) -> dict[int, dict[str, list]]:
 # INSERT per chunk and app, the chunk's keys mapped to the dense ids just assigned by a hash join
 # with two arrays (the chunk's distinct users and orgs, a few thousand), not one lookup per row.
 _FUNNEL_EVENTS_SQL = """
-INSERT INTO analytics_funnelevent (application_id, source, name, environment, occurred_at, user_dense, org_dense)
-SELECT c.app, c.source, c.event, c.env, c.occurred_at, u.dense, o.dense
+INSERT INTO analytics_funnelevent (application_id, source, name, environment, occurred_us, user_dense, org_dense)
+SELECT c.app, c.source, c.event, c.env, (EXTRACT(EPOCH FROM c.occurred_at) * 1000000)::bigint, u.dense, o.dense
 FROM analytics_fold_chunk c
 JOIN unnest(%s::varchar[], %s::int[]) AS u(k, dense) ON u.k = c.usr
 LEFT JOIN unnest(%s::varchar[], %s::int[]) AS o(k, dense) ON o.k = c.org

@@ -16,6 +16,7 @@ from django.utils import timezone
 from apps_registry.models import Application
 
 from .query.accelerated import horizon
+from .query.funnel_fast import micros
 
 
 def funnel_events_prune(*, now: datetime | None = None) -> int:
@@ -25,8 +26,8 @@ def funnel_events_prune(*, now: datetime | None = None) -> int:
     for app in Application.objects.select_related("company__plan").order_by("pk"):
         with connection.cursor() as cursor:
             cursor.execute(
-                "DELETE FROM analytics_funnelevent WHERE application_id = %s AND occurred_at < %s",
-                [app.pk, horizon(app, now)],
+                "DELETE FROM analytics_funnelevent WHERE application_id = %s AND occurred_us < %s",
+                [app.pk, micros(horizon(app, now))],
             )
             deleted += cursor.rowcount
     return deleted

@@ -23,24 +23,25 @@ CREATE TABLE analytics_funnelevent (
     source smallint NOT NULL,
     name varchar(255) NOT NULL,
     environment varchar(32) NOT NULL,
-    occurred_at timestamptz NOT NULL,
+    occurred_us bigint NOT NULL,
     user_dense integer NOT NULL,
     org_dense integer
 ) WITH (autovacuum_vacuum_insert_scale_factor = 0.01);
 SELECT pg_advisory_xact_lock(720010);
-INSERT INTO analytics_funnelevent (application_id, source, name, environment, occurred_at, user_dense, org_dense)
-SELECT e.application_id, 1, e.event, coalesce(e.environment, ''), e.occurred_at, u.dense, o.dense
+INSERT INTO analytics_funnelevent (application_id, source, name, environment, occurred_us, user_dense, org_dense)
+SELECT e.application_id, 1, e.event, coalesce(e.environment, ''), (EXTRACT(EPOCH FROM e.occurred_at) * 1000000)::bigint,
+    u.dense, o.dense
 FROM ingest_event e
 JOIN analytics_denseid u ON u.application_id = e.application_id AND u.kind = 1 AND u.key = e.user_hash
 LEFT JOIN analytics_denseid o ON o.application_id = e.application_id AND o.kind = 2 AND o.key = e.customer_org_id
 WHERE e.id NOT IN (SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = 1);
-INSERT INTO analytics_funnelevent (application_id, source, name, environment, occurred_at, user_dense, org_dense)
-SELECT e.application_id, 2, e.event_name, '', e.occurred_at, u.dense, NULL
+INSERT INTO analytics_funnelevent (application_id, source, name, environment, occurred_us, user_dense, org_dense)
+SELECT e.application_id, 2, e.event_name, '', (EXTRACT(EPOCH FROM e.occurred_at) * 1000000)::bigint, u.dense, NULL
 FROM ingest_sdkevent e
 JOIN analytics_denseid u ON u.application_id = e.application_id AND u.kind = 1
     AND u.key = coalesce(e.user_id, e.anon_id::text)
 WHERE e.consent_analytics AND e.id NOT IN (SELECT unnest(event_ids) FROM analytics_foldqueue WHERE source = 2);
-CREATE INDEX funnelevent_step ON analytics_funnelevent (application_id, source, name, occurred_at)
+CREATE INDEX funnelevent_step ON analytics_funnelevent (application_id, source, name, occurred_us)
     INCLUDE (user_dense, org_dense, environment);
 ANALYZE analytics_funnelevent;
 """
@@ -64,7 +65,7 @@ class Migration(migrations.Migration):
                         "application_id",
                         "source",
                         "name",
-                        "occurred_at",
+                        "occurred_us",
                         "user_dense",
                         blank=True,
                         editable=False,
@@ -84,7 +85,7 @@ class Migration(migrations.Migration):
                 ("source", models.SmallIntegerField()),
                 ("name", models.CharField(max_length=255)),
                 ("environment", models.CharField(max_length=32)),
-                ("occurred_at", models.DateTimeField()),
+                ("occurred_us", models.BigIntegerField()),
                 ("user_dense", models.IntegerField()),
                 ("org_dense", models.IntegerField(null=True)),
             ],

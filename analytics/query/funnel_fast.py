@@ -5,7 +5,7 @@ days at 10 M events; by orgs a 5 GB table scan, `customer_org_id` not being in t
 and sorts 64-byte user hashes. An exact window needs every event time per entity and step, so no
 per-day rollup can answer; the fold keeps one narrow row per counted event instead (models.FunnelEvent),
 and a step here is one index-only range scan of its own rows (application, source, name,
-occurred_at), with the entity as a 4-byte dense id. The attempts, the best attempt per entity, the
+occurred_us), with the entity as a 4-byte dense id. The attempts, the best attempt per entity, the
 counts and the medians are the raw path's own CTEs (`funnel.attempts_ctes`), so both count by the
 same rules; tests/analytics/test_funnel_fast.py checks that they agree.
 
@@ -23,7 +23,7 @@ BigQuery keeps the raw statement: it has no such table.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 # Per count_by, the narrow table's entity column.
 _ENTITY_COLUMN = {"users": "user_dense", "orgs": "org_dense"}
 _SOURCE_ID = {"events": 1, "sdk_events": 2}  # FoldQueue.SOURCE_EVENTS / SOURCE_SDK_EVENTS
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def eligible(app: Application, f: Funnel) -> bool:
@@ -50,6 +51,11 @@ def eligible(app: Application, f: Funnel) -> bool:
     if f.breakdown is not None or any(step.filters for step in f.steps):
         return False
     return f.start > horizon(app)
+
+
+def micros(value: datetime) -> int:
+    """`value` in microseconds since 1970, exactly as the fold stores `occurred_us` (EXTRACT(EPOCH) x 10^6)."""
+    return (value - EPOCH) // timedelta(microseconds=1)
 
 
 def _micros(expr: str) -> str:
@@ -89,10 +95,10 @@ def _entities_sql(d: _Postgres, app: Application, f: Funnel) -> list[str]:
     for i, step in enumerate(f.steps, start=1):
         end = f.end if i == 1 else last
         narrow = (
-            f"SELECT {column}::bigint AS e, NULL AS g, {_micros('occurred_at')} AS us FROM analytics_funnelevent"  # noqa: S608
+            f"SELECT {column}::bigint AS e, NULL AS g, occurred_us AS us FROM analytics_funnelevent"  # noqa: S608
             f" WHERE application_id = {d.param(app.pk, 'INT64')} AND source = {d.param(_SOURCE_ID[source], 'INT64')}"
-            f" AND name = {d.param(step.event, 'STRING')} AND occurred_at >= {d.param(f.start, 'TIMESTAMP')}"
-            f" AND occurred_at < {d.param(end, 'TIMESTAMP')} AND {column} IS NOT NULL"
+            f" AND name = {d.param(step.event, 'STRING')} AND occurred_us >= {d.param(micros(f.start), 'INT64')}"
+            f" AND occurred_us < {d.param(micros(end), 'INT64')} AND {column} IS NOT NULL"
         )
         if f.environment is not None:
             narrow += f" AND environment = {d.param(f.environment, 'STRING')}"

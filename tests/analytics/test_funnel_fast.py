@@ -20,6 +20,7 @@ from analytics.fold import fold_drain, rollups_rebuild
 from analytics.funnel_events import funnel_events_prune
 from analytics.models import FoldQueue, FunnelEvent
 from analytics.query.funnel import dropoff_answer, funnel_answer
+from analytics.query.funnel_fast import micros
 from ingest.models import Event
 from ingest.services.retention import retention_apply
 from tests.factories import ApplicationFactory, EventFactory, SdkEventFactory
@@ -192,7 +193,7 @@ def test_after_retention_the_fast_path_answers_only_after_the_horizon(app):
     assert retention_apply()["events"] > 0
     deleted = funnel_events_prune()
     assert deleted > 0
-    assert not FunnelEvent.objects.filter(application=app, occurred_at__lt=NOW - timedelta(days=2)).exists()
+    assert not FunnelEvent.objects.filter(application=app, occurred_us__lt=micros(NOW - timedelta(days=2))).exists()
     before = {"source": "events", "steps": [{"event": "A"}, {"event": "B"}], "window_seconds": 3600,
               "from": iso(START), "to": iso(NOW)}  # fmt: skip
     assert _both(app, before)[2] == "raw"
