@@ -9,8 +9,9 @@ and the lag read. One chunk
 is one transaction: claim up to `limit` queue rows with `DELETE ... WHERE id IN (SELECT ... FOR UPDATE
 SKIP LOCKED) RETURNING`, copy their raw rows into a session temp table, upsert the counters (events,
 views, usage, first/last seen) with one `INSERT ... SELECT ... GROUP BY ... ON CONFLICT` statement,
-then OR the chunk's dense ids into the distinct-set bitmaps of the rows it touched, and commit. The
-queue rows and the counts commit together or not at all, so:
+then OR the chunk's dense ids into the distinct-set bitmaps of the rows it touched, copy the
+chunk's counted rows into the funnels' narrow table (analytics_funnelevent, with the same dense ids)
+and commit. The queue rows and the counts commit together or not at all, so:
 
 - several workers never claim the same row (SKIP LOCKED) and each row is counted by whoever deletes it;
 - a worker killed mid-chunk, or a database restart, rolls the whole chunk back: still queued;
@@ -154,6 +155,8 @@ _REBUILD_DELETE = [
     "DELETE FROM analytics_orgday WHERE application_id = %(app)s AND day >= %(day)s",
     "DELETE FROM analytics_nameday WHERE application_id = %(app)s AND day >= %(day)s",
     "DELETE FROM analytics_pathday WHERE application_id = %(app)s AND day >= %(day)s",
+    "DELETE FROM analytics_funnelevent WHERE application_id = %(app)s"
+    " AND occurred_us >= (EXTRACT(EPOCH FROM %(start)s::timestamptz) * 1000000)::bigint",
 ]
 
 
@@ -309,8 +312,22 @@ def _grouped(cursor: Any) -> dict[int, dict[str, list]]:
     return out
 
 
+# The funnels' narrow copy of the chunk's counted rows (analytics_funnelevent, migration 0007): one
+# INSERT per chunk and app, the chunk's keys mapped to the dense ids just assigned by a hash join
+# with two arrays (the chunk's distinct users and orgs, a few thousand), not one lookup per row.
+_FUNNEL_EVENTS_SQL = """
+INSERT INTO analytics_funnelevent (application_id, source, name, environment, occurred_us, user_dense, org_dense)
+SELECT c.app, c.source, c.event, c.env, (EXTRACT(EPOCH FROM c.occurred_at) * 1000000)::bigint, u.dense, o.dense
+FROM analytics_fold_chunk c
+JOIN unnest(%s::varchar[], %s::int[]) AS u(k, dense) ON u.k = c.usr
+LEFT JOIN unnest(%s::varchar[], %s::int[]) AS o(k, dense) ON o.k = c.org
+WHERE c.counted AND c.app = %s
+"""
+
+
 def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: bool) -> bitmaps.Dictionary:
-    """Dense ids of the chunk's users, orgs, sessions, paths and pairs, added to every touched row.
+    """Dense ids of the chunk's users, orgs, sessions, paths and pairs, added to every touched row;
+    the chunk's counted rows copied into analytics_funnelevent with the same ids.
 
     Whole arrays are mapped to ids with map/zip (C speed); Python never loops over single events.
     """
@@ -384,6 +401,7 @@ def _fold_bitmaps(cursor: Any, app: int, groups: dict[str, list], *, use_cache: 
     _merge(cursor, app, NAMES, names)
     _merge(cursor, app, PATHS, paths)
     _merge(cursor, app, ORG_DAYS, org_days)
+    cursor.execute(_FUNNEL_EVENTS_SQL, [list(users), list(users.values()), list(orgs), list(orgs.values()), app])
     return dictionary
 
 
@@ -621,11 +639,11 @@ def rollups_rebuild(
 ) -> dict:
     """Recompute an app's rollups from the raw rows still stored, from `since` (default: its oldest row).
 
-    One transaction under the fold lock taken alone: delete the app's rollups from that day, fold
-    every already-folded row of the app again (rows still queued are left to the fold), commit. So a
-    rebuild is idempotent and never races a fold; plan usage is not recounted. Days before `since`
-    (and before the oldest stored row, whose raw rows retention deleted) keep their rollups. Dense ids
-    are kept: they never change.
+    One transaction under the fold lock taken alone: delete the app's rollups (and funnel rows) from
+    that day, fold every already-folded row of the app again (rows still queued are left to the
+    fold), commit. So a rebuild is idempotent and never races a fold; plan usage is not recounted.
+    Days before `since` (and before the oldest stored row, whose raw rows retention deleted) keep
+    their rollups. Dense ids are kept: they never change.
     """
     day = since
     models = (Event, SdkEvent)
@@ -646,7 +664,7 @@ def rollups_rebuild(
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
         cursor.execute(_CHUNK_TABLE)
         for sql in _REBUILD_DELETE:
-            cursor.execute(sql, {"app": app_id, "day": day})
+            cursor.execute(sql, {"app": app_id, "day": day, "start": start})
         for source, rebuild_template in _REBUILD_SQL.items():
             rebuild_sql = rebuild_template.format(unfolded=unfolded_sql(source))
             after = 0

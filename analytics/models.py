@@ -117,6 +117,39 @@ class DenseId(models.Model):
         return f"{self.kind}:{self.key}={self.dense}"
 
 
+class FunnelEvent(models.Model):
+    """One counted event, narrow, for funnels (analytics/query/funnel_fast.py): written by the fold.
+
+    A funnel's window is exact only with every event time per entity and step (no per-day rollup
+    can say whether an `A` at 23:00 is followed by a `B` within the window), so the fold keeps one
+    row per counted event: the app, source, name, environment, time (as the microseconds the funnel
+    statement computes on, not a timestamp to convert per row) and the entity as dense ids (DenseId,
+    4 bytes, where the raw tables sort 64-byte user hashes). The index
+    `funnelevent_step` (application, source, name, occurred_us) INCLUDE (user_dense, org_dense,
+    environment) lets a funnel read only its steps' rows, index-only. Migration 0007 creates the
+    table by hand: rows need no id (the "primary key" below is for Django only; two equal events are
+    two rows) and no foreign-key check per inserted row (Django's cascade deletes an app's rows).
+    """
+
+    pk = models.CompositePrimaryKey("application_id", "source", "name", "occurred_us", "user_dense")
+    application = models.ForeignKey(
+        "apps_registry.Application", on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    )
+    source = models.SmallIntegerField()  # FoldQueue.SOURCE_EVENTS / SOURCE_SDK_EVENTS
+    name = models.CharField(max_length=255)
+    environment = models.CharField(max_length=32)  # '' when none (as the rollups)
+    occurred_us = models.BigIntegerField()  # occurred_at in microseconds since 1970: what a funnel computes on
+    user_dense = models.IntegerField()
+    org_dense = models.IntegerField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "analytics_funnelevent"
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.occurred_us}"
+
+
 class DailyTotal(models.Model):
     """Per app, environment (and ALL_ENVIRONMENTS), source and day: events and exact distinct sets.
 

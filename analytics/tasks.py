@@ -18,6 +18,7 @@ from revenue.models import Subscription
 from saastracker.redis_client import get_redis
 
 from . import fold, health
+from .funnel_events import funnel_events_prune
 from .models import Organization
 
 logger = logging.getLogger(__name__)
@@ -93,3 +94,9 @@ def scan_daily() -> int:
     for app_id in app_ids:
         scan_app.apply_async(args=[app_id], retry=False)
     return len(app_ids)
+
+
+@shared_task(name="analytics.funnel_events_prune", acks_late=True, soft_time_limit=280, time_limit=300)
+def funnel_events_prune_daily() -> int:
+    """Funnels' narrow rows past retention (analytics/funnel_events.py); idempotent."""
+    return funnel_events_prune()

@@ -79,10 +79,10 @@ EVENT_NAMES = [
 # data set is the same on every run (only "today" moves). Rows are in time order, as ingest stores
 # them: day d (oldest first) holds a contiguous run of ids, `j` numbers the rows of a day.
 INSERT_SQL = """
-INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_batch, export_attempts,
+INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_attempts,
     export_error, webhook_pending, event_id, event, user_hash, customer_org_id, path, session_id, session_inferred,
     plan, environment, occurred_at, properties)
-SELECT %(company)s, %(app)s, ts, 1, NULL, 1, '', false, gen_random_uuid(),
+SELECT %(company)s, %(app)s, ts, 1, 1, '', false, gen_random_uuid(),
     (%(names)s::text[])[1 + (i * 31) %% 20],
     md5('u' || u) || md5('v' || u),
     'org_' || (u %% %(orgs)s),

@@ -2,7 +2,7 @@
 """Funnels and retention (issue 21) on the shared analytics data set: p50/p95 with the load average.
 
     bench/funnels.py generate [--events 10000000] [--days 90]
-    bench/funnels.py run [--runs 10]
+    bench/funnels.py run [--runs 10] [--raw]
 
 `generate` (re)creates the PostgreSQL database `funnels_bench` with `bench/analytics_data.py`'s data
 set (N `/v1/events` rows over the last D days, 1,000 orgs, 50,000 users, 20 event names), folds it
@@ -14,6 +14,8 @@ warm-up each:
 - a 12-week retention (start onboarding_step, return any event, cohorts over the last 12 weeks);
 - the Funnels page running the same 3-step funnel.
 Each figure is printed with the 1-minute load average at its start and the bare `SELECT 1` of the run.
+The funnels take the fold's narrow table (analytics/query/funnel_fast.py) when it answers; `--raw`
+sets ANALYTICS_FUNNEL_FAST_PATH=0 (the raw statement, the "before"). The path taken is printed.
 """
 
 import argparse
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> None:
         prod_env(db_name=DB_NAME, port=0, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"))
     )
     os.environ["ANALYTICS_QUERY_TIMEOUT"] = "60"
+    os.environ["ANALYTICS_FUNNEL_FAST_PATH"] = "0" if args.raw else "1"
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [str(ROOT), *(p for p in sys.path if p and Path(p).resolve() != Path(here))]  # bench/ingest.py
     sys.modules.pop("ingest", None)
@@ -142,8 +145,11 @@ def run(args: argparse.Namespace) -> None:
         assert b"funnel-table" in response.content
 
     timed("Funnels page (same funnel)", args.runs, page_get)
-    answer = api.post(base + "/funnel", funnel, content_type="application/json").json()
-    print("funnel:", [s["count"] for s in answer["steps"]])
+    from analytics.query.funnel import funnel_answer
+
+    for count_by in ("users", "orgs"):
+        answer, path = funnel_answer(app=app, query={**funnel, "count_by": count_by})
+        print(f"funnel by {count_by}: {[s['count'] for s in answer['steps']]}, path {path}")
 
 
 def main() -> int:
@@ -154,6 +160,7 @@ def main() -> int:
     g.add_argument("--days", type=int, default=90)
     r = sub.add_parser("run")
     r.add_argument("--runs", type=int, default=10)
+    r.add_argument("--raw", action="store_true", help="funnels on the raw statement (ANALYTICS_FUNNEL_FAST_PATH=0)")
     args = parser.parse_args()
     generate(args) if args.command == "generate" else run(args)
     return 0

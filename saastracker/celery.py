@@ -46,6 +46,7 @@ TASK_ROUTES = {
     # scans: organization health (one chunk of orgs per task), on their own worker
     "analytics.scan_app": {"queue": QUEUE_SCANS},
     "analytics.scan_daily": {"queue": QUEUE_SCANS},
+    "analytics.funnel_events_prune": {"queue": QUEUE_SCANS},  # a long DELETE stays off the fold queue
     # analytics: every other task named `analytics.*` (the rollup fold and whatever joins it)
     "analytics.*": {"queue": QUEUE_ANALYTICS},
 }
@@ -67,6 +68,10 @@ _beat_schedule: dict[str, dict[str, Any]] = {
     # analytics (issue 10): fold new rows into rollups; rescan org health daily (scores age without events)
     "analytics fold": {"task": "analytics.fold_pending", "schedule": 2.0, "options": {"expires": 2}},
     "analytics daily scan": {"task": "analytics.scan_daily", "schedule": crontab(minute=5, hour=0)},
+    "analytics funnel events prune": {
+        "task": "analytics.funnel_events_prune",
+        "schedule": crontab(minute=35, hour=0),
+    },
 }
 # Worker liveness (issue 17, item 1d; saastracker/heartbeat.py): a no-op task on every queue, so an
 # idle worker's pool proves it still runs tasks. `scripts/worker` restarts a worker that stops beating.

@@ -131,6 +131,14 @@ def rollup_sql(
     return sql, [app.pk, source, environment, start_day, end_day]
 
 
+def unfolded_where(alias: str, source: str) -> tuple[str, list[Any]]:
+    """The condition that row `alias` of `source`'s raw table is stored but not folded yet.
+
+    What every fast path (this module, retention_rollups.py, funnel_fast.py) reads, in the same
+    statement as what the fold wrote: the fold's own definition (queued, or above its cursor)."""
+    return unfolded_sql(_RAW[source][2], alias), []
+
+
 def queued_sql(
     app: Application,
     *,
@@ -144,16 +152,17 @@ def queued_sql(
 ) -> tuple[str, list[Any]]:
     """The raw rows of [start, end) not folded yet, as rollup rows (day, g, n, NULL, k, dense):
     grouped by day, name (when `grouped`) and key, with the key's dense id when it has one."""
-    table, name_expr, queue_source, consent = _RAW[source]
+    table, name_expr, _queue_source, consent = _RAW[source]
     key = _MEASURE_KEY.get((source, measure))
     g = name_expr if grouped else "NULL::varchar"
     k = key[0] if key else "NULL::varchar"
+    unfolded, params = unfolded_where("e", source)
     queued = (
         f"SELECT (e.occurred_at AT TIME ZONE 'UTC')::date AS day, {g} AS g, {k} AS k, count(*) AS n"  # noqa: S608
-        f" FROM {table} e WHERE {unfolded_sql(queue_source)}"
+        f" FROM {table} e WHERE {unfolded}"
         f" AND e.application_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s{consent}"
     )
-    params: list[Any] = [app.pk, start, end]
+    params += [app.pk, start, end]
     if name is not None:
         queued += f" AND {name_expr} = %s"
         params.append(name)

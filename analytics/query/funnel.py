@@ -19,6 +19,7 @@ which differ). The median is computed in Python from the two middle values the S
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from apps_registry.models import Application
 from .compiler import Compiled, _Dialect
 from .engines import bigquery_rows, postgres_fetch
 from .fields import PROPERTY_PREFIX, Field, Source
+from .funnel_fast import dropoff_fast_compile, funnel_fast_compile
+from .funnel_fast import eligible as fast_eligible
 from .sequences import (
     ANY_EVENT,
     Step,
@@ -159,8 +162,21 @@ def _entities_sql(d: _Dialect, app: Application, f: Funnel) -> list[str]:
         f"ev AS (SELECT * FROM (SELECT {entity_sql(d, f.source, f.count_by)} AS e, "  # noqa: S608 (whitelisted SQL; values are parameters)
         f"{_micros(d, 'occurred_at')} AS us, {group} AS g, {', '.join(flags)} FROM {d.table(f.source.name)} "
         f"WHERE {where}) AS r WHERE {any_step})",
-        "a1 AS (SELECT e, g, us AS t1 FROM ev WHERE m1 GROUP BY e, g, us)",
     ]
+    gkind = f.breakdown[0].kind if f.breakdown else "number"
+    return ctes + attempts_ctes(d, f, lambda k: f"ev WHERE m{k}", gkind=gkind)
+
+
+def attempts_ctes(
+    d: _Dialect, f: Funnel, rows: Callable[[int], str], *, gkind: str, only_live: bool = False
+) -> list[str]:
+    """CTEs a1 .. an, ranked, best over step k's rows `SELECT e, g, us FROM {rows(k)}` (e: the
+    entity, g: the breakdown value of a step-1 row, us: microseconds). The raw path and the fast
+    path (funnel_fast.py) share them, so both count by the same rules. `only_live`: step k reads
+    only entities with an attempt that reached step k - 1 (exact: the others' attempts cannot move);
+    the fast path uses it."""
+    n = len(f.steps)
+    ctes = [f"a1 AS (SELECT e, g, us AS t1 FROM {rows(1)} GROUP BY e, g, us)"]  # noqa: S608 (from code)
     prev_cols = ["e", "g", "t1"]
     null = "CAST(NULL AS INT64)" if d.engine == "bigquery" else "NULL::bigint"
     for k in range(2, n + 1):
@@ -172,9 +188,10 @@ def _entities_sql(d: _Dialect, app: Application, f: Funnel) -> list[str]:
         cols = ", ".join(prev_cols)
         blanks = ", ".join(["e", "NULL", *([null] * (k - 1))])
         window_us = d.param(f.window_seconds * 1_000_000, "INT64")
+        live = f" WHERE e IN (SELECT e FROM a{k - 1} WHERE t{k - 1} IS NOT NULL)" if only_live else ""  # noqa: S608
         ctes.append(
             f"c{k} AS (SELECT {cols}, t{k - 1} AS pos, 1 AS kind, {null} AS us FROM a{k - 1} "  # noqa: S608
-            f"UNION ALL SELECT {blanks}, us, 0, us FROM ev WHERE m{k})"
+            f"UNION ALL SELECT {blanks}, us, 0, us FROM (SELECT e, us FROM {rows(k)}) AS s{live})"
         )
         ctes.append(
             f"n{k} AS (SELECT {cols}, kind, MIN(us) OVER (PARTITION BY e ORDER BY pos DESC, kind "  # noqa: S608
@@ -186,7 +203,6 @@ def _entities_sql(d: _Dialect, app: Application, f: Funnel) -> list[str]:
         )
         prev_cols.append(f"t{k}")
     depth = " + ".join(["1", *(f"CASE WHEN t{k} IS NULL THEN 0 ELSE 1 END" for k in range(2, n + 1))])
-    gkind = f.breakdown[0].kind if f.breakdown else "number"
     ctes.append(
         f"ranked AS (SELECT {', '.join(prev_cols)}, {depth} AS depth, ROW_NUMBER() OVER "  # noqa: S608
         f"(PARTITION BY e ORDER BY {depth} DESC, t1 ASC, {_order_text(d, 'g', gkind)} ASC NULLS FIRST) AS rn "
@@ -199,7 +215,14 @@ def _entities_sql(d: _Dialect, app: Application, f: Funnel) -> list[str]:
 def funnel_compile(*, app: Application, funnel: Funnel, engine: str) -> Compiled:
     """Rows (kind, g, grank, step, count, median_lo_us, median_hi_us): kind 0 all, 1 a group, 2 other."""
     d = dialect(engine)
-    ctes = _entities_sql(d, app, funnel)
+    sql = counts_sql(d, _entities_sql(d, app, funnel), funnel)
+    return Compiled(sql=sql, params=d.params, engine=engine)  # type: ignore[arg-type]
+
+
+def counts_sql(d: _Dialect, ctes: list[str], funnel: Funnel) -> str:
+    """The statement over CTEs ending in `best`: counts and median bounds per (kind, group, step)."""
+    engine = d.engine
+    ctes = list(ctes)
     n = len(funnel.steps)
     gkind = funnel.breakdown[0].kind if funnel.breakdown else "number"
     times = ", ".join(f"t{k}" for k in range(1, n + 1))
@@ -233,13 +256,12 @@ def funnel_compile(*, app: Application, funnel: Funnel, engine: str) -> Compiled
         "ROW_NUMBER() OVER (PARTITION BY kind, grank, step ORDER BY d) AS rn, "
         "COUNT(*) OVER (PARTITION BY kind, grank, step) AS n FROM long)"
     )
-    sql = (
+    return (
         "WITH " + ", ".join(ctes) + " SELECT kind, MIN(g) AS g, grank, step, MAX(n) AS n, "
         "MIN(CASE WHEN 2 * rn = n OR 2 * rn = n + 1 THEN d END) AS lo, "
         "MAX(CASE WHEN 2 * rn = n + 1 OR 2 * rn = n + 2 THEN d END) AS hi "
         "FROM numbered GROUP BY kind, grank, step ORDER BY kind, grank, step"
     )
-    return Compiled(sql=sql, params=d.params, engine=engine)  # type: ignore[arg-type]
 
 
 def _fetch(compiled: Compiled) -> list[tuple]:
@@ -278,12 +300,24 @@ def funnel_run(*, app: Application, query: object, engine: str | None = None) ->
     """Validate, compile and run a funnel for `app`: the answer (README "Funnels" gives its shape).
 
     Raises ApiError 400 (naming the member), 504 (past ANALYTICS_QUERY_TIMEOUT), 502/503 (BigQuery)."""
+    return funnel_answer(app=app, query=query, engine=engine)[0]
+
+
+def funnel_answer(
+    *, app: Application, query: object, engine: str | None = None, accelerate: bool = True
+) -> tuple[dict[str, Any], str]:
+    """`funnel_run`'s answer and the path that produced it: "funnel_events" (funnel_fast.py, PostgreSQL
+    only, when the fold's narrow table answers exactly), "raw" or "bigquery"."""
     from . import engine_configured
 
     funnel = funnel_parse(query)
     engine = engine or engine_configured()
     started = time.monotonic()
-    rows = _fetch(funnel_compile(app=app, funnel=funnel, engine=engine))
+    if engine == "postgres" and accelerate and fast_eligible(app, funnel):
+        compiled, path = funnel_fast_compile(app=app, funnel=funnel), "funnel_events"
+    else:
+        compiled, path = funnel_compile(app=app, funnel=funnel, engine=engine), _raw_path(engine)
+    rows = _fetch(compiled)
     took_ms = round((time.monotonic() - started) * 1000)
     totals: dict[int, tuple[int, Any, Any]] = {}
     groups: dict[tuple[int, int], dict[str, Any]] = {}
@@ -306,7 +340,11 @@ def funnel_run(*, app: Application, query: object, engine: str | None = None) ->
     if funnel.breakdown_name:
         answer["breakdown_by"] = funnel.breakdown_name
     answer.update({"engine": engine, "took_ms": took_ms})
-    return answer
+    return answer, path
+
+
+def _raw_path(engine: str) -> str:
+    return "raw" if engine == "postgres" else "bigquery"
 
 
 def dropoff_compile(*, app: Application, funnel: Funnel, step: int, engine: str) -> Compiled:
@@ -323,6 +361,13 @@ def dropoff_compile(*, app: Application, funnel: Funnel, step: int, engine: str)
 
 def funnel_dropoff(*, app: Application, query: object, step: object, engine: str | None = None) -> dict[str, Any]:
     """Up to 1,000 entities that reached step `step - 1` but not `step` (2 ≤ step ≤ steps)."""
+    return dropoff_answer(app=app, query=query, step=step, engine=engine)[0]
+
+
+def dropoff_answer(
+    *, app: Application, query: object, step: object, engine: str | None = None, accelerate: bool = True
+) -> tuple[dict[str, Any], str]:
+    """`funnel_dropoff`'s answer and its path, as `funnel_answer`."""
     from datetime import UTC
     from datetime import datetime as dt
 
@@ -337,7 +382,11 @@ def funnel_dropoff(*, app: Application, query: object, step: object, engine: str
         raise _invalid(errors)
     engine = engine or engine_configured()
     started = time.monotonic()
-    rows = _fetch(dropoff_compile(app=app, funnel=funnel, step=step, engine=engine))
+    if engine == "postgres" and accelerate and fast_eligible(app, funnel):
+        compiled, path = dropoff_fast_compile(app=app, funnel=funnel, step=step), "funnel_events"
+    else:
+        compiled, path = dropoff_compile(app=app, funnel=funnel, step=step, engine=engine), _raw_path(engine)
+    rows = _fetch(compiled)
     took_ms = round((time.monotonic() - started) * 1000)
 
     def iso(us: int) -> str:
@@ -351,7 +400,16 @@ def funnel_dropoff(*, app: Application, query: object, step: object, engine: str
         "truncated": len(rows) > MAX_DROPOFF,
         "engine": engine,
         "took_ms": took_ms,
-    }
+    }, path
 
 
-__all__ = ["PROPERTY_PREFIX", "Funnel", "funnel_compile", "funnel_dropoff", "funnel_parse", "funnel_run"]
+__all__ = [
+    "PROPERTY_PREFIX",
+    "Funnel",
+    "dropoff_answer",
+    "funnel_answer",
+    "funnel_compile",
+    "funnel_dropoff",
+    "funnel_parse",
+    "funnel_run",
+]

@@ -315,6 +315,9 @@ ANALYTICS_SCAN_CHUNK_ORGS = env_int("ANALYTICS_SCAN_CHUNK_ORGS", 2000)
 ANALYTICS_QUERY_ENGINE = env("ANALYTICS_QUERY_ENGINE", "postgres")
 # Seconds a query may run before the engine cancels it (answered 504).
 ANALYTICS_QUERY_TIMEOUT = float(env("ANALYTICS_QUERY_TIMEOUT", "10"))
+# Funnels read the fold's narrow copy of events when it answers exactly (analytics/query/funnel_fast.py);
+# 0 sends every funnel to the raw statement (a switch for the bench's "before", or if it misbehaves).
+ANALYTICS_FUNNEL_FAST_PATH = env_bool("ANALYTICS_FUNNEL_FAST_PATH", True)
 # Analytics API reads one company may have running at once, over all web processes (Redis); past it,
 # 429 with Retry-After (seconds). Keeps one tenant's heavy reads from taking everyone's CPU (issue 18).
 ANALYTICS_READS_PER_TENANT = env_int("ANALYTICS_READS_PER_TENANT", 2)
