@@ -12,7 +12,8 @@ warm-up each:
 - a 3-step funnel over the last 30 days (onboarding_step -> page_view -> logout, window 1 day)
   by users and by orgs;
 - a 12-week retention (start onboarding_step, return any event, cohorts over the last 12 weeks);
-- the Funnels page running the same 3-step funnel.
+- the Funnels page running the same 3-step funnel, and the Retention page (12 weekly periods over the
+  last 90 days).
 Each figure is printed with the 1-minute load average at its start and the bare `SELECT 1` of the run.
 The funnels take the fold's narrow table (analytics/query/funnel_fast.py) when it answers; `--raw`
 sets ANALYTICS_FUNNEL_FAST_PATH=0 (the raw statement, the "before"). The path taken is printed.
@@ -145,6 +146,14 @@ def run(args: argparse.Namespace) -> None:
         assert b"funnel-table" in response.content
 
     timed("Funnels page (same funnel)", args.runs, page_get)
+
+    def retention_page_get() -> None:
+        query = f"range=90&start={STEPS[0]}&return=*&period=week&periods=12&run=1"
+        response = page.get(f"/app/{app.uuid}/retention/?{query}")
+        assert response.status_code == 200
+        assert b'id="retention-table"' in response.content
+
+    timed("Retention page (12 weeks, last 90 days)", args.runs, retention_page_get)
     from analytics.query.funnel import funnel_answer
 
     for count_by in ("users", "orgs"):
