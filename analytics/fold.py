@@ -59,7 +59,9 @@ CHUNK_SIZE: int = settings.ANALYTICS_FOLD_CHUNK_SIZE
 PATH_KEY_LENGTH = 512  # rollup keys are btree-indexed: longer paths are cut (in rollups only; `left(path, 512)`)
 SOURCES = {FoldQueue.SOURCE_EVENTS: str(Source.EVENTS), FoldQueue.SOURCE_SDK_EVENTS: str(Source.SDK_EVENTS)}
 RAW_TABLES = {FoldQueue.SOURCE_EVENTS: Event._meta.db_table, FoldQueue.SOURCE_SDK_EVENTS: SdkEvent._meta.db_table}
-ENQUEUE_LIMIT = 100_000  # ids queued per table and look: a backlog is queued in steps, each a short transaction
+# Ids queued per table and look: a backlog is queued in steps, each a short transaction, a few chunks
+# ahead, so that a second folder finds work queued while the first one queues more.
+ENQUEUE_LIMIT = 300_000
 
 # Folds share this lock; a rebuild takes it alone, so no fold interleaves with its delete-and-recount.
 FOLD_LOCK = 720_010
@@ -506,14 +508,15 @@ def _cursor_locked(cursor: Any, source: int) -> FoldCursor | None:
 def enqueue(*, limit: int = ENQUEUE_LIMIT) -> bool:
     """Queue the raw rows stored past each table's cursor, up to its horizon, in one short transaction.
 
-    Returns whether ids were drawn above a cursor that it may not pass yet (their writers still run,
-    or the backlog is longer than `limit`): the caller looks again shortly.
+    Returns whether ids wait above a cursor: drawn by writers still running, past `limit`, or being
+    queued by another folder at this moment (its cursor row is locked): the caller looks again shortly.
     """
     waiting = False
     with transaction.atomic(), connection.cursor() as cursor:
         for source, table in RAW_TABLES.items():
             state = _cursor_locked(cursor, source)
-            if state is None:
+            if state is None:  # another folder is queueing this table's rows right now
+                waiting = True
                 continue
             if state.safe_upto - state.queued_upto < limit:
                 horizon.advance(cursor, table, state)
@@ -589,12 +592,13 @@ _IDLE_POLL_SECONDS = 0.025
 
 
 def _unfolded_waiting() -> bool:
-    """Whether rows wait: queued ones (held by another folder), or ids above a cursor not passable yet."""
+    """Whether rows wait: ids above a cursor not queued yet (or being queued by another folder), or
+    queued ones (held by another folder, or just queued here)."""
+    if enqueue():
+        return True
     with connection.cursor() as cursor:
         cursor.execute("SELECT EXISTS (SELECT 1 FROM analytics_foldqueue)")
-        if cursor.fetchone()[0]:
-            return True
-    return enqueue()
+        return bool(cursor.fetchone()[0])
 
 
 def fold_drain(*, budget_seconds: float = 50.0, chunk_size: int = CHUNK_SIZE) -> FoldReport:
