@@ -693,11 +693,16 @@ def _cursor_of(source: int) -> int:
     return FoldCursor.objects.filter(source=source).values_list("queued_upto", flat=True).first() or 0
 
 
-def _oldest_unfolded_id(source: int) -> int | None:
-    """The smallest id of `source` not folded yet: the first queued one, or the first above the cursor."""
+def _oldest_queued_id(source: int) -> int | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT min(event_ids[1]) FROM analytics_foldqueue WHERE source = %s", [source])
-        queued = cursor.fetchone()[0]
+        return cursor.fetchone()[0]
+
+
+def _oldest_unfolded_id(source: int) -> int | None:
+    """The smallest id of `source` not folded yet: the first queued one, or the first above the cursor."""
+    queued = _oldest_queued_id(source)
+    with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT min(id) FROM {RAW_TABLES[source]} WHERE id > %s",  # noqa: S608 (table from code)
             [_cursor_of(source)],
@@ -726,9 +731,7 @@ def retention_unfolded_filter(model: type) -> dict[str, Any]:
     and the cursor instead of an anti-join per batch; rows above the bound wait for the next run.
     """
     source = _source_of(model)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT min(event_ids[1]) FROM analytics_foldqueue WHERE source = %s", [source])
-        queued = cursor.fetchone()[0]
+    queued = _oldest_queued_id(source)
     bound = _cursor_of(source) + 1
     return {"id__lt": bound if queued is None else min(queued, bound)}
 

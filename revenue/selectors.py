@@ -203,13 +203,7 @@ def _cached_active_set(*, app: Application, at: datetime) -> ActiveSet | None:
     key = snapshots.snapshot_key(app.id)
     if key is None:
         return None
-    if (hit := snapshots.lookup(app.id, key, "active", _covers(at))) is not None:
-        return hit
-    if (part := snapshots.part_read(key, "active", at)) is None:
-        return None
-    active = _active_set_decode(key, *part)
-    snapshots.store(app.id, key, "active", active, (active.since, active.until))
-    return active
+    return snapshots.cached(app.id, key, "active", partial(_active_set_decode, key), at=at, accept=_covers(at))
 
 
 def _active_set(*, app: Application, at: datetime) -> ActiveSet:
@@ -273,12 +267,8 @@ def _monthly_flows(*, app: Application, org_id: str | None) -> tuple[dict[date, 
     """MRR started and ended per calendar month (the app's cached per snapshot; an org's from its rows)."""
     if org_id is None:
         key = snapshots.snapshot_key(app.id)
-        if key is not None and (hit := snapshots.lookup(app.id, key, "flows")) is not None:
+        if key is not None and (hit := snapshots.cached(app.id, key, "flows", _flows_decode)) is not None:
             return hit
-        if key is not None and (part := snapshots.part_read(key, "flows")) is not None:
-            flows = _flows_decode(part[2])
-            snapshots.store(app.id, key, "flows", flows)
-            return flows
         key, rows = snapshots.with_snapshot(app.id, _FLOWS_SQL.format(org=""), [app.id, app.id])
     else:
         key = None
@@ -345,12 +335,8 @@ def concentration(paying: dict[str, Decimal]) -> dict[str, float | None]:
 def _first_paid(*, app: Application) -> tuple[snapshots.SnapshotKey | None, dict[str, datetime]]:
     """(snapshot key, each org's first start of a subscription with MRR > 0), cached per snapshot."""
     key = snapshots.snapshot_key(app.id)
-    if key is not None and (hit := snapshots.lookup(app.id, key, "first_paid")) is not None:
+    if key is not None and (hit := snapshots.cached(app.id, key, "first_paid", _first_paid_decode)) is not None:
         return key, hit
-    if key is not None and (part := snapshots.part_read(key, "first_paid")) is not None:
-        first_paid = {org: _EPOCH + timedelta(microseconds=us) for org, us in part[2].items()}
-        snapshots.store(app.id, key, "first_paid", first_paid)
-        return key, first_paid
     key, rows = snapshots.with_snapshot(
         app.id,
         "SELECT external_org_id, min(start_at) FROM revenue_subscription"
@@ -372,11 +358,15 @@ def _first_paid(*, app: Application) -> tuple[snapshots.SnapshotKey | None, dict
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _flows_decode(payload: dict) -> tuple[dict[date, Decimal], dict[date, Decimal]]:
+def _flows_decode(_since: object, _until: object, payload: dict) -> tuple[dict[date, Decimal], dict[date, Decimal]]:
     def months(part: dict[str, int]) -> dict[date, Decimal]:
         return {date.fromisoformat(month): Decimal(cents) * CENT for month, cents in part.items()}
 
     return months(payload["started"]), months(payload["ended"])
+
+
+def _first_paid_decode(_since: object, _until: object, payload: dict[str, int]) -> dict[str, datetime]:
+    return {org: _EPOCH + timedelta(microseconds=us) for org, us in payload.items()}
 
 
 def _span(starts: list[datetime], ends: list[datetime], at: datetime) -> tuple[datetime | None, datetime | None]:

@@ -115,6 +115,27 @@ def part_read(
     return (row[0], row[1], json.loads(row[2])) if row else None
 
 
+def cached(
+    app_id: int,
+    key: SnapshotKey,
+    name: str,
+    decode: Callable[[datetime | None, datetime | None, dict], Any],
+    *,
+    at: datetime | None = None,
+    accept: Callable[[Hashable], bool] | None = None,
+) -> Any:
+    """This process's entry `name` of snapshot `key` (one `accept`ed), else the part its import wrote
+    (covering `at` when given), decoded and kept in this process. None: neither has it."""
+    if (hit := lookup(app_id, key, name, accept)) is not None:
+        return hit
+    if (part := part_read(key, name, at)) is None:
+        return None
+    since, until, payload = part
+    value = decode(since, until, payload)
+    store(app_id, key, name, value, (since, until) if at is not None else None)
+    return value
+
+
 def parts_replace(*, app_id: int, import_id: int, parts: list[Part]) -> None:
     """In the import's transaction: its parts, and none of the app's earlier snapshots (readers of those
     in an open transaction still see them; nobody looks them up after)."""

@@ -54,11 +54,6 @@ def _store(app, n: int, *, users: int = 37, days: int = 3, per_insert: int | Non
     )
 
 
-def _queued() -> int:
-    """Stored events still waiting for the fold (queued, or above the fold's cursor)."""
-    return unfolded_count()
-
-
 def _assert_counted_once(app, n: int, *, users: int = 37, days: int = 3) -> None:
     assert unfolded_count() == 0
     totals = DailyTotal.objects.filter(application=app, environment="*", source="events").order_by("day")
@@ -309,7 +304,7 @@ def test_a_worker_killed_mid_fold_leaves_nothing_half_counted(tmp_path, settings
             cursor.execute(UNSTALL_SQL)
 
     # Then its chunk rolled back: every row is still pending and nothing was counted
-    _wait_for(lambda: _queued() == 500, 10, "the rollback")
+    _wait_for(lambda: unfolded_count() == 500, 10, "the rollback")
     assert not DailyTotal.objects.exists()
     assert not Usage.objects.exists()
 
