@@ -30,7 +30,7 @@ from apps_registry.admin_scoping import CompanyScopedAdmin, account_company_id
 from apps_registry.models import Application
 
 from . import bigquery
-from .models import Event, ExportState, IdentifyLink, SdkEvent
+from .models import Event, ExportState, IdentifyLink, SdkEvent, SdkEventKey
 from .services.export import export_oldest_unexported_get, export_retry_dead, export_state_annotate, export_state_q
 
 ReceivedWithin = time_window_filter("received_at", title="received", parameter="received")
@@ -167,10 +167,13 @@ class SdkEventAdmin(OutboxRowAdmin):
     search_help_text = "An SDK event id (UUID)."
 
     def search_lookups(self, term: str) -> dict | None:
-        # event_id is unique per application: naming every application lets the unique
-        # (application, event_id) index answer, with no index of its own on the insert path.
+        # The key table holds each stored event's id per application (the SDK dedup, see
+        # ingest/models.py) and its row id: its primary key answers, with no index on the events.
         event_id = as_uuid(term)
-        return {"application_id__in": model_ids(Application), "event_id": event_id} if event_id else None
+        if not event_id:
+            return None
+        keys = SdkEventKey.objects.filter(application_id__in=model_ids(Application), event_id=event_id)
+        return {"id__in": list(keys.values_list("row_id", flat=True))}
 
 
 @admin.register(IdentifyLink)

@@ -57,7 +57,9 @@ class Event(OutboxRow):
     """One `/v1/events` event: organization-scoped, from a customer's backend."""
 
     id = models.BigAutoField(primary_key=True)
-    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Unique within each partition (a unique index per partition, see ingest/partitions.py); minted
+    # here as a UUIDv7, so one time-ordered id cannot be minted twice.
+    event_id = models.UUIDField(default=uuid.uuid4, editable=False)
     event = models.CharField(max_length=255)
     user_hash = models.CharField(max_length=64)
     customer_org_id = models.CharField(max_length=255)
@@ -94,7 +96,7 @@ class Event(OutboxRow):
 
 
 class SdkEvent(OutboxRow):
-    """One event of an SDK batch (envelope version 1). Idempotent per app by `event_id`."""
+    """One event of an SDK batch (envelope version 1). Idempotent per app by `event_id` (`SdkEventKey`)."""
 
     id = models.BigAutoField(primary_key=True)
     event_id = models.UUIDField()
@@ -117,9 +119,6 @@ class SdkEvent(OutboxRow):
 
     class Meta:
         verbose_name = "SDK event"
-        constraints = [
-            models.UniqueConstraint(fields=["application", "event_id"], name="sdkevent_app_event_id_uniq"),
-        ]
         indexes = [
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="sdkevent_webhook_pending"),
             models.Index(fields=["company", "received_at"], name="sdkevent_company_received"),
@@ -146,18 +145,15 @@ class SdkEvent(OutboxRow):
 
 
 class IdentifyLink(OutboxRow):
-    """An anonymous device linked to a known user. History is kept; a repeat adds nothing."""
+    """An anonymous device linked to a known user. History is kept; a repeat adds nothing (`IdentifyKey`)."""
 
     id = models.BigAutoField(primary_key=True)
-    link_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    link_id = models.UUIDField(default=uuid.uuid4, editable=False)  # unique within each partition
     anon_id = models.UUIDField()
     user_id = models.CharField(max_length=255)
     last_seen_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["application", "anon_id", "user_id"], name="identify_app_anon_user_uniq"),
-        ]
         indexes = [
             models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="identify_webhook_pending"),
             # Partial: dead rows are rare, so this costs the insert path nothing.
@@ -170,6 +166,68 @@ class IdentifyLink(OutboxRow):
 
     def __str__(self) -> str:
         return f"{self.anon_id} → {self.user_id}"
+
+
+class SdkEventKey(models.Model):
+    """An SDK event id already stored for an app: what makes a client's retry store nothing.
+
+    The raw tables are partitioned by id (ingest/partitions.py), and PostgreSQL only enforces a
+    unique index across partitions when it includes the partition key, which an SDK's retry does
+    not share. So the ids live here, in one narrow table whose primary key is the unique
+    constraint, written in the same statement as the events (ingest/services/sdk_events.py). Kept
+    for at least `SDK_DEDUP_DAYS` and as long as the company keeps events (ingest/services/retention.py).
+    """
+
+    pk = models.CompositePrimaryKey("application_id", "event_id")
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    event_id = models.UUIDField()
+    received_at = models.DateTimeField()
+    row_id = models.BigIntegerField()  # the SdkEvent's id: the admin's search by event id reads it
+
+    class Meta:
+        verbose_name = "SDK event key"
+        indexes = [BrinIndex(fields=["received_at"], autosummarize=True, name="sdkeventkey_received_brin")]
+
+    def __str__(self) -> str:
+        return str(self.event_id)
+
+
+class IdentifyKey(models.Model):
+    """A link (app, anonymous id, user id) already stored: a repeat moves its row's `last_seen_at` only.
+
+    The same reason as `SdkEventKey`; kept exactly as long as its link row (`row_id`).
+    """
+
+    pk = models.CompositePrimaryKey("application_id", "anon_id", "user_id")
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    anon_id = models.UUIDField()
+    user_id = models.CharField(max_length=255)
+    row_id = models.BigIntegerField(db_index=True)  # the IdentifyLink's id: retention deletes both
+
+    def __str__(self) -> str:
+        return f"{self.anon_id} → {self.user_id}"
+
+
+class RawPartition(models.Model):
+    """One partition of a raw table (a block of ids, see ingest/partitions.py) and the time it took rows.
+
+    `opened_at` is unknown (null) for the partition that holds the rows stored before partitioning.
+    """
+
+    table = models.CharField(max_length=63)
+    number = models.PositiveIntegerField()
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["table", "number"], name="rawpartition_table_number_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.table}_p{self.number}"
 
 
 class IdempotencyKey(models.Model):

@@ -13,6 +13,7 @@ import random
 
 from celery import Task, shared_task
 
+from ingest import partitions
 from ingest.services import export as export_service
 from ingest.services import retention as retention_service
 from saastracker.redis_client import get_redis
@@ -138,6 +139,12 @@ def export_sweep() -> dict:
         "sending": status.sending_count,
         "dead": status.dead_count,
     }
+
+
+@shared_task(name="ingest.partitions_maintain", acks_late=True, soft_time_limit=300, time_limit=360)
+def partitions_maintain() -> dict:
+    """Make the raw tables' next partitions ahead of time, and start a new one each week."""
+    return partitions.partitions_maintain()
 
 
 @shared_task(

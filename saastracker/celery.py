@@ -41,6 +41,7 @@ TASK_ROUTES = {
     # maintenance: database-only sweeps that must run on time whatever the sinks do
     "ingest.export_sweep": {"queue": QUEUE_MAINTENANCE},
     "ingest.retention": {"queue": QUEUE_MAINTENANCE},
+    "ingest.partitions_maintain": {"queue": QUEUE_MAINTENANCE},
     "webhooks.sweep_due": {"queue": QUEUE_MAINTENANCE},
     "apps_registry.usage_refresh": {"queue": QUEUE_MAINTENANCE},
     # scans: organization health (one chunk of orgs per task), on their own worker
@@ -63,6 +64,8 @@ _beat_schedule: dict[str, dict[str, Any]] = {
     "usage refresh": {"task": "apps_registry.usage_refresh", "schedule": 60.0, "options": {"expires": 60}},
     "export sweep": {"task": "ingest.export_sweep", "schedule": 10.0, "options": {"expires": 10}},
     "retention": {"task": "ingest.retention", "schedule": 3600.0},
+    # weekly partitions of the raw tables (ingest/partitions.py): made ahead, cut on Mondays
+    "raw partitions": {"task": "ingest.partitions_maintain", "schedule": 3600.0, "options": {"expires": 3600}},
     "webhook fan-out sweep": {"task": "webhooks.fanout_pending", "schedule": 3.0, "options": {"expires": 3}},
     "webhook delivery sweep": {"task": "webhooks.sweep_due", "schedule": 5.0, "options": {"expires": 5}},
     # analytics (issue 10): fold new rows into rollups; rescan org health daily (scores age without events)

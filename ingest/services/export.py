@@ -812,6 +812,21 @@ def export_oldest_unexported_get(*, queryset: QuerySet) -> datetime | None:
     return min(candidates) if candidates else None
 
 
+def export_owed_in(*, model: type[Model], rows: Q) -> bool:
+    """Whether any row of `model` that `rows` selects still owes BigQuery something (pending, sent, dead).
+
+    Each part is an index probe (ids above the cursor, the ledger's few ids, the dead rows' partial
+    index), so a whole partition is checked without reading it.
+    """
+    spec = spec_of(model)
+    selected = model.objects.filter(rows)
+    return (
+        selected.filter(id__gt=_claimed_upto(spec), export_state=ExportState.PENDING).exists()
+        or selected.filter(id__in=_held_ids(spec)).exists()
+        or selected.filter(export_state=ExportState.DEAD).exists()
+    )
+
+
 def _claimed_upto(spec: TableSpec) -> int:
     return ExportCursor.objects.filter(table=spec.name).values_list("claimed_upto", flat=True).first() or 0
 

@@ -15,22 +15,45 @@ from django.db import DatabaseError, connection
 
 from .. import outbox
 from ..db import connection_lost, in_doubt_lookup, write_outcome_record
-from ..models import ExportState, IdentifyLink
+from ..models import ExportState, IdentifyKey, IdentifyLink
 
+_LINKS = IdentifyLink._meta.db_table
+_KEYS = IdentifyKey._meta.db_table
+# The link table is partitioned by id (ingest/partitions.py): "this link exists" is the key table's
+# primary key. The key is claimed (or found, and locked, by DO UPDATE: a concurrent repeat waits for
+# the first to commit) and names the link row's id; the row is inserted or its last_seen_at moved.
 _UPSERT = f"""
-INSERT INTO {IdentifyLink._meta.db_table} (
-    company_id, application_id, received_at, export_state, export_attempts, export_error,
-    webhook_pending, link_id, anon_id, user_id, last_seen_at
+WITH k AS (
+    INSERT INTO {_KEYS} AS k (application_id, anon_id, user_id, row_id)
+    VALUES (%(app_id)s, %(anon_id)s, %(user_id)s, nextval('{_LINKS}_id_seq'))
+    ON CONFLICT (application_id, anon_id, user_id) DO UPDATE SET row_id = k.row_id
+    RETURNING row_id, (xmax = 0) AS created
+),
+added AS (
+    INSERT INTO {_LINKS} (
+        id, company_id, application_id, received_at, export_state, export_attempts, export_error,
+        webhook_pending, link_id, anon_id, user_id, last_seen_at
+    )
+    SELECT k.row_id, %(company_id)s, %(app_id)s, %(at)s, %(pending)s, 0, '', true, %(link_id)s, %(anon_id)s,
+        %(user_id)s, %(at)s
+    FROM k WHERE k.created
+    RETURNING link_id
+),
+seen AS (
+    UPDATE {_LINKS} l SET last_seen_at = GREATEST(l.last_seen_at, %(at)s)
+    FROM k WHERE NOT k.created AND l.id = k.row_id
+    RETURNING l.link_id
 )
-VALUES (%(company_id)s, %(app_id)s, %(at)s, %(pending)s, 0, '', true, %(link_id)s, %(anon_id)s, %(user_id)s, %(at)s)
-ON CONFLICT (application_id, anon_id, user_id)
-DO UPDATE SET last_seen_at = GREATEST({IdentifyLink._meta.db_table}.last_seen_at, EXCLUDED.last_seen_at)
-RETURNING link_id, (xmax = 0)
-"""  # noqa: S608 - only the model's own table name is interpolated; every value is a parameter
+SELECT coalesce((SELECT link_id FROM added), (SELECT link_id FROM seen)), k.created, k.row_id FROM k
+"""  # noqa: S608 - only the models' own table names are interpolated; every value is a parameter
+# A key whose link row retention has just deleted (the key goes in the same run, see
+# ingest/services/retention.py): forgotten, so the repeat stores the link again.
+_FORGET = f"DELETE FROM {_KEYS} WHERE application_id = %s AND anon_id = %s AND user_id = %s AND row_id = %s"  # noqa: S608
 _LANDED = f"""
-SELECT link_id FROM {IdentifyLink._meta.db_table}
-WHERE application_id = %(app_id)s AND anon_id = %(anon_id)s AND user_id = %(user_id)s AND last_seen_at >= %(at)s
-"""  # noqa: S608 - only the model's own table name is interpolated
+SELECT l.link_id FROM {_KEYS} k JOIN {_LINKS} l ON l.id = k.row_id
+WHERE k.application_id = %(app_id)s AND k.anon_id = %(anon_id)s AND k.user_id = %(user_id)s
+  AND l.last_seen_at >= %(at)s
+"""  # noqa: S608 - only the models' own table names are interpolated
 # `xmax = 0` is PostgreSQL's tell for "this row was inserted, not updated, by this statement".
 
 
@@ -50,7 +73,11 @@ def identify_link_record(
     try:
         with connection.cursor() as cursor:
             cursor.execute(_UPSERT, params)
-            link_id, created = cursor.fetchone()
+            link_id, created, row_id = cursor.fetchone()
+            if link_id is None:
+                cursor.execute(_FORGET, [app_id, anon_id, user_id, row_id])
+                cursor.execute(_UPSERT, params)
+                link_id, created, row_id = cursor.fetchone()
     except DatabaseError as exc:
         write_outcome_record(ok=False, exc=exc)
         if not connection_lost(exc):

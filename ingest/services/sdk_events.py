@@ -1,5 +1,11 @@
 """Storing an SDK batch: one statement, one round trip, idempotent by (application, event_id).
 
+The event table is partitioned by id (ingest/partitions.py), so no unique index of it can say
+"this app already sent this event id"; the narrow `SdkEventKey` table does, in the same statement:
+each id is first claimed there (its primary key is that constraint, and a concurrent retry waits
+for the first to commit, then finds the key), and only the claimed events are stored, each with
+the row id its key recorded.
+
 Each valid event becomes an `ingest.SdkEvent` row that is also its own outbox entry: the same
 INSERT sets `export_state` (pending, or skipped when the user gave no analytics consent) and
 `webhook_pending` (the name triggers a webhook and consent was given). A single statement in
@@ -27,7 +33,7 @@ from apps_registry.webhook_events import EVENT_TRIGGERS
 
 from .. import outbox
 from ..db import connection_lost, in_doubt_lookup, prepared_cursor, write_outcome_record
-from ..models import ExportState, SdkEvent
+from ..models import ExportState, SdkEvent, SdkEventKey
 
 _encode = msgspec.json.Encoder().encode
 _TRIGGER_NAMES = sorted(EVENT_TRIGGERS)
@@ -36,28 +42,37 @@ if not all(name.isidentifier() for name in _TRIGGER_NAMES):  # they are inlined 
 # Constants are part of the statement text, so each request only adapts the values that vary.
 _TRIGGERS_SQL = "ARRAY[" + ", ".join(f"'{name}'" for name in _TRIGGER_NAMES) + "]::text[]"
 _PENDING, _SKIPPED = int(ExportState.PENDING), int(ExportState.SKIPPED)
+_SEQUENCE = f"{SdkEvent._meta.db_table}_id_seq"  # the id column's identity sequence
 
 _INSERT = f"""
-WITH stored AS (
+WITH t AS MATERIALIZED (
+    SELECT * FROM json_to_recordset(%(rows)s::json) AS t(
+        event_id uuid, event_name text, ts_ms bigint, anon_id uuid, user_id text, platform text, os text,
+        app_version text, sdk_version text, locale text, bundle_version float8, country text,
+        session_id uuid, properties jsonb, consent boolean
+    )
+),
+fresh AS (
+    INSERT INTO {SdkEventKey._meta.db_table} (application_id, event_id, received_at, row_id)
+    SELECT %(app_id)s, t.event_id, %(received_at)s, nextval('{_SEQUENCE}') FROM t
+    ON CONFLICT DO NOTHING
+    RETURNING event_id, row_id
+),
+stored AS (
     INSERT INTO {SdkEvent._meta.db_table} (
-        company_id, application_id, received_at, export_state, export_attempts, export_error,
+        id, company_id, application_id, received_at, export_state, export_attempts, export_error,
         webhook_pending, event_id, schema_version, event_name, ts_ms, occurred_at, anon_id,
         user_id, platform, os, app_version, sdk_version, locale, bundle_version, country,
         session_id, properties, consent_analytics
     )
     SELECT
-        %(company_id)s, %(app_id)s, %(received_at)s,
+        f.row_id, %(company_id)s, %(app_id)s, %(received_at)s,
         CASE WHEN t.consent THEN {_PENDING} ELSE {_SKIPPED} END, 0, '',
         t.consent AND t.event_name = ANY({_TRIGGERS_SQL}), t.event_id, 1, t.event_name, t.ts_ms,
         timestamptz 'epoch' + t.ts_ms * interval '1 millisecond', t.anon_id,
         t.user_id, t.platform, t.os, t.app_version, t.sdk_version, t.locale, t.bundle_version, t.country,
         t.session_id, t.properties, t.consent
-    FROM json_to_recordset(%(rows)s::json) AS t(
-        event_id uuid, event_name text, ts_ms bigint, anon_id uuid, user_id text, platform text, os text,
-        app_version text, sdk_version text, locale text, bundle_version float8, country text,
-        session_id uuid, properties jsonb, consent boolean
-    )
-    ON CONFLICT (application_id, event_id) DO NOTHING
+    FROM t JOIN fresh f ON f.event_id = t.event_id
     RETURNING export_state, webhook_pending
 )
 SELECT count(*), coalesce(bool_or(export_state = {_PENDING}), false), coalesce(bool_or(webhook_pending), false)
@@ -67,7 +82,7 @@ FROM stored
 
 _LANDED = f"""
 SELECT count(*), count(*) FILTER (WHERE received_at = %(received_at)s)
-FROM {SdkEvent._meta.db_table}
+FROM {SdkEventKey._meta.db_table}
 WHERE application_id = %(app_id)s AND event_id = ANY(%(event_ids)s::uuid[])
 """  # noqa: S608 - only the model's table name is interpolated
 

@@ -230,6 +230,9 @@ CREDENTIALS_CACHE_TTL = env_int("CREDENTIALS_CACHE_TTL", 5)
 RATE_LIMIT_PER_SECOND = env_int("RATE_LIMIT_PER_SECOND", 2000)
 RATE_LIMIT_BURST = env_int("RATE_LIMIT_BURST", 4000)
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
+# How long an SDK event id is remembered (a retry stores nothing): this many days at least, and as
+# long as the company keeps its events plus a week (ingest/services/retention.py). Never under 30.
+SDK_DEDUP_DAYS = max(30, env_int("SDK_DEDUP_DAYS", 35))
 # After a connection error during an INSERT, seconds a request may spend reconnecting to learn whether
 # its commit landed (202 if so, 503 if not). PostgreSQL's crash recovery must fit in it.
 DB_IN_DOUBT_SECONDS = float(env("DB_IN_DOUBT_SECONDS", "5") or 5)

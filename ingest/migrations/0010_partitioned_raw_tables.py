@@ -1,0 +1,264 @@
+"""The raw tables become range-partitioned by id (ingest/partitions.py); SDK and identify dedup move to key tables.
+
+Upgrading keeps every row where it is: each plain table is renamed to its partition 0 and attached
+to a new partitioned table of the old name, with the same columns, id sequence value and indexes
+(its own indexes are attached, not rebuilt). The bound is proved by a CHECK constraint validated
+first, so ATTACH does not scan again. The unique constraints PostgreSQL cannot enforce across
+partitions are replaced: (application, event_id) of SDK events and (application, anon_id,
+user_id) of identify links by the key tables, filled from the rows here; `event_id` and `link_id`
+stay unique per partition (the old table keeps its unique index; new partitions get their own).
+On a large table this runs in one transaction holding the tables' locks for the key backfill:
+README ("Partitioned raw tables") gives the steps to run by hand while ingest runs.
+
+The reverse puts every row back into one plain table (for tests and rollbacks of a young install).
+"""
+
+import django.contrib.postgres.indexes
+import django.db.models.deletion
+import uuid
+from django.db import migrations, models
+
+BLOCK = 1 << 40  # ids per partition: ingest.partitions.BLOCK when this was written
+# table: (unique constraints dropped, replaced by a key table; column unique per partition)
+TABLES = {
+    "ingest_event": ([], "event_id"),
+    "ingest_sdkevent": ([("sdkevent_app_event_id_uniq", "application_id, event_id")], None),
+    "ingest_identifylink": ([("identify_app_anon_user_uniq", "application_id, anon_id, user_id")], "link_id"),
+}
+KEYS_BACKFILL = [
+    """INSERT INTO ingest_sdkeventkey (application_id, event_id, received_at, row_id)
+       SELECT application_id, event_id, received_at, id FROM ingest_sdkevent ON CONFLICT DO NOTHING""",
+    """INSERT INTO ingest_identifykey (application_id, anon_id, user_id, row_id)
+       SELECT application_id, anon_id, user_id, id FROM ingest_identifylink ON CONFLICT DO NOTHING""",
+]
+_STATISTICS_SQL = "SELECT stxname, pg_get_statisticsobjdef(oid) FROM pg_statistic_ext WHERE stxrelid = %s::regclass"
+_INDEXES_SQL = """
+SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+WHERE x.indrelid = %s::regclass ORDER BY i.relname
+"""
+
+
+def _p0(name: str) -> str:
+    renamed = f"p0_{name}"
+    if len(renamed) > 63:
+        raise ValueError(f"index name too long to keep on partition 0: {renamed}")
+    return renamed
+
+
+def _sequence_state(cursor, table: str) -> tuple[int, bool]:
+    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+    (sequence,) = cursor.fetchone()
+    cursor.execute(f"SELECT last_value, is_called FROM {sequence}")  # noqa: S608 (a catalog name)
+    return cursor.fetchone()
+
+
+def _partition(cursor, table: str, number: int, unique_column: str | None) -> None:
+    name = f"{table}_p{number}"
+    cursor.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    if unique_column:
+        cursor.execute(f"CREATE UNIQUE INDEX {name}_{unique_column}_uniq ON {name} ({unique_column})")
+    lo, hi = number * BLOCK, (number + 1) * BLOCK
+    cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})")
+
+
+def partition_tables(apps, schema_editor):
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        (now,) = cursor.fetchone()
+        for table, (dropped, unique_column) in TABLES.items():
+            p0 = f"{table}_p0"
+            for name, _columns in dropped:
+                cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+            last_value, is_called = _sequence_state(cursor, table)
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")  # noqa: S608
+            (had_rows,) = cursor.fetchone()
+            cursor.execute(_INDEXES_SQL, [table])
+            indexes = cursor.fetchall()
+            cursor.execute(_STATISTICS_SQL, [table])
+            statistics = cursor.fetchall()
+            cursor.execute(f"ALTER TABLE {table} RENAME TO {p0}")
+            for name, _definition in statistics:
+                cursor.execute(f"ALTER STATISTICS {name} RENAME TO {_p0(name)}")
+            for relname, _definition, conname, _contype in indexes:
+                if conname:
+                    cursor.execute(f"ALTER TABLE {p0} RENAME CONSTRAINT {conname} TO {_p0(conname)}")
+                else:
+                    cursor.execute(f"ALTER INDEX {relname} RENAME TO {_p0(relname)}")
+            cursor.execute(f"ALTER TABLE {p0} ALTER COLUMN id DROP IDENTITY")
+            cursor.execute(
+                f"CREATE TABLE {table} (LIKE {p0} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE (id)"
+            )
+            cursor.execute(f"ALTER TABLE {table} ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY")
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, %s)", [table, last_value, is_called])
+            for _relname, definition, conname, contype in indexes:
+                if contype == "p":
+                    cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {conname} PRIMARY KEY (id)")
+                elif contype is None:
+                    cursor.execute(definition)  # names the table by its old name: the new parent
+                # a unique constraint ("u") stays on partition 0 only: unique per partition
+            for _name, definition in statistics:
+                cursor.execute(definition)  # the planner's estimates for the whole table (explorer buckets)
+            cursor.execute(f"ALTER TABLE {p0} ADD CONSTRAINT {p0}_bound CHECK (id < {BLOCK}) NOT VALID")
+            cursor.execute(f"ALTER TABLE {p0} VALIDATE CONSTRAINT {p0}_bound")
+            cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {p0} FOR VALUES FROM (MINVALUE) TO ({BLOCK})")
+            cursor.execute(f"ALTER TABLE {p0} DROP CONSTRAINT {p0}_bound")
+            _partition(cursor, table, 1, unique_column)  # the next block exists before any cut
+            cursor.execute(
+                'INSERT INTO ingest_rawpartition ("table", number, opened_at) VALUES (%s, 0, %s)',
+                [table, None if had_rows else now],  # rows from before: their time span is not known
+            )
+        for statement in KEYS_BACKFILL:
+            cursor.execute(statement)
+
+
+def unpartition_tables(apps, schema_editor):
+    with schema_editor.connection.cursor() as cursor:
+        for table, (dropped, _unique_column) in TABLES.items():
+            p0 = f"{table}_p0"
+            last_value, is_called = _sequence_state(cursor, table)
+            cursor.execute(
+                """SELECT parent.relname, child.relname, c.conname FROM pg_inherits h
+                JOIN pg_class child ON child.oid = h.inhrelid JOIN pg_class parent ON parent.oid = h.inhparent
+                JOIN pg_index x ON x.indexrelid = child.oid
+                LEFT JOIN pg_constraint c ON c.conindid = child.oid AND c.conrelid = x.indrelid
+                WHERE x.indrelid = %s::regclass""",
+                [p0],
+            )
+            attached = cursor.fetchall()
+            cursor.execute(
+                "SELECT c.relname FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid"
+                " WHERE h.inhparent = %s::regclass ORDER BY c.relname",
+                [table],
+            )
+            partitions = [name for (name,) in cursor.fetchall()]
+            for name in partitions:
+                cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
+            for name in partitions:
+                if name != p0:
+                    cursor.execute(f"INSERT INTO {p0} SELECT * FROM {name}")  # noqa: S608
+                    cursor.execute(f"DROP TABLE {name}")
+            cursor.execute(f"DROP TABLE {table}")
+            cursor.execute(f"ALTER TABLE {p0} RENAME TO {table}")
+            cursor.execute(_STATISTICS_SQL, [table])
+            for name, _definition in cursor.fetchall():
+                cursor.execute(f"ALTER STATISTICS {name} RENAME TO {name.removeprefix('p0_')}")
+            for parent, child, conname in attached:
+                if conname:
+                    cursor.execute(f"ALTER TABLE {table} RENAME CONSTRAINT {conname} TO {parent}")
+                else:
+                    cursor.execute(f"ALTER INDEX {child} RENAME TO {parent}")
+            cursor.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND conname LIKE 'p0\\_%%'", [table]
+            )
+            for (conname,) in cursor.fetchall():
+                cursor.execute(f"ALTER TABLE {table} RENAME CONSTRAINT {conname} TO {conname[3:]}")
+            cursor.execute(f"ALTER TABLE {table} ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY")
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, %s)", [table, last_value, is_called])
+            for name, columns in dropped:
+                cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE ({columns})")
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("apps_registry", "0001_initial"),
+        ("ingest", "0009_export_ledger"),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name="IdentifyKey",
+            fields=[
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "application_id",
+                        "anon_id",
+                        "user_id",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("anon_id", models.UUIDField()),
+                ("user_id", models.CharField(max_length=255)),
+                ("row_id", models.BigIntegerField(db_index=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="apps_registry.application",
+                    ),
+                ),
+            ],
+        ),
+        migrations.CreateModel(
+            name="RawPartition",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("table", models.CharField(max_length=63)),
+                ("number", models.PositiveIntegerField()),
+                ("opened_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+            ],
+            options={
+                "constraints": [
+                    models.UniqueConstraint(fields=("table", "number"), name="rawpartition_table_number_uniq")
+                ],
+            },
+        ),
+        migrations.CreateModel(
+            name="SdkEventKey",
+            fields=[
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "application_id", "event_id", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("event_id", models.UUIDField()),
+                ("received_at", models.DateTimeField()),
+                ("row_id", models.BigIntegerField()),
+                (
+                    "application",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="apps_registry.application",
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name": "SDK event key",
+                "indexes": [
+                    django.contrib.postgres.indexes.BrinIndex(
+                        autosummarize=True, fields=["received_at"], name="sdkeventkey_received_brin"
+                    )
+                ],
+            },
+        ),
+        migrations.RunPython(partition_tables, unpartition_tables),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.RemoveConstraint(model_name="identifylink", name="identify_app_anon_user_uniq"),
+                migrations.RemoveConstraint(model_name="sdkevent", name="sdkevent_app_event_id_uniq"),
+                migrations.AlterField(
+                    model_name="event",
+                    name="event_id",
+                    field=models.UUIDField(default=uuid.uuid4, editable=False),
+                ),
+                migrations.AlterField(
+                    model_name="identifylink",
+                    name="link_id",
+                    field=models.UUIDField(default=uuid.uuid4, editable=False),
+                ),
+            ],
+        ),
+    ]

@@ -1,0 +1,205 @@
+"""The raw tables in weekly partitions: one PostgreSQL range partition per block of 2**40 ids.
+
+Why by id, cut by time: everything that walks the raw tables walks ids (the export's and the fold's
+cursors, the stream's keyset pages, the admin lists newest first), so those statements prune to the
+partitions they need; and retention wants whole weeks it can drop. So each partition is a block of
+ids, and a block is "this week": at the first maintenance run of a new week (Monday 00:00 UTC) the
+table's id sequence is moved to the start of the next block, and from then on new rows land in the
+next partition. Ids only ever grow, so the cursors (ingest/horizon.py) pass the gap like any other.
+
+Why weekly: retention is counted in days per company (30 to 365 on our plans), so a week keeps a
+dropped partition at most 7 days past the retention of its longest-kept rows, while a year of
+retention is 53 partitions, few enough for the planner. Daily would mean 365 partitions to plan
+over; monthly would keep rows up to a month too long.
+
+Ingest never waits for a partition: the block after the current one always exists (made ahead, in
+its own committed transaction, before the sequence may enter it), and a block holds 2**40 ids (a
+week at 1.8 M events/s). If maintenance stops, the current partition simply keeps growing.
+
+Creating and dropping take no lock that stops ingest: a partition is created alone and ATTACHed
+(SHARE UPDATE EXCLUSIVE on the parent, which inserts and reads do not wait for), and dropped after
+DETACH ... CONCURRENTLY.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Event, IdentifyLink, RawPartition, SdkEvent
+
+logger = logging.getLogger(__name__)
+
+BLOCK = 1 << 40  # ids per partition
+PERIOD = timedelta(days=7)
+# What was unique on the unpartitioned tables and still is, within each partition (see ingest/models.py).
+LOCAL_UNIQUE = {Event._meta.db_table: "event_id", IdentifyLink._meta.db_table: "link_id"}
+RAW_MODELS = (Event, SdkEvent, IdentifyLink)
+_LOCK_TIMEOUT = "5s"  # a DDL step that cannot get its lock gives up and is retried by the next run
+
+
+@dataclass(frozen=True)
+class Partition:
+    table: str
+    number: int
+    opened_at: datetime | None
+    closed_at: datetime | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}_p{self.number}"
+
+    @property
+    def lo(self) -> int:
+        return self.number * BLOCK
+
+    @property
+    def hi(self) -> int:
+        return (self.number + 1) * BLOCK
+
+    def ids(self) -> Q:
+        """The rows of this partition, as a filter that the planner prunes to it."""
+        return Q(id__lt=self.hi) if self.number == 0 else Q(id__gte=self.lo, id__lt=self.hi)
+
+
+def period_start(now: datetime) -> datetime:
+    """Monday 00:00 UTC of `now`'s week: when the partition of a week begins."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
+
+
+def _existing(cursor, table: str) -> set[int]:
+    cursor.execute(
+        "SELECT c.relname FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = %s::regclass",
+        [table],
+    )
+    prefix = f"{table}_p"
+    return {int(name[len(prefix) :]) for (name,) in cursor.fetchall() if name.startswith(prefix)}
+
+
+def _current_number(cursor, table: str) -> int:
+    """The block the table's id sequence is in: where new rows go."""
+    cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))", [table])
+    last = cursor.fetchone()[0] or 0
+    return max(0, last // BLOCK)
+
+
+def partition_create(table: str, number: int) -> bool:
+    """Create partition `number` of `table` unless it exists, in its own transaction. True if created."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"partition {table}"])
+        if number in _existing(cursor, table):
+            return False
+        name = f"{table}_p{number}"
+        cursor.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        column = LOCAL_UNIQUE.get(table)
+        if column:
+            cursor.execute(f"CREATE UNIQUE INDEX {name}_{column}_uniq ON {name} ({column})")
+        # Attaching builds the parent's indexes on the empty table and locks the parent only
+        # against other DDL: inserts and reads go on.
+        lo, hi = number * BLOCK, (number + 1) * BLOCK
+        cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})")
+    logger.info("partition %s created", name)
+    return True
+
+
+def partitions_list(table: str) -> list[Partition]:
+    """The table's partitions that took rows, oldest first, with when they did."""
+    return [
+        Partition(table=table, number=p.number, opened_at=p.opened_at, closed_at=p.closed_at)
+        for p in RawPartition.objects.filter(table=table).order_by("number")
+    ]
+
+
+def partition_cut(table: str, *, now: datetime | None = None) -> int:
+    """Send `table`'s new rows to the next block's partition from now on; returns its number.
+
+    The partition is committed before the sequence moves (a sequence change is not transactional:
+    were it to move first and the creation fail, inserts would find no partition).
+    """
+    now = now or timezone.now()
+    with connection.cursor() as cursor:
+        current = _current_number(cursor, table)
+    following = current + 1
+    partition_create(table, following)
+    partition_create(table, following + 1)  # the one after is always there ahead of time
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"partition {table}"])
+        if _current_number(cursor, table) == current:  # not cut by someone else meanwhile
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, following * BLOCK - 1])
+        RawPartition.objects.filter(table=table, number__lt=following, closed_at__isnull=True).update(closed_at=now)
+        RawPartition.objects.get_or_create(table=table, number=following, defaults={"opened_at": now})
+    logger.info("partition %s_p%s now takes new rows", table, following)
+    return following
+
+
+def partitions_maintain(*, now: datetime | None = None) -> dict[str, int]:
+    """Hourly (beat): make the next partitions ahead, and cut each table at the start of a week.
+
+    Returns each table's current partition number. Safe to run at any time, any number of times.
+    """
+    now = now or timezone.now()
+    current: dict[str, int] = {}
+    for model in RAW_MODELS:
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            number = _current_number(cursor, table)
+        partition_create(table, number + 1)
+        entry, _ = RawPartition.objects.get_or_create(table=table, number=number, defaults={"opened_at": now})
+        if entry.opened_at is None or entry.opened_at < period_start(now):
+            number = partition_cut(table, now=now)
+            with connection.cursor() as cursor:
+                # Autovacuum analyzes partitions, never the partitioned table: the planner's
+                # whole-table statistics (the explorer's bucket estimates) are refreshed here, weekly.
+                cursor.execute(f"ANALYZE {table}")
+        current[table] = number
+    return current
+
+
+def partitions_cut_all(*, now: datetime | None = None) -> dict[str, int]:
+    """Cut every raw table now, whatever the week (benchmarks and tests build weeks of data this way)."""
+    return {model._meta.db_table: partition_cut(model._meta.db_table, now=now) for model in RAW_MODELS}
+
+
+def companies_in(partition: Partition) -> list[int]:
+    """The companies with rows in `partition`: a skip scan of its (company, received_at) index."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH RECURSIVE c AS (
+                SELECT min(company_id) AS id FROM {partition.name}
+                UNION ALL
+                SELECT (SELECT min(company_id) FROM {partition.name} WHERE company_id > c.id)
+                FROM c WHERE c.id IS NOT NULL
+            ) SELECT id FROM c WHERE id IS NOT NULL"""  # noqa: S608 (a partition name from the catalog)
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def partition_drop(partition: Partition) -> None:
+    """Detach (concurrently: ingest and readers go on) and drop a partition, then forget it.
+
+    DETACH ... CONCURRENTLY cannot run inside a transaction: call this in autocommit.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
+        try:
+            cursor.execute(
+                "SELECT h.inhdetachpending FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid"
+                " WHERE c.relname = %s",
+                [partition.name],
+            )
+            attached = cursor.fetchone()
+            if attached:  # FINALIZE completes a detach that an earlier run began and did not finish
+                how = "FINALIZE" if attached[0] else "CONCURRENTLY"
+                cursor.execute(f"ALTER TABLE {partition.table} DETACH PARTITION {partition.name} {how}")
+            cursor.execute(f"DROP TABLE IF EXISTS {partition.name}")
+        finally:
+            cursor.execute("RESET lock_timeout")
+    RawPartition.objects.filter(table=partition.table, number=partition.number).delete()
+    logger.info("partition %s dropped", partition.name)
