@@ -24,6 +24,7 @@ DETACH ... CONCURRENTLY.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -47,24 +48,18 @@ _LOCK_TIMEOUT = "5s"  # a DDL step that cannot get its lock gives up and is retr
 class Partition:
     table: str
     number: int
-    opened_at: datetime | None
-    closed_at: datetime | None
+    lo: int | None  # None: from the lowest id (partition 0 holds the rows from before partitioning)
+    hi: int
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
 
     @property
     def name(self) -> str:
         return f"{self.table}_p{self.number}"
 
-    @property
-    def lo(self) -> int:
-        return self.number * BLOCK
-
-    @property
-    def hi(self) -> int:
-        return (self.number + 1) * BLOCK
-
     def ids(self) -> Q:
         """The rows of this partition, as a filter that the planner prunes to it."""
-        return Q(id__lt=self.hi) if self.number == 0 else Q(id__gte=self.lo, id__lt=self.hi)
+        return Q(id__lt=self.hi) if self.lo is None else Q(id__gte=self.lo, id__lt=self.hi)
 
 
 def period_start(now: datetime) -> datetime:
@@ -73,20 +68,34 @@ def period_start(now: datetime) -> datetime:
     return day - timedelta(days=day.weekday())
 
 
-def _existing(cursor, table: str) -> set[int]:
-    cursor.execute(
-        "SELECT c.relname FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = %s::regclass",
-        [table],
-    )
-    prefix = f"{table}_p"
-    return {int(name[len(prefix) :]) for (name,) in cursor.fetchall() if name.startswith(prefix)}
+_BOUNDS_SQL = """
+SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+WHERE h.inhparent = %s::regclass
+"""
+_BOUND = re.compile(r"FROM \((?:MINVALUE|'?(-?\d+)'?)\) TO \('?(-?\d+)'?\)")
 
 
-def _current_number(cursor, table: str) -> int:
-    """The block the table's id sequence is in: where new rows go."""
+def _attached(cursor, table: str) -> dict[int, Partition]:
+    """The table's partitions by number, with their bounds as the catalog has them."""
+    cursor.execute(_BOUNDS_SQL, [table])
+    found = {}
+    for name, bound in cursor.fetchall():
+        match = _BOUND.search(bound)
+        if match and name.startswith(f"{table}_p"):
+            number = int(name[len(table) + 2 :])
+            lo = int(match[1]) if match[1] is not None else None
+            found[number] = Partition(table=table, number=number, lo=lo, hi=int(match[2]))
+    return found
+
+
+def _current(cursor, table: str) -> Partition:
+    """The partition new rows go to: the one holding the next id of the table's sequence."""
     cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))", [table])
-    last = cursor.fetchone()[0] or 0
-    return max(0, last // BLOCK)
+    following = (cursor.fetchone()[0] or 0) + 1
+    for partition in _attached(cursor, table).values():
+        if (partition.lo is None or partition.lo <= following) and following < partition.hi:
+            return partition
+    raise RuntimeError(f"no partition of {table} holds id {following}")  # never: blocks are made before use
 
 
 def partition_create(table: str, number: int) -> bool:
@@ -94,7 +103,7 @@ def partition_create(table: str, number: int) -> bool:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"partition {table}"])
-        if number in _existing(cursor, table):
+        if number in _attached(cursor, table):
             return False
         name = f"{table}_p{number}"
         cursor.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
@@ -111,9 +120,19 @@ def partition_create(table: str, number: int) -> bool:
 
 def partitions_list(table: str) -> list[Partition]:
     """The table's partitions that took rows, oldest first, with when they did."""
+    with connection.cursor() as cursor:
+        attached = _attached(cursor, table)
     return [
-        Partition(table=table, number=p.number, opened_at=p.opened_at, closed_at=p.closed_at)
-        for p in RawPartition.objects.filter(table=table).order_by("number")
+        Partition(
+            table=table,
+            number=entry.number,
+            lo=attached[entry.number].lo,
+            hi=attached[entry.number].hi,
+            opened_at=entry.opened_at,
+            closed_at=entry.closed_at,
+        )
+        for entry in RawPartition.objects.filter(table=table).order_by("number")
+        if entry.number in attached
     ]
 
 
@@ -125,14 +144,14 @@ def partition_cut(table: str, *, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        current = _current_number(cursor, table)
-    following = current + 1
+        current = _current(cursor, table)
+    following = current.hi // BLOCK
     partition_create(table, following)
     partition_create(table, following + 1)  # the one after is always there ahead of time
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"partition {table}"])
-        if _current_number(cursor, table) == current:  # not cut by someone else meanwhile
-            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, following * BLOCK - 1])
+        if _current(cursor, table).number == current.number:  # not cut by someone else meanwhile
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, current.hi - 1])
         RawPartition.objects.filter(table=table, number__lt=following, closed_at__isnull=True).update(closed_at=now)
         RawPartition.objects.get_or_create(table=table, number=following, defaults={"opened_at": now})
     logger.info("partition %s_p%s now takes new rows", table, following)
@@ -149,8 +168,9 @@ def partitions_maintain(*, now: datetime | None = None) -> dict[str, int]:
     for model in RAW_MODELS:
         table = model._meta.db_table
         with connection.cursor() as cursor:
-            number = _current_number(cursor, table)
-        partition_create(table, number + 1)
+            partition = _current(cursor, table)
+        partition_create(table, partition.hi // BLOCK)
+        number = partition.number
         entry, _ = RawPartition.objects.get_or_create(table=table, number=number, defaults={"opened_at": now})
         if entry.opened_at is None or entry.opened_at < period_start(now):
             number = partition_cut(table, now=now)

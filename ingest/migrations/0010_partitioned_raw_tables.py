@@ -100,11 +100,14 @@ def partition_tables(apps, schema_editor):
                 # a unique constraint ("u") stays on partition 0 only: unique per partition
             for _name, definition in statistics:
                 cursor.execute(definition)  # the planner's estimates for the whole table (explorer buckets)
-            cursor.execute(f"ALTER TABLE {p0} ADD CONSTRAINT {p0}_bound CHECK (id < {BLOCK}) NOT VALID")
+            # Partition 0 takes every id up to the end of the sequence's block (below 2**40 but on a
+            # database whose sequence was moved), and the next block's partition is made ahead.
+            first = max(1, last_value // BLOCK + 1)
+            cursor.execute(f"ALTER TABLE {p0} ADD CONSTRAINT {p0}_bound CHECK (id < {first * BLOCK}) NOT VALID")
             cursor.execute(f"ALTER TABLE {p0} VALIDATE CONSTRAINT {p0}_bound")
-            cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {p0} FOR VALUES FROM (MINVALUE) TO ({BLOCK})")
+            cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {p0} FOR VALUES FROM (MINVALUE) TO ({first * BLOCK})")
             cursor.execute(f"ALTER TABLE {p0} DROP CONSTRAINT {p0}_bound")
-            _partition(cursor, table, 1, unique_column)  # the next block exists before any cut
+            _partition(cursor, table, first, unique_column)
             cursor.execute(
                 'INSERT INTO ingest_rawpartition ("table", number, opened_at) VALUES (%s, 0, %s)',
                 [table, None if had_rows else now],  # rows from before: their time span is not known
