@@ -27,6 +27,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -75,7 +76,7 @@ WHERE h.inhparent = %s::regclass
 _BOUND = re.compile(r"FROM \((?:MINVALUE|'?(-?\d+)'?)\) TO \('?(-?\d+)'?\)")
 
 
-def _attached(cursor, table: str) -> dict[int, Partition]:
+def _attached(cursor: Any, table: str) -> dict[int, Partition]:
     """The table's partitions by number, with their bounds as the catalog has them."""
     cursor.execute(_BOUNDS_SQL, [table])
     found = {}
@@ -88,7 +89,7 @@ def _attached(cursor, table: str) -> dict[int, Partition]:
     return found
 
 
-def _current(cursor, table: str) -> Partition:
+def _current(cursor: Any, table: str) -> Partition:
     """The partition new rows go to: the one holding the next id of the table's sequence."""
     cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))", [table])
     following = (cursor.fetchone()[0] or 0) + 1

@@ -819,7 +819,7 @@ def export_owed_in(*, model: type[Model], rows: Q) -> bool:
     index), so a whole partition is checked without reading it.
     """
     spec = spec_of(model)
-    selected = model.objects.filter(rows)
+    selected = model._default_manager.filter(rows)
     return (
         selected.filter(id__gt=_claimed_upto(spec), export_state=ExportState.PENDING).exists()
         or selected.filter(id__in=_held_ids(spec)).exists()

@@ -78,8 +78,8 @@ def _still_needed(model: type[Model], partition: Partition) -> bool:
     rows = partition.ids()
     return (
         export_owed_in(model=model, rows=rows)
-        or model.objects.filter(rows, webhook_pending=True).exists()
-        or any(model.objects.filter(rows).exclude(**keep).exists() for keep in _keep_filters(model))
+        or model._default_manager.filter(rows, webhook_pending=True).exists()
+        or any(model._default_manager.filter(rows).exclude(**keep).exists() for keep in _keep_filters(model))
     )
 
 
