@@ -231,7 +231,7 @@ def test_page_is_an_index_range_scan(application):
     assert "event_app_received" in plan
     assert "Index Scan Backward" in plan
     nodes = [line.strip().removeprefix("->").strip() for line in plan.splitlines()]
-    assert not [node for node in nodes if node.startswith(("Sort ", "Incremental Sort "))], plan
+    assert not [node for node in nodes if node.startswith(("Sort  (", "Incremental Sort  ("))], plan
 
 
 def test_isolation(api_client, application, outsider, member):
