@@ -114,7 +114,8 @@ class SdkEventsView(SdkView):
         operation_id="sdk_events_ingest",
         summary="Ingest a batch of SDK events",
         description=(
-            "Each event is validated on its own: valid ones are stored (once per `event_id`), invalid ones "
+            "Each event is validated on its own: valid ones are stored (once per `event_id`, remembered at "
+            "least 30 days and as long as the company keeps its events), invalid ones "
             "are listed in `errors` with their index and every wrong field. Events without analytics "
             "consent are kept for audit only."
         ),
