@@ -87,20 +87,25 @@ _SDK_COLUMNS = """e.id, 2, e.company_id, e.application_id, '',
     e.event_name, coalesce(e.user_id, e.anon_id::text), NULL, NULL, e.session_id::text, e.consent_analytics"""
 
 # Claim: delete the oldest unclaimed queue rows and copy their raw rows into the chunk table. A queue
-# row whose raw row is gone (its app was deleted) is simply dropped.
+# row whose raw row is gone (its app was deleted) is simply dropped. The ids' bounds let PostgreSQL
+# skip the weekly partitions they are not in (ingest/partitions.py): `= ANY` of a computed array alone
+# prunes nothing, and every partition's index would be probed for every id.
 _CLAIM_SQL = f"""
 WITH q AS (
     DELETE FROM analytics_foldqueue WHERE id IN (
         SELECT id FROM analytics_foldqueue WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE SKIP LOCKED)
     RETURNING source, event_ids
 ),
+ids AS (SELECT source, array_agg(i) AS ids, min(i) AS lo, max(i) AS hi FROM q, unnest(q.event_ids) i GROUP BY source),
 copied AS (
     INSERT INTO analytics_fold_chunk
     SELECT {_EVENTS_COLUMNS} FROM ingest_event e
-        WHERE e.id = ANY(ARRAY(SELECT unnest(event_ids) FROM q WHERE source = 1))
+        WHERE e.id = ANY((SELECT ids FROM ids WHERE source = 1)::bigint[])
+          AND e.id BETWEEN (SELECT lo FROM ids WHERE source = 1) AND (SELECT hi FROM ids WHERE source = 1)
     UNION ALL
     SELECT {_SDK_COLUMNS} FROM ingest_sdkevent e
-        WHERE e.id = ANY(ARRAY(SELECT unnest(event_ids) FROM q WHERE source = 2))
+        WHERE e.id = ANY((SELECT ids FROM ids WHERE source = 2)::bigint[])
+          AND e.id BETWEEN (SELECT lo FROM ids WHERE source = 2) AND (SELECT hi FROM ids WHERE source = 2)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM q), (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM q),

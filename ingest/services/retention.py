@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Model, QuerySet, Subquery
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -54,11 +54,13 @@ def _delete_in_batches(queryset: QuerySet, *, batch_size: int, deadline: float) 
     deleted = 0
     model = queryset.model
     while time.monotonic() < deadline:
+        # The ids travel as literals: the DELETE then touches only the weekly partitions that hold
+        # them (a subquery would be joined against every partition).
+        ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
         if model is IdentifyLink:
-            count = _links_delete(list(queryset.order_by().values_list("pk", flat=True)[:batch_size]))
+            count = _links_delete(ids)
         else:
-            ids = queryset.order_by().values("pk")[:batch_size]
-            count, _ = model.objects.filter(pk__in=Subquery(ids)).delete()
+            count, _ = model._default_manager.filter(pk__in=ids).delete()
         deleted += count
         if count < batch_size:
             break
