@@ -31,6 +31,7 @@ from analytics.models import DailyTotal
 from apps_registry.models import Usage
 from ingest.models import Event
 from tests.factories import ApplicationFactory, EventFactory
+from tests.raw_rows import OLD_EVENTS_SQL
 
 REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -117,10 +118,7 @@ def test_rows_queued_by_the_old_trigger_are_folded_once_after_the_upgrade():
     executor.migrate([("analytics", "0006_health_model_history")])
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_attempts,"
-            " export_error, webhook_pending, event_id, event, user_hash, customer_org_id, session_id,"
-            " session_inferred, occurred_at) SELECT %s, %s, now(), 0, 0, '', false, gen_random_uuid(), 'old',"
-            " 'u' || n, 'o', gen_random_uuid(), false, now() FROM generate_series(1, 5) n",
+            OLD_EVENTS_SQL,
             [app.company_id, app.id],
         )
         cursor.execute("SELECT coalesce(sum(cardinality(event_ids)), 0) FROM analytics_foldqueue")

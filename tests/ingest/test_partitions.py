@@ -19,6 +19,7 @@ from ingest.partitions import BLOCK, partition_cut, partitions_cut_all, partitio
 from ingest.services.export import export_drain
 from ingest.services.retention import retention_apply
 from tests.factories import ApplicationFactory, CompanyFactory, EventFactory
+from tests.raw_rows import OLD_EVENTS_SQL
 
 from .sdk_helpers import IDENTIFY_URL, post_events, post_raw, sdk_event
 from .v1_helpers import event_body, send
@@ -314,10 +315,7 @@ def test_upgrading_keeps_the_rows_and_their_dedup(api_client, application, sdk_k
     anon_id = old["user"]["anon_id"]
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO ingest_event (company_id, application_id, received_at, export_state, export_attempts,"
-            " export_error, webhook_pending, event_id, event, user_hash, customer_org_id, session_id,"
-            " session_inferred, occurred_at) SELECT %s, %s, now(), 0, 0, '', false, gen_random_uuid(), 'old',"
-            " 'u' || n, 'o', gen_random_uuid(), false, now() FROM generate_series(1, 5) n",
+            OLD_EVENTS_SQL,
             [application.company_id, application.id],
         )
         cursor.execute(SDK_ROW_SQL, [application.company_id, application.id, old["event_id"], anon_id])
