@@ -89,9 +89,11 @@ def _sorted_not_walked(queryset: QuerySet) -> QuerySet:
 def _planner_estimate(queryset: QuerySet) -> int:
     """The row estimate of EXPLAIN for the query (no row is read); the table's own for no filter."""
     with connections[queryset.db].cursor() as cursor:
-        if not queryset.query.where:
+        if not queryset.query.where:  # a partitioned table's rows are its partitions' (ingest/partitions.py)
             cursor.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table]
+                "SELECT coalesce(sum(greatest(reltuples, 0)), 0)::bigint FROM pg_class"
+                " WHERE oid IN (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)",
+                [queryset.model._meta.db_table],
             )
             return int(cursor.fetchone()[0])
         sql, params = queryset.order_by().query.sql_with_params()

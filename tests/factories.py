@@ -21,8 +21,10 @@ from ingest.models import (
     ExportRetry,
     ExportState,
     IdempotencyKey,
+    IdentifyKey,
     IdentifyLink,
     SdkEvent,
+    SdkEventKey,
     WriteProbe,
 )
 from revenue.models import CustomerOrg, FxRate, Import, RevenueSettings
@@ -147,6 +149,7 @@ class EventFactory(ExportStateMixin, DjangoModelFactory):
 class SdkEventFactory(ExportStateMixin, DjangoModelFactory):
     class Meta:
         model = SdkEvent
+        skip_postgeneration_save = True  # the hook writes another table, not this row
 
     application = factory.SubFactory(ApplicationFactory)
     company = factory.SelfAttribute("application.company")
@@ -165,15 +168,32 @@ class SdkEventFactory(ExportStateMixin, DjangoModelFactory):
     session_id = factory.LazyFunction(uuid.uuid4)
     consent_analytics = True
 
+    @factory.post_generation
+    def key(self, create: bool, extracted, **kwargs) -> None:
+        """Its dedup key, as the ingest statement writes it beside every stored event."""
+        if create:
+            SdkEventKey.objects.create(
+                application_id=self.application_id, event_id=self.event_id, received_at=self.received_at, row_id=self.id
+            )
+
 
 class IdentifyLinkFactory(ExportStateMixin, DjangoModelFactory):
     class Meta:
         model = IdentifyLink
+        skip_postgeneration_save = True  # the hook writes another table, not this row
 
     application = factory.SubFactory(ApplicationFactory)
     company = factory.SelfAttribute("application.company")
     anon_id = factory.LazyFunction(uuid.uuid4)
     user_id = factory.Sequence(lambda n: f"user-{n}")
+
+    @factory.post_generation
+    def key(self, create: bool, extracted, **kwargs) -> None:
+        """Its dedup key, as the identify statement writes it beside every stored link."""
+        if create:
+            IdentifyKey.objects.create(
+                application_id=self.application_id, anon_id=self.anon_id, user_id=self.user_id, row_id=self.id
+            )
 
 
 class IdempotencyKeyFactory(DjangoModelFactory):

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps_registry import admin_lists
+from ingest.partitions import partition_cut
 from tests.factories import (
     EventFactory,
     IdentifyLinkFactory,
@@ -52,6 +53,21 @@ def test_a_large_list_is_counted_up_to_a_bound_then_estimated(superuser, monkeyp
     assert all("LIMIT 4" in sql for sql in counts), counts
 
 
+def test_the_estimate_of_a_large_list_counts_every_weekly_partition(superuser, monkeypatch):
+    # Given more events than the exact-count bound, in two weekly partitions, analyzed
+    monkeypatch.setattr(admin_lists, "EXACT_COUNT_UP_TO", 3)
+    EventFactory.create_batch(4)
+    partition_cut("ingest_event")
+    EventFactory.create_batch(5)
+    with connection.cursor() as cursor:  # what autovacuum does: analyze partitions, never the parent
+        cursor.execute("SELECT relid::regclass::text FROM pg_partition_tree('ingest_event') WHERE isleaf")
+        for (partition,) in cursor.fetchall():
+            cursor.execute(f"ANALYZE {partition}")
+
+    # When the list is opened, then its count is the partitions' rows together
+    assert "9 events" in superuser.get(EVENTS).content.decode()
+
+
 def test_a_small_list_still_shows_its_exact_count(superuser):
     EventFactory.create_batch(3)
 
@@ -76,7 +92,7 @@ def test_event_search_is_exact_on_event_id_or_org_id_never_a_scan(superuser):
     assert not [sql for sql in _table_queries(queries, "ingest_event") if "LIKE" in sql.upper()]
 
 
-def test_sdk_event_search_by_event_id_goes_through_the_app_scoped_unique_index(superuser):
+def test_sdk_event_search_by_event_id_goes_through_the_app_scoped_dedup_keys(superuser):
     event = SdkEventFactory()
     SdkEventFactory()
 
@@ -86,9 +102,11 @@ def test_sdk_event_search_by_event_id_goes_through_the_app_scoped_unique_index(s
 
     assert [e.pk for e in found] == [event.pk]
     assert list(not_an_id) == []
-    searched = [sql for sql in _table_queries(queries, "ingest_sdkevent") if '"event_id" =' in sql]
+    # the key table's (application, event_id) primary key names the row; the events are read by id
+    searched = [sql for sql in _table_queries(queries, "ingest_sdkeventkey") if '"event_id" =' in sql]
     assert searched
     assert all('"application_id" IN' in sql for sql in searched)
+    assert not [sql for sql in _table_queries(queries, "ingest_sdkevent") if '"event_id" =' in sql]
 
 
 def test_identify_links_are_searched_by_exact_user_id(superuser):
