@@ -23,6 +23,7 @@ from ingest.models import (
     IdempotencyKey,
     IdentifyKey,
     IdentifyLink,
+    RawPartition,
     SdkEvent,
     SdkEventKey,
     WriteProbe,
@@ -194,6 +195,40 @@ class IdentifyLinkFactory(ExportStateMixin, DjangoModelFactory):
             IdentifyKey.objects.create(
                 application_id=self.application_id, anon_id=self.anon_id, user_id=self.user_id, row_id=self.id
             )
+
+
+class SdkEventKeyFactory(DjangoModelFactory):
+    """A dedup key alone (SdkEventFactory writes one beside each event)."""
+
+    class Meta:
+        model = SdkEventKey
+
+    application = factory.SubFactory(ApplicationFactory)
+    event_id = factory.LazyFunction(uuid.uuid4)
+    received_at = factory.LazyFunction(timezone.now)
+    row_id = factory.Sequence(lambda n: n + 1)
+
+
+class IdentifyKeyFactory(DjangoModelFactory):
+    """An identify dedup key alone (IdentifyLinkFactory writes one beside each link)."""
+
+    class Meta:
+        model = IdentifyKey
+
+    application = factory.SubFactory(ApplicationFactory)
+    anon_id = factory.LazyFunction(uuid.uuid4)
+    user_id = factory.Sequence(lambda n: f"user-{n}")
+    row_id = factory.Sequence(lambda n: n + 1)
+
+
+class RawPartitionFactory(DjangoModelFactory):
+    class Meta:
+        model = RawPartition
+        django_get_or_create = ("table", "number")
+
+    table = "ingest_event"
+    number = factory.Sequence(lambda n: 10_000 + n)
+    opened_at = factory.LazyFunction(timezone.now)
 
 
 class IdempotencyKeyFactory(DjangoModelFactory):
