@@ -56,7 +56,7 @@ def next_monday(now: dt.datetime) -> dt.datetime:
 @pytest.mark.django_db(transaction=True)
 def test_ingest_export_and_fold_go_on_across_the_weekly_cut(api_client, application, api_secret, sdk_key, bigquery):
     # Given events of both APIs and an identify link stored this week
-    partitions_maintain()
+    this_week = partitions_maintain()
     before = [sdk_event(event_name="session_start") for _ in range(3)]
     assert post_events(api_client, sdk_key, before).status_code == 200
     assert send(api_client, app_uuid=application.uuid, secret=api_secret, body=event_body()).status_code == 202
@@ -74,8 +74,10 @@ def test_ingest_export_and_fold_go_on_across_the_weekly_cut(api_client, applicat
         assert current[table] >= 1
         assert {f"{table}_p{current[table]}", f"{table}_p{current[table] + 1}"} <= attached(table)
     events = list(Event.objects.order_by("id"))
-    number = current["ingest_event"]
-    assert [partition_of(Event, e.id) for e in events] == [f"ingest_event_p{number - 1}", f"ingest_event_p{number}"]
+    assert [partition_of(Event, e.id) for e in events] == [
+        f"ingest_event_p{this_week['ingest_event']}",
+        f"ingest_event_p{current['ingest_event']}",
+    ]
     assert events[1].id >= current["ingest_event"] * BLOCK
     links = list(IdentifyLink.objects.order_by("id"))
     assert links[-1].id >= current["ingest_identifylink"] * BLOCK
