@@ -176,9 +176,15 @@ def _unpinned(statement: str) -> str:
     return out
 
 
-def partitions_cut(env: dict) -> None:
-    """Every raw table into a new id block (a new partition), as the weekly beat task does live."""
-    manage(env, "shell", "-c", "from ingest.partitions import partitions_cut_all; partitions_cut_all()")
+def partitions_cut(env: dict, row: int) -> None:
+    """Every raw table into a new id block (a new partition), as the weekly beat task does live, at
+    the time of row number `row` (@T0 + row * 259 ms)."""
+    code = (
+        "from datetime import timedelta; from django.utils import timezone;"
+        " from ingest.partitions import partitions_cut_all;"
+        f" partitions_cut_all(now=timezone.now() - timedelta(days=30) + timedelta(seconds={row * ROW_SECONDS}))"
+    )
+    manage(env, "shell", "-c", code)
 
 
 def data_generate(rows: int, tables: list[str] | None = None, *, env: dict | None = None, cut_days: float = 7) -> None:
@@ -215,7 +221,7 @@ def _raw_generate(rows: int, tables: list[str], *, env: dict | None, cut_days: f
     bounds = sorted({*range(0, rows, CHUNK), *starts, rows})
     for lo, hi in itertools.pairwise(bounds):
         if lo in starts and any(table_rows(t) == lo for t in tables):
-            partitions_cut(env)
+            partitions_cut(env, lo + 1)
             say(f"partitions cut before row {lo + 1:,}")
         for table in tables:
             if table_rows(table) >= hi:

@@ -24,6 +24,7 @@ Other benchmarks import `generate(...)` (same arguments) to build the same data 
 """
 
 import argparse
+import datetime
 import fcntl
 import itertools
 import json
@@ -130,9 +131,14 @@ def week_starts(events: int, days: int) -> list[int]:
     return [(k * events + days - 1) // days for k in range(7, days, 7)]
 
 
-def partitions_cut(env: dict) -> None:
-    """Every raw table into a new id block (a new partition), as the weekly beat task does."""
-    _manage(env, "shell", "-c", "from ingest.partitions import partitions_cut_all; partitions_cut_all()")
+def partitions_cut(env: dict, at: datetime.datetime) -> None:
+    """Every raw table into a new id block (a new partition) at the data's time `at`, as the weekly
+    beat task does."""
+    code = (
+        "from datetime import datetime; from ingest.partitions import partitions_cut_all;"
+        f" partitions_cut_all(now=datetime.fromisoformat('{at.isoformat()}'))"
+    )
+    _manage(env, "shell", "-c", code)
 
 
 def bench_env(db: str) -> dict:
@@ -171,8 +177,9 @@ def generate(
         cuts = set(week_starts(events, days)) if PARTITIONED else set()
         bounds = sorted({*range(0, events, CHUNK), *cuts, events})
         for lo, hi in itertools.pairwise(bounds):
-            if lo in cuts:
-                partitions_cut(env)
+            if lo in cuts:  # the data's day of row lo, midnight UTC
+                day = today - datetime.timedelta(days=days - 1 - lo * days // events)
+                partitions_cut(env, datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC))
                 log(f"partitions cut before row {lo:,}")
             conn.execute(
                 INSERT_SQL,
