@@ -18,12 +18,19 @@
    writes EXPLAIN (ANALYZE, BUFFERS) of each page's slowest query;
 5. prints one `ADMIN_BENCH_JSON {...}` line; exit status 1 when a page is at or over 300 ms.
 
+With partitioned raw tables (`ingest/partitions.py` present), the three raw tables take their ids
+from the sequence and are filled side by side, with a cut of every raw table (a new partition,
+`partitions_cut_all`) after each `--cut-days` of data (7, weekly, as live; the rows are 259 ms apart,
+so 2 M rows hold 6 days: `--cut-days 1` gives six partitions), and the SDK dedup key table
+`ingest_sdkeventkey` is filled for the generated SDK rows after the small company's rows are moved.
+
 Needs PostgreSQL on 127.0.0.1:5432 (trust, user postgres). Generating 5 x 10 million rows takes
 roughly 20-40 minutes on a 2-core machine and about 12 GB of disk.
 """
 
 import argparse
 import fcntl
+import itertools
 import json
 import os
 import statistics
@@ -155,8 +162,38 @@ def table_rows(table: str) -> int:
     return int(psql(f"{PG}/{DB_NAME}", f"select count(*) from {table}"))  # noqa: S608 (constant names)
 
 
-def data_generate(rows: int, tables: list[str] | None = None) -> None:
-    """Fill every table up to `rows` rows, a million at a time (resumable: it continues where it stopped)."""
+PARTITIONED = (ROOT / "ingest" / "partitions.py").exists()
+RAW_TABLES = ("ingest_event", "ingest_sdkevent", "ingest_identifylink")
+ROW_SECONDS = 0.259  # the time between two rows of a table (@T0 + i * 259 ms above)
+
+
+def _unpinned(statement: str) -> str:
+    """The statement without the explicit id: with partitioned raw tables each row takes the id
+    sequence's next value, i.e. an id in the current block (partition). `i` still numbers the row and
+    derives every other value, so the rows are the same as the unpartitioned schema's."""
+    out = statement.replace(" (id, company_id,", " (company_id,", 1).replace("select i, a.cs[", "select a.cs[", 1)
+    assert out != statement, "statement layout changed"
+    return out
+
+
+def partitions_cut(env: dict, row: int) -> None:
+    """Every raw table into a new id block (a new partition), as the weekly beat task does live, at
+    the time of row number `row` (@T0 + row * 259 ms)."""
+    code = (
+        "from datetime import timedelta; from django.utils import timezone;"
+        " from ingest.partitions import partitions_cut_all;"
+        f" partitions_cut_all(now=timezone.now() - timedelta(days=30) + timedelta(seconds={row * ROW_SECONDS}))"
+    )
+    manage(env, "shell", "-c", code)
+
+
+def data_generate(rows: int, tables: list[str] | None = None, *, env: dict | None = None, cut_days: float = 7) -> None:
+    """Fill every table up to `rows` rows, a million at a time (resumable: it continues where it stopped).
+
+    With partitioned raw tables, the three raw tables are filled side by side, block by block of
+    `cut_days` of data (their rows share times), with a cut of every raw table between blocks."""
+    if PARTITIONED:
+        _raw_generate(rows, [t for t in RAW_TABLES if not tables or t in tables], env=env, cut_days=cut_days)
     for table, statement in TABLES.items():
         if tables and table not in tables:
             continue
@@ -175,6 +212,36 @@ def data_generate(rows: int, tables: list[str] | None = None) -> None:
     psql(f"{PG}/{DB_NAME}", "checkpoint")
 
 
+def _raw_generate(rows: int, tables: list[str], *, env: dict | None, cut_days: float) -> None:
+    """The raw tables of the partitioned schema: ids from the sequence, a cut every `cut_days` of data."""
+    if not tables or all(table_rows(t) >= rows for t in tables):
+        return
+    block = max(1, round(cut_days * 86400 / ROW_SECONDS))
+    starts = set(range(block, rows, block))
+    bounds = sorted({*range(0, rows, CHUNK), *starts, rows})
+    for lo, hi in itertools.pairwise(bounds):
+        if lo in starts and any(table_rows(t) == lo for t in tables):
+            partitions_cut(env, lo + 1)
+            say(f"partitions cut before row {lo + 1:,}")
+        for table in tables:
+            if table_rows(table) >= hi:
+                continue
+            started = time.monotonic()
+            psql(f"{PG}/{DB_NAME}", _sql(_unpinned(TABLES[table]), lo=lo + 1, hi=hi + 1))
+            say(f"{table}: rows {lo + 1:,}..{hi:,} in {time.monotonic() - started:.0f} s")
+
+
+def sdk_keys_fill() -> None:
+    """The partitioned schema's SDK dedup key table, for the generated SDK rows (the admin's exact SDK
+    event id search reads it). After small_company_rows: the key holds each row's final application."""
+    psql(
+        f"{PG}/{DB_NAME}",
+        "insert into ingest_sdkeventkey (application_id, event_id, received_at, row_id)"
+        " select application_id, event_id, received_at, id from ingest_sdkevent on conflict do nothing",
+    )
+    psql(f"{PG}/{DB_NAME}", "vacuum (analyze) ingest_sdkeventkey")
+
+
 SMALL_EVERY = 5000  # one row in 5,000 (0.02 %) of each table belongs to the small company
 
 
@@ -189,12 +256,18 @@ def small_company_rows() -> None:
     )
     app_id, company_id = (int(x) for x in app.split(","))
     endpoint_id = int(psql(db, f"select id from webhooks_webhookendpoint where application_id = {app_id}"))  # noqa: S608
-    for table in ("ingest_event", "ingest_sdkevent", "ingest_identifylink"):
+    for table in RAW_TABLES:
+        # Rows 123, 123 + SMALL_EVERY, ... in id order (ids are the row numbers, unless partitioned).
+        rows = (
+            f"select id from (select id, row_number() over (order by id) n from {table}) r"  # noqa: S608
+            f" where n % {SMALL_EVERY} = 123"
+            if PARTITIONED
+            else f"select generate_series(123, (select max(id) from {table}), {SMALL_EVERY})"  # noqa: S608
+        )
         psql(
             db,
             f"update {table} set company_id = {company_id}, application_id = {app_id}"  # noqa: S608
-            f" where id in (select generate_series(123, (select max(id) from {table}), {SMALL_EVERY}))"
-            f" and company_id <> {company_id}",
+            f" where id in ({rows}) and company_id <> {company_id}",
         )
     psql(
         db,
@@ -212,6 +285,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument(
+        "--cut-days", type=float, default=7, help="partitioned schema: days of data per partition (weekly live)"
+    )
     parser.add_argument("--explain", help="write EXPLAIN (ANALYZE, BUFFERS) of each page's slowest query to this file")
     parser.add_argument(
         "--tables", nargs="*", choices=list(TABLES), help="generate only these (run several in parallel)"
@@ -222,10 +298,12 @@ def main() -> int:
     database_prepare(env, DB_NAME)
     manage(env, "shell", "--no-imports", "-c", _SETUP_SNIPPET.replace('int(__import__("sys").argv[1])', str(COMPANIES)))
     say(f"generating {args.rows:,} rows per table (resumable) ...")
-    data_generate(args.rows, args.tables)
+    data_generate(args.rows, args.tables, env=env, cut_days=args.cut_days)
     if args.generate_only:
         return 0
     small_company_rows()
+    if PARTITIONED:
+        sdk_keys_fill()
     # Measured pages never overlap another benchmark (the machine-wide lock of bench/ingest.py).
     lock_path = os.environ.get("BENCH_LOCK") or Path(tempfile.gettempdir()) / "saastracker-bench-ingest.lock"
     with open(lock_path, "w") as lock:
@@ -278,6 +356,7 @@ django.setup()
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.contrib.auth import get_user_model
 from ingest.models import Event, SdkEvent, IdentifyLink
 from webhooks.models import WebhookMessage
 # No setup_test_environment(): its instrumented template rendering copies every template context
@@ -289,6 +368,7 @@ link = IdentifyLink.objects.order_by("-id").values("user_id").first()
 msg = WebhookMessage.objects.order_by("-id").values("id", "source").first()
 E, S, L = "/admin/ingest/event/", "/admin/ingest/sdkevent/", "/admin/ingest/identifylink/"
 M = "/admin/webhooks/webhookmessage/"
+User = get_user_model()
 superuser_pages = [
     ("events: list", E),
     ("events: search event id", f"{E}?q={ev['event_id']}"),
@@ -349,7 +429,8 @@ users = [
 results, plans = [], []
 for who, username, pages in users:
     client = Client(HTTP_HOST="127.0.0.1", secure=True)
-    assert client.login(username=username, password="bench-admin-password")
+    # A session as a login makes one; not client.login(): django-axes wants the request to authenticate.
+    client.force_login(User.objects.get(username=username), backend="django.contrib.auth.backends.ModelBackend")
     for name, url in pages:
         timings, status = [], None
         for i in range(repeat + 1):

@@ -13,6 +13,9 @@ one million rows per INSERT ... SELECT generate_series. The shape, chosen to loo
 - 20 event names (page_view most frequent), 60 % of events carry one of 50 paths;
 - environments: `production`, and `staging` for one user in ten;
 - ids follow time (each day's rows are contiguous, oldest day first), as ingest stores them;
+- with partitioned raw tables (`ingest/partitions.py` present), every raw table is cut into a new
+  id block (`partitions_cut_all`) after each 7 days of data, as the weekly beat task does live, so
+  the rows spread over ~13 weekly partitions for 90 days;
 - rows are EXPORTED (BigQuery is not part of this benchmark) and queued for the analytics fold (the
   trigger of analytics' migration 0003), so `--fold` (or the worker) folds them into the rollups.
 Prints `ANALYTICS_DATA_JSON {"db", "app_uuid", "company", "events", "insert_seconds", ...}`.
@@ -21,7 +24,9 @@ Other benchmarks import `generate(...)` (same arguments) to build the same data 
 """
 
 import argparse
+import datetime
 import fcntl
+import itertools
 import json
 import os
 import subprocess
@@ -117,6 +122,25 @@ def _manage(env: dict, *args: str) -> str:
     ).stdout
 
 
+PARTITIONED = (ROOT / "ingest" / "partitions.py").exists()
+
+
+def week_starts(events: int, days: int) -> list[int]:
+    """The first row of each 7-day block of data after the first (row i is on day i * days // events
+    counted from the oldest, so day k starts at row ceil(k * events / days))."""
+    return [(k * events + days - 1) // days for k in range(7, days, 7)]
+
+
+def partitions_cut(env: dict, at: datetime.datetime) -> None:
+    """Every raw table into a new id block (a new partition) at the data's time `at`, as the weekly
+    beat task does."""
+    code = (
+        "from datetime import datetime; from ingest.partitions import partitions_cut_all;"
+        f" partitions_cut_all(now=datetime.fromisoformat('{at.isoformat()}'))"
+    )
+    _manage(env, "shell", "-c", code)
+
+
 def bench_env(db: str) -> dict:
     env = dict(os.environ)
     env.update(DJANGO_SETTINGS_MODULE="saastracker.settings.dev", DATABASE_URL=f"{PG}/{db}", LOG_LEVEL="WARNING")
@@ -148,8 +172,15 @@ def generate(
         )
         today = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
         started = time.monotonic()
-        for lo in range(0, events, CHUNK):
-            hi = min(events, lo + CHUNK)
+        # With partitioned raw tables (ingest/partitions.py), a cut after every 7 days of data, as the
+        # weekly beat task does live: each week's rows land in a partition of their own.
+        cuts = set(week_starts(events, days)) if PARTITIONED else set()
+        bounds = sorted({*range(0, events, CHUNK), *cuts, events})
+        for lo, hi in itertools.pairwise(bounds):
+            if lo in cuts:  # the data's day of row lo, midnight UTC
+                day = today - datetime.timedelta(days=days - 1 - lo * days // events)
+                partitions_cut(env, datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC))
+                log(f"partitions cut before row {lo:,}")
             conn.execute(
                 INSERT_SQL,
                 {

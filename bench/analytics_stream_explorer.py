@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Event stream and Event explorer at 10 million stored events: p95 latencies and the plans behind them.
 
-    bench/analytics_stream_explorer.py generate [--events 10000000] [--days 90]
+    bench/analytics_stream_explorer.py generate [--events 10000000] [--days 90] [--db explorer_bench]
     bench/analytics_stream_explorer.py run [--runs 20] [--explain] [--only stream|explorer]
 
 `generate` (re)creates the PostgreSQL database `explorer_bench` with the shared analytics data set
@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,12 +51,12 @@ def generate(args: argparse.Namespace) -> None:
     from analytics_data import generate as data_generate
 
     started = time.monotonic()
-    data = data_generate(db=DB_NAME, events=args.events, days=args.days)
+    data = data_generate(db=args.db, events=args.events, days=args.days)
     print(
         f"inserted {args.events:,} events in {data['insert_seconds']:.0f} s (migrated and set up in "
         f"{time.monotonic() - started - data['insert_seconds']:.0f} s)"
     )
-    os.environ.update(django_env())
+    os.environ.update(django_env(args.db))
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -63,15 +64,33 @@ def generate(args: argparse.Namespace) -> None:
 
     from apps_registry.models import Application
 
-    META.write_text(json.dumps(member_key(Application.objects.get(uuid=data["app_uuid"]))))
+    meta_path(args.db).write_text(json.dumps(member_key(Application.objects.get(uuid=data["app_uuid"]))))
     # A live table's heap is in receive order (rows are appended as they arrive), so a stream page's
     # 200 newest rows share a dozen heap pages. The shared generator writes rows day-interleaved
     # (row i is on day i % days), which puts them on 200 different pages: CLUSTER restores the live
     # layout (measured: the page's statement 9.4 ms and 206 buffers before, 2.6 ms and 12 after).
     started = time.monotonic()
-    psql(DSN, "set maintenance_work_mem = '1GB'; cluster ingest_event using event_app_received")
-    psql(DSN, "vacuum analyze ingest_event")
+    dsn = f"{PG}/{args.db}"
+    # Two commands of one session, not one string: CLUSTER of a partitioned table refuses a transaction block.
+    subprocess.run(
+        [
+            "psql",
+            dsn,
+            "-qAt",
+            "-c",
+            "set maintenance_work_mem = '1GB'",
+            "-c",
+            "cluster ingest_event using event_app_received",
+        ],
+        check=True,
+    )
+    psql(dsn, "vacuum analyze ingest_event")
     print(f"cluster, vacuum analyze in {time.monotonic() - started:.0f} s")
+
+
+def meta_path(db: str) -> Path:
+    """Where `generate` keeps the bench member's key for `db` (`run` reads it, or makes one)."""
+    return META if db == DB_NAME else Path(tempfile.gettempdir()) / f"explorer-bench-{db}.json"
 
 
 def member_key(app: Any) -> dict:
@@ -119,15 +138,12 @@ def run(args: argparse.Namespace) -> None:
     from django.db import connection
     from django.test import Client
 
-    if args.db == DB_NAME:
-        meta = json.loads(META.read_text())
-    else:  # another database of the shared data set (one app): a bench member and key of its own
+    path = meta_path(args.db)
+    if not path.exists():  # another database of the shared data set (one app): a bench member and key of its own
         from apps_registry.models import Application
 
-        meta_path = Path(tempfile.gettempdir()) / f"explorer-bench-{args.db}.json"
-        if not meta_path.exists():
-            meta_path.write_text(json.dumps(member_key(Application.objects.get())))
-        meta = json.loads(meta_path.read_text())
+        path.write_text(json.dumps(member_key(Application.objects.get())))
+    meta = json.loads(path.read_text())
     client = Client(HTTP_AUTHORIZATION=f"Bearer {meta['key']}")
     base = f"/api/v1/analytics/apps/{meta['app_uuid']}"
 
@@ -228,6 +244,7 @@ def main() -> None:
     gen = sub.add_parser("generate")
     gen.add_argument("--events", type=int, default=10_000_000)
     gen.add_argument("--days", type=int, default=90)
+    gen.add_argument("--db", default=DB_NAME, help="the database to (re)create")
     bench = sub.add_parser("run")
     bench.add_argument("--runs", type=int, default=20)
     bench.add_argument("--explain", action="store_true")
