@@ -29,11 +29,13 @@ from apps_registry.admin_lists import (
 from apps_registry.admin_scoping import CompanyScopedAdmin, account_company_id
 from apps_registry.models import Application
 
-from . import bigquery
+from . import bigquery, partitions
 from .models import Event, ExportState, IdentifyLink, SdkEvent, SdkEventKey
 from .services.export import export_oldest_unexported_get, export_retry_dead, export_state_annotate, export_state_q
 
-ReceivedWithin = time_window_filter("received_at", title="received", parameter="received")
+ReceivedWithin = time_window_filter(
+    "received_at", title="received", parameter="received", narrow=partitions.received_since
+)
 
 
 def export_state_filter(choices: list[tuple[int, str]]) -> type[admin.SimpleListFilter]:

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps_registry import admin_lists
-from ingest.partitions import partition_cut
+from ingest.partitions import BLOCK, partition_cut, partitions_maintain
 from tests.factories import (
     EventFactory,
     IdentifyLinkFactory,
@@ -67,6 +67,27 @@ def test_the_estimate_of_a_large_list_counts_every_weekly_partition(superuser, m
 
     # When the list is opened, then its count is the partitions' rows together
     assert "9 events" in superuser.get(EVENTS).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)  # a cut moves the id sequence, which no rollback undoes
+def test_a_received_within_window_reads_only_the_partitions_open_in_it(superuser):
+    # Given events of a week that closed two days ago, and of the current week
+    start = timezone.now() - dt.timedelta(days=9)
+    partitions_maintain(now=start)
+    old = EventFactory(received_at=start)
+    number = partition_cut("ingest_event", now=start + dt.timedelta(days=7))
+    new = EventFactory()
+
+    # When support lists the events received in the last 24 hours
+    with CaptureQueriesContext(connection) as queries:
+        listed = superuser.get(EVENTS, {"received": "24h"}).context["cl"].result_list
+
+    # Then only the new one is listed, and every list query bounds the ids at the current partition
+    assert [e.pk for e in listed] == [new.pk]
+    assert old.pk < number * BLOCK <= new.pk
+    reads = [sql for sql in _table_queries(queries, "ingest_event") if '"received_at" >=' in sql]
+    assert reads
+    assert all(f'"id" >= {number * BLOCK}' in sql for sql in reads), reads
 
 
 def test_a_small_list_still_shows_its_exact_count(superuser):
