@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from ingest.models import Event, ExportBatch, ExportState, IdentifyLink, SdkEvent
@@ -239,7 +239,8 @@ def test_identify_links_are_exported_while_sdk_events_drain_a_backlog(bigquery, 
     exporter.start()
     try:
         _wait_for(lambda: export_ledger.in_state(SdkEvent, ExportState.EXPORTED).exists(), 60, "the drain")
-        links = IdentifyLinkFactory.create_batch(3, application=app)
+        with transaction.atomic():  # one arrival, as one client's calls committed together
+            links = IdentifyLinkFactory.create_batch(3, application=app)
         pending_at_arrival = export_ledger.in_state(SdkEvent, ExportState.PENDING).count()
 
         # Then the links are exported within a few claim cycles, while the backlog is still draining
@@ -251,8 +252,10 @@ def test_identify_links_are_exported_while_sdk_events_drain_a_backlog(bigquery, 
         backlog_left = export_ledger.in_state(SdkEvent, ExportState.PENDING).count()
     finally:
         exporter.join(300)
-    # (one round: at most one SDK chunk per exporter round before the links' turn, give or take one)
-    assert (pending_at_arrival - backlog_left) / 500 <= 2, (pending_at_arrival, backlog_left)
+    # (one round: at most one SDK chunk per exporter round before the links' turn, give or take one,
+    # and one more when the exporter looked while the links' transaction was still running: its ids
+    # pass the horizon at the next look, ingest/horizon.py)
+    assert (pending_at_arrival - backlog_left) / 500 <= 3, (pending_at_arrival, backlog_left)
     assert backlog_left > 0
     assert waited < 10
     assert _states(SdkEvent) == {ExportState.EXPORTED: 5000}
