@@ -34,10 +34,15 @@ class HorizonState(Protocol):
     horizon_holders: list[str]  # the writers running then
 
 
+def last_id(cursor: Any, db_table: str) -> int:
+    """The last id the table's sequence handed out (0 before the first)."""
+    cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))", [db_table])
+    return cursor.fetchone()[0] or 0
+
+
 def advance(cursor: Any, db_table: str, state: HorizonState) -> None:
     """Move `state.safe_upto` as far as no transaction can still commit a row below it (module docstring)."""
-    cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))", [db_table])
-    last = cursor.fetchone()[0] or 0  # read before the lock holders: whoever drew an id up to it holds the lock
+    last = last_id(cursor, db_table)  # read before the lock holders: whoever drew an id up to it holds the lock
     cursor.execute(_HOLDERS_SQL, [db_table])
     holders = cursor.fetchone()[0]
     if set(state.horizon_holders) & set(holders):

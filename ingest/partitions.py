@@ -23,6 +23,7 @@ DETACH ... CONCURRENTLY.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from . import horizon
 from .models import Event, IdentifyLink, RawPartition, SdkEvent
 
 logger = logging.getLogger(__name__)
@@ -91,8 +93,7 @@ def _attached(cursor: Any, table: str) -> dict[int, Partition]:
 
 def _current(cursor: Any, table: str) -> Partition:
     """The partition new rows go to: the one holding the next id of the table's sequence."""
-    cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))", [table])
-    following = (cursor.fetchone()[0] or 0) + 1
+    following = horizon.last_id(cursor, table) + 1
     for partition in _attached(cursor, table).values():
         if (partition.lo is None or partition.lo <= following) and following < partition.hi:
             return partition
@@ -124,14 +125,7 @@ def partitions_list(table: str) -> list[Partition]:
     with connection.cursor() as cursor:
         attached = _attached(cursor, table)
     return [
-        Partition(
-            table=table,
-            number=entry.number,
-            lo=attached[entry.number].lo,
-            hi=attached[entry.number].hi,
-            opened_at=entry.opened_at,
-            closed_at=entry.closed_at,
-        )
+        dataclasses.replace(attached[entry.number], opened_at=entry.opened_at, closed_at=entry.closed_at)
         for entry in RawPartition.objects.filter(table=table).order_by("number")
         if entry.number in attached
     ]
