@@ -7,6 +7,12 @@ the previous page ended, so its cost does not grow with the table or with how fa
 and events that arrive meanwhile (newer than every page already read) never shift a later page:
 no gaps, no repeats. SDK events without analytics consent are kept for audit only and never shown
 (the SDK index is partial on consent, so they are not even scanned).
+
+The raw tables are in weekly partitions (ingest/partitions.py). A page first reads only the week
+that holds its rows (with the week before near a cut), bounded by id so that PostgreSQL plans it
+over that partition alone; the older weeks are read only when that page comes out short or
+reaches back to before the week began, and both reads are merged. So a page's cost does not grow
+with the number of weeks kept either.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from typing import Any, Literal
 
 import orjson
 from django.db import connection
+from django.utils import timezone
 
 from apps_registry.models import Application
+from ingest import partitions
 from ingest.errors import ApiError
 from ingest.models import Event, SdkEvent
 
@@ -124,10 +132,12 @@ def stream_sql(
     limit: int,
     before: str | None,
     filters: dict[str, str] | None = None,
+    ids: tuple[int | None, int | None] = (None, None),
 ) -> tuple[str, list[Any]]:
-    """The page's one statement: an index range scan on (application, received_at, id), newest first.
+    """A page's statement: an index range scan on (application, received_at, id), newest first.
 
-    Rows are `(id, received_at, event JSON text)`; the first two make the cursor.
+    Rows are `(id, received_at, event JSON text)`; the first two make the cursor. `ids` bounds
+    the row ids to [from, below) (literals, so that the planner prunes the partitions).
     """
     table = Event._meta.db_table if source == "events" else SdkEvent._meta.db_table
     columns = _EVENT_COLUMNS if source == "events" else _SDK_COLUMNS
@@ -143,6 +153,11 @@ def stream_sql(
         condition = _FILTERS[source][name]
         where.append(condition)
         params += [value] * condition.count("%s")
+    id_from, id_below = ids
+    if id_from is not None:
+        where.append(f"id >= {int(id_from)}")
+    if id_below is not None:
+        where.append(f"id < {int(id_below)}")
     sql = (
         f"SELECT id, received_at, {_event_json_sql(columns)} FROM {table} "  # noqa: S608 (fixed names; values are parameters)
         f"WHERE {' AND '.join(where)} ORDER BY received_at DESC, id DESC LIMIT %s"
@@ -167,7 +182,7 @@ def _page_rows(
     environment: str | None,
     user: str | None,
 ) -> tuple[list[str], str | None]:
-    """The page's events as JSON texts, and the cursor of the next page; one query."""
+    """The page's events as JSON texts, and the cursor of the next page; one query (two near a weekly cut)."""
     given = {"event": event, "customer_org_id": customer_org_id, "environment": environment, "user": user}
     filters = {name: value for name, value in given.items() if value is not None}
     bad = [name for name, value in given.items() if value is not None and "\x00" in value]
@@ -187,17 +202,41 @@ def _page_rows(
             details=[{"field": name, "message": f"Not a filter of {source}."} for name in wrong],
         )
     limit = max(1, min(limit, MAX_LIMIT))
-    sql, params = stream_sql(app=app, source=source, limit=limit, before=before, filters=filters)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = _rows(app=app, source=source, limit=limit, before=before, filters=filters)
     page = rows[:limit]
     next_cursor = cursor_encode(page[-1][1], page[-1][0]) if len(rows) > limit else None
     return [row[2] for row in page], next_cursor
 
 
+def recent_floor(source: Source, before: str | None) -> partitions.Floor | None:
+    """The id bound of the page's first read: the week(s) holding its newest rows (see module docstring)."""
+    table = Event._meta.db_table if source == "events" else SdkEvent._meta.db_table
+    near, row_id = cursor_decode(before) if before is not None else (timezone.now(), None)
+    return partitions.recent_floor(table, near=near, row_id=row_id)
+
+
+def _rows(*, app: Application, source: Source, limit: int, before: str | None, filters: dict[str, str]) -> list:
+    """Up to `limit + 1` rows of the page: from the recent week(s) alone when they hold the whole page."""
+    floor = recent_floor(source, before)
+
+    def fetch(ids: tuple[int | None, int | None]) -> list:
+        sql, params = stream_sql(app=app, source=source, limit=limit, before=before, filters=filters, ids=ids)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    if floor is None:
+        return fetch((None, None))
+    rows = fetch((floor.below, None))
+    if len(rows) > limit and rows[limit - 1][1] > floor.received_by:
+        return rows  # every older row was received before this page's last one: it comes after
+    rows += fetch((None, floor.below))
+    rows.sort(key=lambda row: (row[1], row[0]), reverse=True)
+    return rows[: limit + 1]
+
+
 def stream_page_get(**kwargs: Any) -> dict[str, Any]:
-    """One page of the stream: `{"events": [...], "next": cursor | None}`, in one query (see `_page_rows`)."""
+    """One page of the stream: `{"events": [...], "next": cursor | None}` (see `_page_rows`)."""
     events, next_cursor = _page_rows(**kwargs)
     return {"events": [orjson.loads(text) for text in events], "next": next_cursor}
 

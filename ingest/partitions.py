@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,6 +132,61 @@ def partitions_list(table: str) -> list[Partition]:
     ]
 
 
+@dataclass(frozen=True)
+class Floor:
+    """Every row of a table with an id below `below` was received at or before `received_by`."""
+
+    below: int
+    received_by: datetime
+
+
+# The registry as (number, opened_at, closed_at), newest first, per table, and when it was read. Kept
+# briefly in each process: a stale copy only makes a floor lower than it could be (a cut adds a newer
+# partition and closes one the copy thought open; a drop removes rows), never wrong.
+_REGISTRY_SECONDS = 30.0
+_registry: dict[str, tuple[float, list[tuple[int, datetime | None, datetime | None]]]] = {}
+
+
+def registry_forget() -> None:
+    _registry.clear()
+
+
+def _registry_newest_first(table: str) -> list[tuple[int, datetime | None, datetime | None]]:
+    now = time.monotonic()
+    kept = _registry.get(table)
+    if kept is None or now - kept[0] > _REGISTRY_SECONDS:
+        entries = RawPartition.objects.filter(table=table).order_by("-number")
+        kept = (now, list(entries.values_list("number", "opened_at", "closed_at")))
+        _registry[table] = kept
+    return kept[1]
+
+
+def recent_floor(table: str, *, near: datetime, row_id: int | None = None) -> Floor | None:
+    """An id bound that leaves out every week older than the one holding `row_id` (else the newest).
+
+    The stream reads a page of the newest rows (or of those just below a cursor `row_id` received
+    at `near`) with `id >= floor.below`: its statement is then planned over one or two partitions,
+    not every week's, and a page whose rows were all received after `floor.received_by` is complete.
+    The week before is included too when `near` is within two clock margins of its cut. None when
+    the registry cannot bound anything (one partition, or one whose rows' times are not known).
+    """
+    entries = _registry_newest_first(table)
+    start = 0
+    if row_id is not None:
+        start = next((i for i, (number, *_) in enumerate(entries) if number <= row_id // BLOCK), len(entries))
+    if start < len(entries) - 1:
+        opened_at = entries[start][1]
+        if opened_at is not None and near - opened_at < 2 * _CLOCK_MARGIN:
+            start += 1
+    older = entries[start + 1 :]
+    if not older or start >= len(entries) or entries[start][0] == 0:
+        return None
+    closed = [closed_at for _, _, closed_at in older if closed_at is not None]
+    if len(closed) < len(older):
+        return None
+    return Floor(below=entries[start][0] * BLOCK, received_by=max(closed) + _CLOCK_MARGIN)
+
+
 def partition_cut(table: str, *, now: datetime | None = None) -> int:
     """Send `table`'s new rows to the next block's partition from now on; returns its number.
 
@@ -147,8 +203,12 @@ def partition_cut(table: str, *, now: datetime | None = None) -> int:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"partition {table}"])
         if _current(cursor, table).number == current.number:  # not cut by someone else meanwhile
             cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, current.hi - 1])
+        # The partition closed here is registered if it was not (its rows' times unknown): the stream's
+        # and retention's bounds count on every partition that took rows being in the registry.
+        RawPartition.objects.get_or_create(table=table, number=current.number)
         RawPartition.objects.filter(table=table, number__lt=following, closed_at__isnull=True).update(closed_at=now)
         RawPartition.objects.get_or_create(table=table, number=following, defaults={"opened_at": now})
+    registry_forget()
     logger.info("partition %s_p%s now takes new rows", table, following)
     return following
 
@@ -236,4 +296,5 @@ def partition_drop(partition: Partition) -> None:
         finally:
             cursor.execute("RESET lock_timeout")
     RawPartition.objects.filter(table=partition.table, number=partition.number).delete()
+    registry_forget()
     logger.info("partition %s dropped", partition.name)

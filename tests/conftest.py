@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 
 from apps_registry.selectors import credentials_cache_clear
 from ingest.db import write_outcome_forget
+from ingest.partitions import registry_forget
 from ingest.probes import verdicts_forget
 from saastracker.redis_client import get_redis
 
@@ -15,11 +16,13 @@ pytest_plugins = ["tests.fixtures.receiver", "tests.fixtures.bigquery", "tests.f
 
 @pytest.fixture(autouse=True)
 def _fresh_redis_and_caches():
-    """Each test starts with empty rate-limit buckets and no cached credentials."""
+    """Each test starts with empty rate-limit buckets, no cached credentials and no cached partition registry."""
     get_redis().flushdb()
     credentials_cache_clear()
+    registry_forget()
     yield
     credentials_cache_clear()
+    registry_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -1,13 +1,18 @@
 """GET /api/v1/analytics/apps/{uuid}/stream: every stored field, newest first, keyset paging."""
 
 import datetime as dt
+import re
 import uuid
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from apps_registry.models import Membership
+from ingest import partitions
+from ingest.models import Event, RawPartition
+from ingest.partitions import partitions_cut_all
 from tests.factories import (
     ApplicationFactory,
     EventFactory,
@@ -252,3 +257,86 @@ def test_every_role_reads_by_key_and_another_companys_key_gets_404(api_client, a
 
     assert api_client.get(url(application), HTTP_AUTHORIZATION=f"Bearer {own}").status_code == 200
     assert api_client.get(url(application), HTTP_AUTHORIZATION=f"Bearer {foreign}").status_code == 404
+
+
+def weeks_of_events(application, *, opened_ago: dt.timedelta) -> list[str]:
+    """Five weeks of events, each week in its own partition as live, the newest opened `opened_ago`.
+
+    Busy weeks, a week of one event and an empty one; around each cut, rows received within minutes
+    on the wrong side of it (a request that began before the cut and drew its id after, and a web
+    node whose clock runs ahead). Returns every event id, newest first by (received_at, id).
+    """
+    now = timezone.now()
+    cut = now - opened_ago - dt.timedelta(days=28)
+    for week, count in enumerate([120, 1, 0, 60, 7]):
+        if week:
+            EventFactory(application=application, received_at=cut + dt.timedelta(minutes=20))  # clock ahead
+            partitions_cut_all(now=cut)
+            EventFactory(application=application, received_at=cut - dt.timedelta(minutes=10))  # began before
+            EventFactory(application=application, received_at=cut + dt.timedelta(minutes=5))  # before the fast clock's
+        span = min(now, cut + dt.timedelta(days=7)) - cut
+        for i in range(count):
+            EventFactory(application=application, received_at=cut + span * (i + 1) / (count + 1))
+        cut += dt.timedelta(days=7)
+    return [str(e) for e in Event.objects.order_by("-received_at", "-id").values_list("event_id", flat=True)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("opened_ago", [dt.timedelta(days=3), dt.timedelta(minutes=30)], ids=["midweek", "just-cut"])
+@pytest.mark.parametrize("limit", [1, 7, 50, 200])
+def test_pages_over_weekly_partitions_are_every_event_once_newest_first(reader, application, opened_ago, limit):
+    # Given five weeks of events in five partitions, with rows received across each cut
+    expected = weeks_of_events(application, opened_ago=opened_ago)
+
+    # When the whole stream is read page by page
+    seen, cursor = [], None
+    while True:
+        params = {"limit": limit} | ({"before": cursor} if cursor else {})
+        page = reader.get(url(application, **params)).json()
+        seen += [e["event_id"] for e in page["events"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+
+    # Then it is every event once, in the order of their receipt, whatever weeks a page spans
+    assert seen == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_page_is_planned_over_the_newest_week_alone(reader, application):
+    # Given five weekly partitions, the newest opened three days ago and holding more than a page
+    weeks_of_events(application, opened_ago=dt.timedelta(days=3))
+    EventFactory.create_batch(3, application=application)
+
+    # When the first page of 5 is read
+    with CaptureQueriesContext(connection) as ctx:
+        page = reader.get(url(application, limit=5)).json()
+    statements = [q["sql"] for q in ctx.captured_queries if "json_build_object" in q["sql"]]
+
+    # Then it is one statement, and PostgreSQL plans it over the newest partition (and the empty one
+    # made ahead, where rows go once the week is cut), none of the older weeks
+    assert len(page["events"]) == 5
+    assert len(statements) == 1
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {statements[0]}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    newest = RawPartition.objects.filter(table="ingest_event").order_by("-number").first()
+    scanned = set(re.findall(r"ingest_event_p\d+", plan))
+    assert scanned == {f"ingest_event_p{newest.number}", f"ingest_event_p{newest.number + 1}"}, plan
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_that_has_not_seen_the_cut_yet_still_shows_the_new_weeks_events(reader, application, monkeypatch):
+    # Given a web process that read the partition registry (kept for a few seconds) before a cut
+    # made by the worker, and events stored in the new week since
+    weeks_of_events(application, opened_ago=dt.timedelta(days=3))
+    reader.get(url(application))
+    monkeypatch.setattr(partitions, "registry_forget", lambda: None)  # the cut happens in another process
+    partitions_cut_all()
+    new = EventFactory.create_batch(2, application=application)
+
+    # When the stream is read
+    page = reader.get(url(application, limit=2)).json()
+
+    # Then the new week's events are on the first page
+    assert [e["event_id"] for e in page["events"]] == [str(e.event_id) for e in reversed(new)]
