@@ -215,18 +215,23 @@ def explain(meta: dict, first_url: str, back_url: str, by_event: dict, users: di
     from analytics.query import query_compile
     from analytics.query.engines import postgres_settings_apply
     from analytics.query.validation import query_parse
-    from analytics.stream import stream_sql
+    from analytics.stream import recent_floor, stream_sql
     from apps_registry.models import Application
 
     app = Application.objects.get(uuid=meta["app_uuid"])
+
+    def first_read(before: str | None) -> tuple[str, list]:
+        """What a page reads first: its recent week(s) alone (analytics/stream.py)."""
+        floor = recent_floor("events", before)
+        ids = (floor.below, None) if floor else (None, None)
+        return stream_sql(app=app, source="events", limit=200, before=before, ids=ids)
+
     with connection.cursor() as cursor:
         # The explorer's own session settings (analytics/query/engines.py), for the plans to match.
         postgres_settings_apply(cursor, is_local=False)
         for title, (sql, params) in {
-            "stream, first page": stream_sql(app=app, source="events", limit=200, before=None),
-            "stream, 10,000 back": stream_sql(
-                app=app, source="events", limit=200, before=back_url.rsplit("before=", 1)[1]
-            ),
+            "stream, first page": first_read(None),
+            "stream, 10,000 back": first_read(back_url.rsplit("before=", 1)[1]),
             "explorer, 30-day daily count by event": query_compile(
                 app=app, query=query_parse(by_event), engine="postgres"
             ),
