@@ -2,13 +2,15 @@
 """The stream's and the explorer's statements on two or more databases, alternating in one process.
 
     bench/stream_explorer_ab.py DB1,DB2[,...] [--set "random_page_cost = 1.1"] [--stream-runs 300] [--explorer-runs 12]
+                                [--stream-read first|unbounded]
 
 Each database is one of `bench/analytics_stream_explorer.py generate --db ...` (same data set, e.g.
 a plain and a partitioned schema). For each, a child process renders the exact statements the views
-run (the stream's first page, a page 10,000 events back, the explorer's 30-day daily count by event
-and distinct users per day; literal values inlined as the client-side binding sends them); then
-one connection per database runs them in turn, alternating the order each round, under the
-explorer's session settings (no JIT, 64 MB work_mem, no parallel workers) plus `--set`. Printed:
+run (the stream's first page and a page 10,000 events back, each as the page's first read: on
+partitioned tables bounded to its recent weeks, unless `--stream-read unbounded`; the explorer's
+30-day daily count by event and distinct users per day; literal values inlined as the client-side
+binding sends them); then one connection per database runs them in turn, alternating the order
+each round, under the explorer's session settings (no JIT, 64 MB work_mem, no parallel workers) plus `--set`. Printed:
 p50/p95 per statement and database, and the 1-minute load average. Alternating in one process puts
 both schemas under the same load, which a shared machine's separate runs do not.
 """
@@ -32,8 +34,12 @@ from django.db import connection
 from django.test import Client
 from analytics.query import query_compile
 from analytics.query.validation import query_parse
-from analytics.stream import recent_floor, stream_sql
+from analytics import stream
+from analytics.stream import stream_sql
 from apps_registry.models import Application
+partitioned = "ingest_rawpartition" in connection.introspection.table_names()
+if not partitioned or sys.argv[2] == "unbounded":  # a plain schema has no registry: pages read the one table
+    stream.recent_floor = lambda source, before: None
 meta = json.loads(open(sys.argv[1]).read())
 app = Application.objects.get(uuid=meta["app_uuid"])
 client = Client(HTTP_AUTHORIZATION=f"Bearer {meta['key']}")
@@ -47,9 +53,8 @@ end = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now - day))
 by_event = {"source": "events", "measure": "events", "from": start, "to": end, "interval": "day",
             "group_by": ["event"], "limit": 10000}
 users = {"source": "events", "measure": "users", "from": start, "to": end, "interval": "day"}
-partitioned = "ingest_rawpartition" in connection.introspection.table_names()
 def first_read(before):  # what a page reads first: on partitioned tables, its recent week(s) alone
-    floor = recent_floor("events", before) if partitioned else None
+    floor = stream.recent_floor("events", before)
     ids = (floor.below, None) if floor else (None, None)
     return stream_sql(app=app, source="events", limit=200, before=before, ids=ids)
 with connection.cursor() as c:
@@ -62,12 +67,17 @@ with connection.cursor() as c:
 """
 
 
-def statements(db: str) -> dict[str, str]:
+def statements(db: str, stream_read: str) -> dict[str, str]:
     from analytics_stream_explorer import meta_path
 
     env = prod_env(db_name=db, port=0, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"))
     out = subprocess.run(
-        [python(), "-c", _RENDER, str(meta_path(db))], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        [python(), "-c", _RENDER, str(meta_path(db)), stream_read],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -83,13 +93,19 @@ def main() -> int:
     parser.add_argument(
         "--set", dest="setting", default="", help='one more session setting, e.g. "random_page_cost = 1.1"'
     )
+    parser.add_argument(
+        "--stream-read",
+        choices=["first", "unbounded"],
+        default="first",
+        help="the stream statement: a page's first read (its recent weeks, as served), or over every partition",
+    )
     parser.add_argument("--stream-runs", type=int, default=300)
     parser.add_argument("--explorer-runs", type=int, default=12)
     args = parser.parse_args()
     import psycopg
 
     dbs = args.dbs.split(",")
-    texts = {db: statements(db) for db in dbs}
+    texts = {db: statements(db, args.stream_read) for db in dbs}
     conns = {db: psycopg.connect(f"{PG}/{db}", autocommit=True) for db in dbs}
     for conn in conns.values():
         conn.execute("SET jit = off; SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0")
@@ -98,6 +114,8 @@ def main() -> int:
     results: dict[str, dict] = {}
     for name in texts[dbs[0]]:
         runs = args.stream_runs if name.startswith("stream") else args.explorer_runs
+        if not runs:
+            continue
         samples: dict[str, list[float]] = {db: [] for db in dbs}
         for db in dbs:  # warm-up
             conns[db].execute(texts[db][name]).fetchall()
