@@ -560,7 +560,14 @@ def windows_ab(sides: list[tuple[Path, str]], *, runs: int, explain: str | None)
         for i, (_, db) in enumerate(sides):
             answers = found[page, i]
             p50 = {key: statistics.median(a[key] for a in answers) for key in ("ms", "sql_ms", "slowest_ms")}
-            summary[f"{db} | {page}"] = {**p50, "queries": answers[-1]["queries"], "count": answers[-1]["count"]}
+            alike = [a["each"] for a in answers if len(a["each"]) == len(answers[-1]["each"])]
+            each = [statistics.median(times[k] for times in alike) for k in range(len(alike[-1]))]
+            summary[f"{db} | {page}"] = {
+                **p50,
+                "queries": answers[-1]["queries"],
+                "count": answers[-1]["count"],
+                "statements": [[round(ms, 3), head] for ms, head in zip(each, answers[-1]["heads"], strict=False)],
+            }
             cells.append(f"{p50['ms']:.1f} / {p50['sql_ms']:.2f} / {p50['slowest_ms']:.2f} ({answers[-1]['count']})")
         say(f"{page} | " + " | ".join(cells))
     say("ADMIN_WINDOWS_JSON " + json.dumps(summary))
@@ -616,7 +623,8 @@ for line in sys.stdin:
     shown = " ".join(re.sub(r"<[^>]+>", " ", paginator.group(1)).split())[-40:] if paginator else "?"
     print("AB " + json.dumps({"status": response.status_code, "ms": elapsed, "sql_ms": sum(times),
                               "slowest_ms": times[slowest], "slowest": statements[slowest],
-                              "queries": len(times), "count": shown}), flush=True)
+                              "queries": len(times), "count": shown,
+                              "each": times, "heads": [sql[:150] for sql in statements]}), flush=True)
 """
 
 
