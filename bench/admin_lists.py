@@ -562,7 +562,7 @@ def windows_ab(sides: list[tuple[Path, str]], *, runs: int, explain: str | None)
             p50 = {key: statistics.median(a[key] for a in answers) for key in ("ms", "sql_ms", "slowest_ms")}
             alike = [a["each"] for a in answers if len(a["each"]) == len(answers[-1]["each"])]
             each = [statistics.median(times[k] for times in alike) for k in range(len(alike[-1]))]
-            summary[f"{db} | {page}"] = {
+            summary[f"{sides[i][0].name}:{db} | {page}"] = {
                 **p50,
                 "queries": answers[-1]["queries"],
                 "count": answers[-1]["count"],
