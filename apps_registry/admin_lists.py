@@ -97,7 +97,10 @@ def _planner_estimate(queryset: QuerySet) -> int:
                 [queryset.model._meta.db_table],
             )
             return int(cursor.fetchone()[0])
-        sql, params = queryset.order_by().query.sql_with_params()
+        # The list's own rows, without the joins of its select_related (one row each, so the same
+        # estimate): planned per partition of a partitioned table, they made the EXPLAIN cost 5-6 ms
+        # over seven partitions instead of under 1.
+        sql, params = queryset.order_by().values("pk").query.sql_with_params()
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
     if isinstance(plan, str):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The back office at scale: admin change lists over 10 million rows per event-like table.
 
-    bench/admin_lists.py [--rows 10000000] [--generate-only] [--repeat 3]
+    bench/admin_lists.py [--rows 10000000] [--generate-only] [--repeat 3] [--end now|ISO] [--root CHECKOUT]
+    bench/admin_lists.py --windows-ab ROOT:DB,ROOT:DB [--runs 20] [--explain FILE]
 
 1. creates/migrates the PostgreSQL database `ops_bench` (prod settings), 20 companies with one
    application and one webhook endpoint each;
@@ -24,6 +25,16 @@ from the sequence and are filled side by side, with a cut of every raw table (a 
 so 2 M rows hold 6 days: `--cut-days 1` gives six partitions), and the SDK dedup key table
 `ingest_sdkeventkey` is filled for the generated SDK rows after the small company's rows are moved.
 
+`--end now` (or an ISO timestamp) puts the newest row at that time instead of 24 days ago (2 M rows
+starting 30 days ago): live-like, the last hour and the last 24 hours hold rows; give the same `--end`
+to resume a load. `--root` is the checkout whose migrations (schema) and code are used, e.g. 27d7eb1's
+worktree, so this script builds and measures the plain-table schema too.
+
+`--windows-ab` times the superuser's "received within" pages (1 h, 24 h, 7 d, 30 d of events, SDK
+events and identify links) on two databases, each with its own checkout's code, alternating page by
+page over `--runs` rounds (one warm-up), and prints p50 of the page and of its SQL (the sum of its
+statements' times), then EXPLAIN (ANALYZE, BUFFERS) of each page's slowest statement with `--explain`.
+
 Needs PostgreSQL on 127.0.0.1:5432 (trust, user postgres). Generating 5 x 10 million rows takes
 roughly 20-40 minutes on a 2-core machine and about 12 GB of disk.
 """
@@ -37,9 +48,10 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import PG, ROOT, database_prepare, manage, prod_env, psql
+from common import PG, ROOT, database_prepare, manage, prod_env, psql, python
 
 DB_NAME = os.environ.get("BENCH_DB", "ops_bench")  # a bench-only name
 COMPANIES = 20
@@ -84,6 +96,8 @@ for name, superuser, company in (("bench-admin", True, None), ("bench-account", 
 # ones made the load four times slower) and cost the same to look up. Times run over the last 30
 # days, newest at the highest id, as ingest does.
 _T0 = "now() - interval '30 days'"
+# What `--end` and `--root` set (main): the first row's time as SQL, and the checkout used.
+RUN: dict = {"t0_sql": _T0, "t0": None, "root": ROOT}
 _EVENTS = """
 insert into ingest_event (id, company_id, application_id, received_at, export_state, export_attempts,
   export_error, webhook_pending, event_id, event, user_hash, customer_org_id, path, session_id,
@@ -152,7 +166,7 @@ def say(message: str) -> None:
 
 def _sql(template: str, *, lo: int, hi: int) -> str:
     """The statement for rows [lo, hi): the placeholders are replaced with numbers and constants only."""
-    values = {"@COMPANIES": str(COMPANIES), "@T0": _T0, "@LO": str(int(lo)), "@HI": str(int(hi))}
+    values = {"@COMPANIES": str(COMPANIES), "@T0": RUN["t0_sql"], "@LO": str(int(lo)), "@HI": str(int(hi))}
     for token, value in values.items():
         template = template.replace(token, value)
     return template
@@ -162,7 +176,11 @@ def table_rows(table: str) -> int:
     return int(psql(f"{PG}/{DB_NAME}", f"select count(*) from {table}"))  # noqa: S608 (constant names)
 
 
-PARTITIONED = (ROOT / "ingest" / "partitions.py").exists()
+def partitioned() -> bool:
+    """The schema of the checkout in use has partitioned raw tables."""
+    return (RUN["root"] / "ingest" / "partitions.py").exists()
+
+
 RAW_TABLES = ("ingest_event", "ingest_sdkevent", "ingest_identifylink")
 ROW_SECONDS = 0.259  # the time between two rows of a table (@T0 + i * 259 ms above)
 
@@ -179,12 +197,13 @@ def _unpinned(statement: str) -> str:
 def partitions_cut(env: dict, row: int) -> None:
     """Every raw table into a new id block (a new partition), as the weekly beat task does live, at
     the time of row number `row` (@T0 + row * 259 ms)."""
+    start = "timezone.now() - timedelta(days=30)" if RUN["t0"] is None else f"datetime.fromisoformat({RUN['t0']!r})"
     code = (
-        "from datetime import timedelta; from django.utils import timezone;"
+        "from datetime import datetime, timedelta; from django.utils import timezone;"
         " from ingest.partitions import partitions_cut_all;"
-        f" partitions_cut_all(now=timezone.now() - timedelta(days=30) + timedelta(seconds={row * ROW_SECONDS}))"
+        f" partitions_cut_all(now={start} + timedelta(seconds={row * ROW_SECONDS}))"
     )
-    manage(env, "shell", "-c", code)
+    manage(env, "shell", "-c", code, root=RUN["root"])
 
 
 def data_generate(rows: int, tables: list[str] | None = None, *, env: dict | None = None, cut_days: float = 7) -> None:
@@ -192,7 +211,7 @@ def data_generate(rows: int, tables: list[str] | None = None, *, env: dict | Non
 
     With partitioned raw tables, the three raw tables are filled side by side, block by block of
     `cut_days` of data (their rows share times), with a cut of every raw table between blocks."""
-    if PARTITIONED:
+    if partitioned():
         _raw_generate(rows, [t for t in RAW_TABLES if not tables or t in tables], env=env, cut_days=cut_days)
     for table, statement in TABLES.items():
         if tables and table not in tables:
@@ -261,7 +280,7 @@ def small_company_rows() -> None:
         rows = (
             f"select id from (select id, row_number() over (order by id) n from {table}) r"  # noqa: S608
             f" where n % {SMALL_EVERY} = 123"
-            if PARTITIONED
+            if partitioned()
             else f"select generate_series(123, (select max(id) from {table}), {SMALL_EVERY})"  # noqa: S608
         )
         psql(
@@ -292,17 +311,42 @@ def main() -> int:
     parser.add_argument(
         "--tables", nargs="*", choices=list(TABLES), help="generate only these (run several in parallel)"
     )
+    parser.add_argument(
+        "--end", help="the newest row's time, 'now' or an ISO timestamp (default: 24 days ago for 2 M rows)"
+    )
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose schema and code are used")
+    parser.add_argument(
+        "--windows-ab", help="ROOT:DB,ROOT:DB: time the received-within pages on both, alternating (no load)"
+    )
+    parser.add_argument("--runs", type=int, default=20, help="--windows-ab: timed rounds after one warm-up")
     args = parser.parse_args()
+    if args.windows_ab:
+        pairs = (side.rsplit(":", 1) for side in args.windows_ab.split(","))
+        sides = [(Path(root).resolve(), db) for root, db in pairs]
+        return windows_ab(sides, runs=args.runs, explain=args.explain)
+    RUN["root"] = args.root.resolve()
+    if args.end:
+        end = datetime.now(UTC) if args.end == "now" else datetime.fromisoformat(args.end)
+        t0 = end - timedelta(seconds=args.rows * ROW_SECONDS)
+        RUN["t0"], RUN["t0_sql"] = t0.isoformat(), f"timestamptz '{t0.isoformat()}'"
+        say(f"rows from {t0.isoformat()} to {end.isoformat()} (resume with --end {end.isoformat()})")
     env = prod_env(db_name=DB_NAME, port=0, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
-    say(f"migrating {DB_NAME} ...")
-    database_prepare(env, DB_NAME)
-    manage(env, "shell", "--no-imports", "-c", _SETUP_SNIPPET.replace('int(__import__("sys").argv[1])', str(COMPANIES)))
+    say(f"migrating {DB_NAME} with {RUN['root']} ...")
+    database_prepare(env, DB_NAME, root=RUN["root"])
+    manage(
+        env,
+        "shell",
+        "--no-imports",
+        "-c",
+        _SETUP_SNIPPET.replace('int(__import__("sys").argv[1])', str(COMPANIES)),
+        root=RUN["root"],
+    )
     say(f"generating {args.rows:,} rows per table (resumable) ...")
     data_generate(args.rows, args.tables, env=env, cut_days=args.cut_days)
     if args.generate_only:
         return 0
     small_company_rows()
-    if PARTITIONED:
+    if partitioned():
         sdk_keys_fill()
     # Measured pages never overlap another benchmark (the machine-wide lock of bench/ingest.py).
     lock_path = os.environ.get("BENCH_LOCK") or Path(tempfile.gettempdir()) / "saastracker-bench-ingest.lock"
@@ -322,10 +366,8 @@ def pages_measure(env: dict, *, repeat: int, explain: str | None = None) -> int:
     """Time each admin page in a child process with the production settings (see _MEASURE)."""
     import subprocess
 
-    from common import python
-
     child = subprocess.run(
-        [python(), "-c", _MEASURE, str(repeat), explain or ""], cwd=ROOT, env=env, capture_output=True, text=True
+        [python(), "-c", _MEASURE, str(repeat), explain or ""], cwd=RUN["root"], env=env, capture_output=True, text=True
     )
     if child.returncode:
         sys.exit(f"measuring failed:\n{child.stderr[-4000:]}")
@@ -453,6 +495,136 @@ if explain_path:
     with open(explain_path, "w") as f:
         f.write("\\n".join(plans))
 print(json.dumps(results))
+"""
+
+
+WINDOW_PAGES = [
+    (f"{name}: received in the last {label}", f"/admin/ingest/{model}/?received={window}")
+    for name, model in (("events", "event"), ("sdk events", "sdkevent"), ("identify links", "identifylink"))
+    for window, label in (("1h", "hour"), ("24h", "24 h"), ("7d", "7 days"), ("30d", "30 days"))
+]
+
+
+def windows_ab(sides: list[tuple[Path, str]], *, runs: int, explain: str | None) -> int:
+    """The superuser's received-within pages on each (checkout, database), alternating page by page
+    (the side that goes first alternates too): p50 of the page, of its SQL, and of its slowest statement."""
+    import subprocess
+
+    children = []
+    for root, db in sides:
+        env = prod_env(db_name=db, port=0, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
+        venv = root / ".venv" / "bin" / "python"
+        children.append(
+            subprocess.Popen(
+                [str(venv) if venv.exists() else python(), "-c", _WINDOWS_CHILD],
+                cwd=root,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+
+    def ask(child: subprocess.Popen, command: dict) -> dict:
+        child.stdin.write(json.dumps(command) + "\n")
+        child.stdin.flush()
+        while True:
+            line = child.stdout.readline()
+            if not line:
+                sys.exit("a child stopped")
+            if line.startswith("AB "):
+                return json.loads(line[3:])
+
+    lock_path = os.environ.get("BENCH_LOCK") or Path(tempfile.gettempdir()) / "saastracker-bench-ingest.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        say(f"load average before: {os.getloadavg()}")
+        found: dict = {(page, i): [] for page, _ in WINDOW_PAGES for i in range(len(sides))}
+        for run in range(runs + 1):
+            for page, url in WINDOW_PAGES:
+                order = list(range(len(sides)))
+                if run % 2:
+                    order.reverse()
+                for i in order:
+                    answer = ask(children[i], {"op": "get", "url": url})
+                    if answer["status"] != 200:
+                        sys.exit(f"{page} on {sides[i][1]}: status {answer['status']}")
+                    if run:
+                        found[page, i].append(answer)
+        say(f"load average after: {os.getloadavg()}")
+    header = " | ".join(f"{db}: page / SQL / slowest statement (rows shown)" for _, db in sides)
+    say(f"p50 ms over {runs} runs: page | {header}")
+    summary = {}
+    for page, _ in WINDOW_PAGES:
+        cells = []
+        for i, (_, db) in enumerate(sides):
+            answers = found[page, i]
+            p50 = {key: statistics.median(a[key] for a in answers) for key in ("ms", "sql_ms", "slowest_ms")}
+            alike = [a["each"] for a in answers if len(a["each"]) == len(answers[-1]["each"])]
+            each = [statistics.median(times[k] for times in alike) for k in range(len(alike[-1]))]
+            summary[f"{sides[i][0].name}:{db} | {page}"] = {
+                **p50,
+                "queries": answers[-1]["queries"],
+                "count": answers[-1]["count"],
+                "statements": [[round(ms, 3), head] for ms, head in zip(each, answers[-1]["heads"], strict=False)],
+            }
+            cells.append(f"{p50['ms']:.1f} / {p50['sql_ms']:.2f} / {p50['slowest_ms']:.2f} ({answers[-1]['count']})")
+        say(f"{page} | " + " | ".join(cells))
+    say("ADMIN_WINDOWS_JSON " + json.dumps(summary))
+    if explain:
+        plans = []
+        for page, url in WINDOW_PAGES:
+            for i, (_, db) in enumerate(sides):
+                sql = found[page, i][-1]["slowest"]
+                plan = ask(children[i], {"op": "explain", "sql": sql})["plan"]
+                plans.append(f"### {db} | {page}  ({url})\n{sql}\n{plan}\n")
+        Path(explain).write_text("\n".join(plans))
+    for child in children:
+        child.stdin.close()
+        child.wait()
+    return 0
+
+
+# A child of --windows-ab, in one checkout with its database: logged in as the superuser, it answers
+# each {"op": "get", "url"} with the page's time, its statements' times (measured around each
+# execute: Django's captured times are rounded to the millisecond) and the slowest statement.
+_WINDOWS_CHILD = """
+import json, re, sys, time, django
+django.setup()
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.contrib.auth import get_user_model
+client = Client(HTTP_HOST="127.0.0.1", secure=True)
+client.force_login(get_user_model().objects.get(username="bench-admin"),
+                   backend="django.contrib.auth.backends.ModelBackend")
+for line in sys.stdin:
+    command = json.loads(line)
+    if command["op"] == "explain":
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + command["sql"])
+            print("AB " + json.dumps({"plan": "\\n".join(row[0] for row in cursor.fetchall())}), flush=True)
+        continue
+    times = []
+    def timed(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            times.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(timed):
+        started = time.perf_counter()
+        response = client.get(command["url"])
+        elapsed = (time.perf_counter() - started) * 1000
+    statements = [q["sql"] for q in queries.captured_queries]
+    # The slowest statement that reads rows (the count's planner estimate is an EXPLAIN: only planned).
+    slowest = max((i for i in range(len(times)) if not statements[i].startswith("EXPLAIN")), key=times.__getitem__)
+    paginator = re.search(r'class="paginator">(.*?)</p>', response.content.decode(), re.S)
+    shown = " ".join(re.sub(r"<[^>]+>", " ", paginator.group(1)).split())[-40:] if paginator else "?"
+    print("AB " + json.dumps({"status": response.status_code, "ms": elapsed, "sql_ms": sum(times),
+                              "slowest_ms": times[slowest], "slowest": statements[slowest],
+                              "queries": len(times), "count": shown,
+                              "each": times, "heads": [sql[:150] for sql in statements]}), flush=True)
 """
 
 
