@@ -179,7 +179,7 @@ def recent_floor(table: str, *, near: datetime, row_id: int | None = None) -> Fl
         if opened_at is not None and near - opened_at < 2 * _CLOCK_MARGIN:
             start += 1
     older = entries[start + 1 :]
-    if not older or start >= len(entries) or entries[start][0] == 0:
+    if not older or entries[start][0] == 0:  # (no older entries also when row_id is below them all)
         return None
     closed = [closed_at for _, _, closed_at in older if closed_at is not None]
     if len(closed) < len(older):
